@@ -1,0 +1,98 @@
+"""PNG and JPEG decoding with Pillow for untrusted uploads.
+
+Pillow's ``Image.open`` only parses headers, so the size is checked against the
+limits before ``load()`` allocates. Only the sniffed format's plugin is allowed to
+open the bytes, so a file cannot be routed to an unexpected decoder.
+
+Decompression-bomb guard: our own width x height check runs before any pixel is
+decoded, with a ceiling of ``min(limits.max_pixels, Image.MAX_IMAGE_PIXELS)``, and
+Pillow's ``DecompressionBombError`` (raised by ``open``) is mapped to ImageTooLarge.
+This avoids changing Pillow's process-wide warning filters, which is not thread-safe.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any, NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import CorruptImage, ImageTooLarge, ImageTooSmall
+from .limits import DecodeLimits
+
+__all__ = ["RasterResult", "decode_raster", "EMPTY_METADATA_KEYS"]
+
+EMPTY_METADATA_KEYS = (
+    "patient_id", "patient_name", "patient_birth_date", "patient_sex", "accession_number",
+    "study_instance_uid", "sop_instance_uid", "study_date", "modality", "view_position",
+    "body_part_examined", "photometric_interpretation", "pixel_spacing", "bits_stored",
+    "transfer_syntax",
+)
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
+_PLUGIN = {"PNG": ["PNG"], "JPEG": ["JPEG", "MPO"]}
+
+
+class RasterResult(NamedTuple):
+    pixels: np.ndarray  # float32, 2-D, [0, 1]
+    bit_depth: int
+    metadata: dict[str, Any]
+
+
+def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> RasterResult:
+    """Decode a PNG or JPEG to float32 [0, 1] greyscale with EXIF orientation applied."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=_PLUGIN[fmt])
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge() from exc
+    except Exception as exc:
+        raise CorruptImage(f"The {fmt} file is damaged and cannot be read.") from exc
+    with image:
+        _check_size(image.size, limits)
+        try:
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            pixels, bit_depth = to_grey(upright)
+        except MemoryError as exc:
+            raise ImageTooLarge() from exc
+        except Exception as exc:
+            raise CorruptImage(f"The {fmt} file is damaged or incomplete and cannot be read.") from exc
+    metadata: dict[str, Any] = dict.fromkeys(EMPTY_METADATA_KEYS)
+    metadata["bits_stored"] = bit_depth
+    metadata["photometric_interpretation"] = "MONOCHROME2"
+    return RasterResult(pixels, bit_depth, metadata)
+
+
+def _check_size(size: tuple[int, int], limits: DecodeLimits) -> None:
+    width, height = size
+    ceiling = limits.max_pixels
+    if Image.MAX_IMAGE_PIXELS:
+        ceiling = min(ceiling, int(Image.MAX_IMAGE_PIXELS))
+    if width * height > ceiling or max(width, height) > limits.max_dimension:
+        raise ImageTooLarge(f"The image is {width} x {height} pixels, more than the upload limit.")
+    if min(width, height) < limits.min_dimension:
+        raise ImageTooSmall(f"The image is only {width} x {height} pixels, too small to read.")
+
+
+def to_grey(image: Image.Image) -> tuple[np.ndarray, int]:
+    """Any Pillow mode -> (float32 [0, 1] 2-D array, bit depth); alpha composited on black."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(image).astype(np.float32) / np.float32(65535.0), 16
+    if mode == "I":  # 16-bit PNG greyscale on some Pillow versions
+        values = np.asarray(image).astype(np.float32)
+        return np.clip(values / np.float32(65535.0), 0.0, 1.0), 16
+    if mode == "F":
+        return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0), 32
+    if mode == "1":
+        return np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255.0), 1
+    if mode == "L":
+        return np.asarray(image, dtype=np.float32) / np.float32(255.0), 8
+    if mode in ("LA", "La"):
+        la = np.asarray(image.convert("LA"), dtype=np.float32) / np.float32(255.0)
+        return la[..., 0] * la[..., 1], 8
+    has_alpha = mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info)
+    rgba = np.asarray(image.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32)
+    grey = (rgba[..., :3] @ _LUMA) / np.float32(255.0)
+    if has_alpha:
+        grey *= rgba[..., 3] / np.float32(255.0)
+    return np.clip(grey, 0.0, 1.0), 8

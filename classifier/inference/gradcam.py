@@ -1,0 +1,107 @@
+"""Grad-CAM heatmaps and PNG overlays.
+
+The gradient model and its traced function are built once per (model, layer) and
+cached in a WeakKeyDictionary, so repeated heatmaps cost one forward+backward pass and
+a dropped model frees its cache entry.  TensorFlow is imported inside functions.
+"""
+from __future__ import annotations
+
+import io
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+
+_CACHE: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def default_layer(model: Any) -> str:
+    """Layer named "gradcam_target" if present, else the last layer with 4-D output."""
+    names = [layer.name for layer in model.layers]
+    if "gradcam_target" in names:
+        return "gradcam_target"
+    for layer in reversed(model.layers):
+        if len(getattr(layer, "output").shape) == 4:
+            return layer.name
+    raise ValueError("model has no 4-D layer for Grad-CAM")
+
+
+def _cam_function(model: Any, layer_name: str) -> Any:
+    with _LOCK:
+        per_model = _CACHE.setdefault(model, {})
+        if layer_name not in per_model:
+            per_model[layer_name] = _build_cam_function(model, layer_name)
+        return per_model[layer_name]
+
+
+def _build_cam_function(model: Any, layer_name: str) -> Any:
+    import keras
+    import tensorflow as tf
+
+    grad_model = keras.Model(model.inputs, [model.get_layer(layer_name).output, model.output])
+
+    @tf.function(reduce_retracing=True)
+    def cam(x: Any, class_index: Any) -> tuple[Any, Any]:
+        with tf.GradientTape() as tape:
+            features, logits = grad_model(x, training=False)
+            tape.watch(features)
+            index = tf.where(class_index < 0, tf.argmax(logits[0], output_type=tf.int32),
+                             class_index)
+            score = logits[:, index]
+        grads = tape.gradient(score, features)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        heat = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1, keepdims=True))
+        heat = tf.image.resize(heat, tf.shape(x)[1:3], method="bilinear")[0, ..., 0]
+        return heat, index
+
+    return cam
+
+
+def gradcam(keras_model: Any, x: np.ndarray, class_index: int | None = None,
+            layer_name: str | None = None) -> np.ndarray:
+    """Grad-CAM of ``class_index`` (None = predicted class) for one image (H, W, C).
+
+    Uses logits (pre-softmax) gradients.  Returns float32 (H, W) in [0, 1]; all zeros
+    when no region has positive evidence for the class.
+    """
+    import tensorflow as tf
+
+    if x.ndim != 3:
+        raise ValueError(f"expected one image (H, W, C), got shape {x.shape}")
+    fn = _cam_function(keras_model, layer_name or default_layer(keras_model))
+    batch = tf.constant(np.asarray(x, np.float32)[None])
+    heat, _ = fn(batch, tf.constant(-1 if class_index is None else int(class_index)))
+    heat = np.asarray(heat, dtype=np.float32)
+    peak = float(heat.max())
+    return heat / peak if peak > 0 else np.zeros_like(heat)
+
+
+def jet_colormap(values: np.ndarray) -> np.ndarray:
+    """Map [0, 1] values (H, W) to uint8 RGB (H, W, 3) with a jet-like palette."""
+    v = np.clip(values, 0.0, 1.0)[..., None]
+    centres = np.array([0.75, 0.5, 0.25])  # red, green, blue peaks
+    rgb = np.clip(1.5 - np.abs(4.0 * (v - centres)), 0.0, 1.0)
+    return (rgb * 255).astype(np.uint8)
+
+
+def overlay_png(base_gray_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> bytes:
+    """PNG bytes of the heatmap blended over the greyscale image (same H, W).
+
+    The heatmap's weight is scaled by its own value so cold regions show the plain
+    radiograph instead of a blue wash.
+    """
+    from PIL import Image
+
+    base = np.asarray(base_gray_uint8)
+    if base.ndim == 3:
+        base = base[..., 0]
+    if base.shape != heatmap.shape:
+        raise ValueError(f"image {base.shape} and heatmap {heatmap.shape} differ in size")
+    grey = np.repeat(base[..., None].astype(np.float32), 3, axis=-1)
+    weight = alpha * np.clip(heatmap, 0, 1)[..., None] ** 0.5
+    blended = grey * (1 - weight) + jet_colormap(heatmap).astype(np.float32) * weight
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8), "RGB").save(buffer, "PNG")
+    return buffer.getvalue()

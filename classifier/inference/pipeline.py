@@ -1,0 +1,185 @@
+"""Inference as a pipeline of named, timed stages: decode -> preprocess -> model ->
+heatmap (plus total).
+
+One ``InferencePipeline`` per (artifact directory, runtime) per process, built lazily
+by ``get_pipeline``: a new artifact directory is a new model version and is loaded on
+first use, without a restart.  Pipelines are safe to share between threads (runtimes
+serialise their own calls).  Decoding errors propagate unchanged as
+``classifier.imaging.errors.ImagingError`` (a permanent failure for the caller).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from classifier.inference.runtime import load_predictor
+
+NORMAL_LABEL = "NORMAL"
+
+
+@dataclass
+class InferenceResult:
+    """One image's prediction.  ``p_abnormal = 1 - p(NORMAL)``; ``flag`` is
+    ``p_abnormal >= threshold``.  ``heatmap_class`` is the class Grad-CAM explains:
+    the most probable abnormal class, so the map always shows abnormality evidence."""
+
+    probabilities: dict[str, float]
+    label: str
+    p_abnormal: float
+    flag: bool
+    threshold: float
+    timings_ms: dict[str, float]
+    preprocessed: np.ndarray                 # (H, W) uint8, what the model saw
+    heatmap_raw: np.ndarray | None = None    # (H, W) float32 in [0, 1]
+    heatmap_png: bytes | None = None
+    heatmap_class: str | None = None
+    model_sha256: str = ""
+    metadata: dict = field(default_factory=dict)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000.0
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, np.float64) / max(temperature, 1e-6)
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+class InferencePipeline:
+    """Runs an artifact directory's model on raw image bytes."""
+
+    def __init__(self, artifact_dir: str | Path, *, runtime: str = "tflite",
+                 heatmap: bool = True, num_threads: int | None = None) -> None:
+        from classifier.imaging.preprocess import PreprocessConfig
+
+        self.artifact_dir = Path(artifact_dir)
+        self.runtime = runtime
+        self.heatmap = heatmap
+        # load_predictor verifies every sha256 before anything is used.
+        self.predictor = load_predictor(self.artifact_dir, runtime, num_threads)
+        manifest = json.loads((self.artifact_dir / "manifest.json").read_text())
+        self.model_sha256 = manifest["files"].get(
+            "model.tflite" if runtime == "tflite" else "model.keras", "")
+        self.config = PreprocessConfig.from_dict(
+            json.loads((self.artifact_dir / "preprocess.json").read_text()))
+        thresholds = json.loads((self.artifact_dir / "thresholds.json").read_text())
+        self.threshold = float(thresholds["abnormal"])
+        self.temperature = float(thresholds.get("temperature", 1.0))
+        self.labels = list(self.predictor.labels)
+        self._keras_model: Any = getattr(self.predictor, "model", None)
+        self._keras_lock = threading.Lock()
+
+    @property
+    def keras_model(self) -> Any:
+        """The Keras model for Grad-CAM, loaded on first use (already hash-verified)."""
+        with self._keras_lock:
+            if self._keras_model is None:
+                import keras
+
+                self._keras_model = keras.saving.load_model(
+                    self.artifact_dir / "model.keras", compile=False)
+            return self._keras_model
+
+    def _prepare(self, data: bytes, timings: dict[str, float]) -> tuple[np.ndarray, dict]:
+        from classifier.imaging.decode import decode_bytes
+        from classifier.imaging.preprocess import preprocess
+
+        with _timed(timings, "decode"):
+            decoded = decode_bytes(data)
+        with _timed(timings, "preprocess"):
+            image = preprocess(decoded.pixels, self.config).astype(np.float32)
+        return image, decoded.metadata
+
+    def run(self, data: bytes) -> InferenceResult:
+        """Predict one image; raises ImagingError if it cannot be decoded."""
+        return self.run_many([data], batch_size=1)[0]
+
+    def run_many(self, items: list[bytes], batch_size: int = 8) -> list[InferenceResult]:
+        """Predict several images, ``batch_size`` per model call.  Per-image timings;
+        the model stage is the batch time divided evenly.  Raises on the first image
+        that fails to decode (callers wanting per-image errors call ``run``)."""
+        results: list[InferenceResult] = []
+        for start in range(0, len(items), batch_size):
+            results.extend(self._run_batch(items[start:start + batch_size]))
+        return results
+
+    def _run_batch(self, items: list[bytes]) -> list[InferenceResult]:
+        timings = [dict[str, float]() for _ in items]
+        prepared = [self._prepare(data, t) for data, t in zip(items, timings)]
+        batch = np.stack([image for image, _ in prepared])
+        start = time.perf_counter()
+        probs = softmax(self.predictor.predict_logits(batch), self.temperature)
+        model_ms = (time.perf_counter() - start) * 1000.0 / len(items)
+        results = []
+        for (image, metadata), p, t in zip(prepared, probs, timings):
+            t["model"] = model_ms
+            results.append(self._result(image, metadata, p, t))
+            # Per image in a batch, wall time is ambiguous: total = sum of its stages.
+            t["total"] = sum(t.values())
+        return results
+
+    def _result(self, image: np.ndarray, metadata: dict, probs: np.ndarray,
+                timings: dict[str, float]) -> InferenceResult:
+        probabilities = {label: float(p) for label, p in zip(self.labels, probs)}
+        p_abnormal = 1.0 - probabilities.get(NORMAL_LABEL, 0.0)
+        display = np.clip(np.rint(image[..., 0] * 255.0), 0, 255).astype(np.uint8)
+        result = InferenceResult(
+            probabilities=probabilities, label=self.labels[int(np.argmax(probs))],
+            p_abnormal=p_abnormal, flag=p_abnormal >= self.threshold,
+            threshold=self.threshold, timings_ms=timings, preprocessed=display,
+            model_sha256=self.model_sha256, metadata=metadata)
+        if self.heatmap:
+            with _timed(timings, "heatmap"):
+                self._add_heatmap(result, image, probs)
+        return result
+
+    def _add_heatmap(self, result: InferenceResult, image: np.ndarray,
+                     probs: np.ndarray) -> None:
+        from classifier.inference.gradcam import gradcam, overlay_png
+
+        abnormal = [i for i, label in enumerate(self.labels) if label != NORMAL_LABEL]
+        index = max(abnormal, key=lambda i: probs[i]) if abnormal else int(np.argmax(probs))
+        result.heatmap_raw = gradcam(self.keras_model, image, index)
+        result.heatmap_png = overlay_png(result.preprocessed, result.heatmap_raw)
+        result.heatmap_class = self.labels[index]
+
+
+_PIPELINES: dict[tuple[str, str, bool], InferencePipeline] = {}
+_PIPELINES_LOCK = threading.Lock()
+
+
+def get_pipeline(artifact_dir: str | Path, runtime: str = "tflite", *,
+                 heatmap: bool = True) -> InferencePipeline:
+    """The process-wide pipeline for (artifact dir, runtime), built on first use.
+
+    Artifact directories are immutable, so a cached pipeline never goes stale; call
+    this in the worker child process, not before fork (TF state does not survive it).
+    """
+    key = (str(Path(artifact_dir).resolve()), runtime, heatmap)
+    with _PIPELINES_LOCK:
+        pipeline = _PIPELINES.get(key)
+        if pipeline is None:
+            pipeline = InferencePipeline(artifact_dir, runtime=runtime, heatmap=heatmap)
+            _PIPELINES[key] = pipeline
+        return pipeline
+
+
+def clear_pipelines() -> None:
+    """Drop cached pipelines (tests; or to free memory of retired versions)."""
+    with _PIPELINES_LOCK:
+        _PIPELINES.clear()

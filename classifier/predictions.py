@@ -1,0 +1,222 @@
+"""Prediction lifecycle: request on upload, run in the worker, sweep what got stranded.
+
+Concurrency contract: the database row is the source of truth, the broker message only a
+nudge. A prediction is claimed atomically (classifier.claims) before any work, so
+duplicate or redelivered messages are no-ops, and the outcome is written only by the
+holder of the claim. The sweeper re-sends PENDING rows the broker lost and reclaims
+RUNNING rows whose worker died, so every prediction ends DONE or FAILED exactly once.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from classifier import claims
+from classifier.models import Image, Prediction, Study
+from classifier.triage import priority_score
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3  # a worker killed this often on one image means the image kills workers
+
+
+def _cfg(key: str) -> Any:
+    return settings.CXR[key]
+
+
+@transaction.atomic
+def prediction_request(*, image: Image, requested_by: Any = None) -> Prediction:
+    """Create a PENDING prediction and enqueue it once the transaction commits."""
+    prediction = Prediction.objects.create(image=image, requested_by=requested_by)
+    _enqueue_on_commit(prediction.pk)
+    return prediction
+
+
+def _enqueue_on_commit(prediction_id: int) -> None:
+    from classifier.tasks import prediction_run_task
+
+    def send() -> None:
+        try:
+            prediction_run_task.delay(prediction_id)
+        except Exception:  # broker down: the row is safe, the sweeper will send it later
+            log.warning("broker unavailable; prediction %s left for the sweeper", prediction_id, exc_info=True)
+
+    transaction.on_commit(send)
+
+
+def prediction_run(*, prediction_id: int) -> list[int]:
+    """Run the active model on this prediction and, batched with it, other waiting ones.
+
+    Returns the ids this call completed (empty when another worker holds the claim).
+    Raises only errors worth retrying (storage or database trouble); everything about the
+    image itself ends as FAILED with a readable reason.
+    """
+    from training.registry import active_version
+
+    lease = _cfg("INFERENCE_HARD_TIME_LIMIT") + 5
+    token = claims.claim(Prediction, prediction_id, pending=Prediction.Status.PENDING,
+                         running=Prediction.Status.RUNNING, lease_seconds=lease, started_at=timezone.now())
+    if token is None:
+        log.info("prediction %s already claimed; nothing to do", prediction_id)
+        return []
+    batch = [(prediction_id, token)] + _claim_more(prediction_id, lease)
+    version = active_version()
+    live = [(pk, tok) for pk, tok in batch if not _fail_if_exhausted(pk, tok)]
+    if version is None:
+        for pk, tok in live:
+            _fail(pk, tok, "no_active_model", "No model version is active; an administrator must activate one.")
+        return [pk for pk, _ in live]
+    return _run_batch(live, version)
+
+
+def _claim_more(first_id: int, lease: float) -> list[tuple[int, uuid.UUID]]:
+    """Claim up to batch_size - 1 other waiting predictions, oldest first."""
+    wanted = _cfg("INFERENCE_BATCH_SIZE") - 1
+    if wanted <= 0:
+        return []
+    claimed = []
+    candidates = (Prediction.objects.filter(status=Prediction.Status.PENDING).exclude(pk=first_id)
+                  .order_by("created_at").values_list("pk", flat=True)[: wanted * 2])
+    for pk in candidates:
+        token = claims.claim(Prediction, pk, pending=Prediction.Status.PENDING,
+                             running=Prediction.Status.RUNNING, lease_seconds=lease, started_at=timezone.now())
+        if token is not None:
+            claimed.append((pk, token))
+        if len(claimed) >= wanted:
+            break
+    return claimed
+
+
+def _fail_if_exhausted(pk: int, token: uuid.UUID) -> bool:
+    attempts = Prediction.objects.filter(pk=pk).values_list("attempts", flat=True).first() or 0
+    if attempts <= MAX_ATTEMPTS:
+        return False
+    _fail(pk, token, "worker_lost", "The analysis stopped unexpectedly several times on this image; "
+                                    "it needs to be read without AI support.")
+    return True
+
+
+def _fail(pk: int, token: uuid.UUID, code: str, message: str) -> None:
+    if claims.complete(Prediction, pk, token, running=Prediction.Status.RUNNING, status=Prediction.Status.FAILED,
+                       error_code=code, error_message=message, finished_at=timezone.now(), lease_expires_at=None):
+        log.info("prediction %s failed: %s", pk, code)
+        study_refresh(Prediction.objects.get(pk=pk).image.study_id)
+
+
+def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any) -> list[int]:
+    from classifier.imaging import ImagingError
+    from classifier.inference.pipeline import get_pipeline
+
+    runtime = _cfg("INFERENCE_RUNTIME")
+    pipeline = get_pipeline(version.artifact_dir, runtime=runtime)
+    predictions = {p.pk: p for p in Prediction.objects.select_related("image").filter(pk__in=[pk for pk, _ in batch])}
+    payloads, kept = [], []
+    for pk, token in batch:
+        try:
+            with predictions[pk].image.file.open("rb") as handle:
+                payloads.append(handle.read())
+            kept.append((pk, token))
+        except FileNotFoundError:
+            _fail(pk, token, "file_missing", "The stored image file could not be found.")
+    results = pipeline.run_many(payloads, batch_size=_cfg("INFERENCE_BATCH_SIZE"), return_errors=True)
+    done = []
+    for (pk, token), result in zip(kept, results):
+        if isinstance(result, ImagingError):
+            _fail(pk, token, result.code, result.message)
+        else:
+            _store_result(predictions[pk], token, result, version, runtime)
+        done.append(pk)
+    return done
+
+
+def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version: Any, runtime: str) -> None:
+    started = time.perf_counter()
+    name = uuid.uuid4().hex
+    overlay = ContentFile(result.heatmap_png, name=f"{name}.png")
+    raw_buffer = io.BytesIO()
+    np.save(raw_buffer, result.heatmap_raw.astype(np.float16))
+    raw = ContentFile(raw_buffer.getvalue(), name=f"{name}.npy")
+    heatmap_path = prediction.heatmap.storage.save(f"heatmaps/{name[:2]}/{overlay.name}", overlay)
+    raw_path = prediction.heatmap.storage.save(f"heatmaps/{name[:2]}/{raw.name}", raw)
+    timings = dict(result.timings_ms)
+    timings["store"] = round((time.perf_counter() - started) * 1000, 2)
+    written = claims.complete(
+        Prediction, prediction.pk, token, running=Prediction.Status.RUNNING, status=Prediction.Status.DONE,
+        model_version=version, probabilities=result.probabilities, label=result.label,
+        p_abnormal=result.p_abnormal, flag=result.flag, threshold=result.threshold,
+        thresholds=version.thresholds, runtime=runtime, heatmap=heatmap_path, heatmap_raw=raw_path,
+        timings_ms=timings, error_code="", error_message="", finished_at=timezone.now(), lease_expires_at=None)
+    if not written:  # lost the claim to a reclaim: the other attempt owns the outcome
+        prediction.heatmap.storage.delete(heatmap_path)
+        prediction.heatmap.storage.delete(raw_path)
+        return
+    study_refresh(prediction.image.study_id)
+
+
+def study_refresh(study_id: int) -> None:
+    """Recompute a study's status and priority from its images' latest predictions and reviews."""
+    from classifier.selectors import prediction_latest
+
+    study = Study.objects.get(pk=study_id)
+    images = list(study.images.all())
+    latest = [prediction_latest(image) for image in images]
+    reviewed = bool(images) and all(image.reviews.exists() for image in images)
+    statuses = {p.status for p in latest if p is not None}
+    if reviewed:
+        status = Study.Status.REVIEWED
+    elif Prediction.Status.RUNNING in statuses:
+        status = Study.Status.RUNNING
+    elif Prediction.Status.PENDING in statuses or not statuses:
+        status = Study.Status.QUEUED
+    elif statuses == {Prediction.Status.FAILED}:
+        status = Study.Status.FAILED
+    else:
+        status = Study.Status.DONE
+    done = [p for p in latest if p is not None and p.status == Prediction.Status.DONE]
+    worst = max(done, key=lambda p: p.p_abnormal or 0.0, default=None)
+    waited = (timezone.now() - study.created_at).total_seconds() / 60
+    priority = 0.0 if reviewed else priority_score(
+        p_abnormal=worst.p_abnormal if worst else None, flag=worst.flag if worst else None,
+        failed=status == Study.Status.FAILED, waited_minutes=waited,
+        max_wait_minutes=_cfg("TRIAGE_MAX_WAIT_MINUTES"))
+    Study.objects.filter(pk=study_id).update(status=status, priority=priority, updated_at=timezone.now())
+
+
+def prediction_sweep(*, now: Any = None) -> dict[str, int]:
+    """Re-send stranded PENDING rows, reclaim expired RUNNING rows, refresh priorities."""
+    now = now or timezone.now()
+    stale_pending = now - timedelta(seconds=_cfg("SWEEP_INTERVAL_SECONDS"))
+    expired = list(Prediction.objects.filter(status=Prediction.Status.RUNNING, lease_expires_at__lt=now)
+                   .values_list("pk", "claim_token"))
+    reclaimed = 0
+    for pk, token in expired:
+        # Back to PENDING under the old token, so a live-but-slow worker cannot also finish it.
+        reclaimed += Prediction.objects.filter(pk=pk, status=Prediction.Status.RUNNING, claim_token=token).update(
+            status=Prediction.Status.PENDING, claim_token=None, claimed_by="", lease_expires_at=None)
+    pending = list(Prediction.objects.filter(status=Prediction.Status.PENDING, created_at__lt=stale_pending)
+                   .values_list("pk", flat=True)[:500])
+    from classifier.tasks import prediction_run_task
+
+    for pk in pending:
+        prediction_run_task.delay(pk)
+    refreshed = 0
+    for study_id in Study.objects.exclude(status=Study.Status.REVIEWED).values_list("pk", flat=True)[:2000]:
+        study_refresh(study_id)
+        refreshed += 1
+    return {"reclaimed": reclaimed, "resent": len(pending), "refreshed": refreshed}
+
+
+def prediction_release(*, prediction_id: int) -> None:
+    """Give a RUNNING row held by this process back to PENDING before a retry."""
+    Prediction.objects.filter(pk=prediction_id, status=Prediction.Status.RUNNING,
+                              claimed_by=claims.worker_identity()).update(
+        status=Prediction.Status.PENDING, claim_token=None, claimed_by="", lease_expires_at=None)

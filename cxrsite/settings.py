@@ -1,0 +1,253 @@
+"""One env-driven settings module for every deployment.
+
+With no environment at all the app runs on an embedded default: SQLite, media on local
+disk, and a real Celery worker fed by kombu's SQLAlchemy transport on SQLite (no server).
+Production is the same module with DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis),
+SECRET_KEY, ALLOWED_HOSTS and DEBUG=false. Every variable is documented in README.md.
+Malformed values raise ImproperlyConfigured with a one-line reason (see cxrsite.boot).
+"""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from cxrsite.env import Env, EnvError
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = Env()
+
+
+def _load() -> dict:
+    """Read every variable; collected in a function so one EnvError becomes one message."""
+    debug = env.bool("DEBUG", True)
+    var_dir = Path(env.str("CXR_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+    secret_key = env.str("SECRET_KEY")
+    if secret_key is None:
+        if not debug:
+            raise EnvError("SECRET_KEY must be set when DEBUG is false.")
+        secret_key = _local_secret(var_dir)
+    database_url = env.str("DATABASE_URL", f"sqlite:///{var_dir / 'db.sqlite3'}")
+    broker_url = env.str("CELERY_BROKER_URL", f"sqla+sqlite:///{var_dir / 'broker.sqlite3'}")
+    return {
+        "debug": debug,
+        "var_dir": var_dir,
+        "secret_key": secret_key,
+        "database_url": database_url,
+        "broker_url": broker_url,
+        "allowed_hosts": env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if debug else []),
+        "csrf_trusted": env.list("CSRF_TRUSTED_ORIGINS", []),
+        "media_root": Path(env.str("CXR_MEDIA_ROOT", str(var_dir / "media"))).resolve(),
+        "model_root": Path(env.str("CXR_MODEL_ROOT", str(var_dir / "models"))).resolve(),
+        "secure_cookies": env.bool("CXR_SECURE_COOKIES", not debug),
+        "session_minutes": env.int("CXR_SESSION_TIMEOUT_MINUTES", 30, minimum=1),
+        "lockout_failures": env.int("CXR_LOGIN_FAILURE_LIMIT", 5, minimum=1),
+        "lockout_minutes": env.int("CXR_LOGIN_LOCKOUT_MINUTES", 15, minimum=1),
+        "log_level": env.choice("CXR_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        "max_upload_bytes": env.int("CXR_MAX_UPLOAD_BYTES", 64 * 1024 * 1024, minimum=1024),
+        "max_pixels": env.int("CXR_MAX_PIXELS", 40_000_000, minimum=4096),
+        "runtime": env.choice("CXR_INFERENCE_RUNTIME", "tflite", ("tflite", "keras")),
+        "batch_size": env.int("CXR_INFERENCE_BATCH_SIZE", 8, minimum=1),
+        "inference_soft": env.int("CXR_INFERENCE_SOFT_TIME_LIMIT", 60, minimum=1),
+        "inference_hard": env.int("CXR_INFERENCE_HARD_TIME_LIMIT", 90, minimum=2),
+        "inference_retries": env.int("CXR_INFERENCE_MAX_RETRIES", 3, minimum=0),
+        "training_soft": env.int("CXR_TRAINING_SOFT_TIME_LIMIT", 3 * 3600, minimum=60),
+        "training_hard": env.int("CXR_TRAINING_HARD_TIME_LIMIT", 3 * 3600 + 600, minimum=120),
+        "visibility": env.int("CXR_BROKER_VISIBILITY_TIMEOUT", 4 * 3600, minimum=60),
+        "sweep_seconds": env.int("CXR_SWEEP_INTERVAL_SECONDS", 60, minimum=1),
+        "target_sensitivity": env.float("CXR_TARGET_SENSITIVITY", 0.95, minimum=0.5, maximum=1.0),
+        "retrain_min_reviews": env.int("CXR_RETRAIN_MIN_REVIEWS", 50, minimum=1),
+        "max_wait_minutes": env.int("CXR_TRIAGE_MAX_WAIT_MINUTES", 240, minimum=1),
+        "data_dir": env.str("CXR_DATA_DIR"),
+    }
+
+
+def _local_secret(var_dir: Path) -> str:
+    """A per-installation key kept in var/ so debug sessions survive restarts."""
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+try:
+    _cfg = _load()
+except EnvError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
+DEBUG = _cfg["debug"]
+SECRET_KEY = _cfg["secret_key"]
+ALLOWED_HOSTS = _cfg["allowed_hosts"]
+CSRF_TRUSTED_ORIGINS = _cfg["csrf_trusted"]
+VAR_DIR = _cfg["var_dir"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_celery_beat",
+    "axes",
+    "classifier",
+    "training",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "cxrsite.urls"
+WSGI_APPLICATION = "cxrsite.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "classifier.roles.role_context",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": dj_database_url.parse(_cfg["database_url"], conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + IMMEDIATE transactions let the web process and the worker write concurrently
+    # without "database is locked" on the embedded default.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "worklist"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_AGE = _cfg["session_minutes"] * 60
+SESSION_SAVE_EVERY_REQUEST = True  # idle timeout, not absolute
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _cfg["secure_cookies"]
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+AXES_FAILURE_LIMIT = _cfg["lockout_failures"]
+AXES_COOLOFF_TIME = _cfg["lockout_minutes"] / 60  # hours
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_VERBOSE = False
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+MEDIA_URL = "media/"  # never served directly: images go through role-checked views
+MEDIA_ROOT = _cfg["media_root"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+FILE_UPLOAD_PERMISSIONS = 0o640
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+
+# --- Celery ------------------------------------------------------------------------
+CELERY_BROKER_URL = _cfg["broker_url"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "inference"
+CELERY_TASK_ROUTES = {
+    "classifier.tasks.*": {"queue": "inference"},
+    "training.tasks.*": {"queue": "training"},
+}
+CELERY_TASK_SOFT_TIME_LIMIT = _cfg["inference_soft"]
+CELERY_TASK_TIME_LIMIT = _cfg["inference_hard"]
+# The visibility timeout must outlast the longest task (a training run), or Redis would
+# hand a still-running task to a second worker.
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": _cfg["visibility"]} if CELERY_BROKER_URL.startswith(("redis", "rediss")) else {})
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+
+# --- The product -------------------------------------------------------------------
+CXR = {
+    "MODEL_ROOT": _cfg["model_root"],
+    "SHIPPED_MODEL_DIR": BASE_DIR / "training" / "shipped",
+    "DATA_DIR": _cfg["data_dir"],
+    "MAX_UPLOAD_BYTES": _cfg["max_upload_bytes"],
+    "MAX_PIXELS": _cfg["max_pixels"],
+    "INFERENCE_RUNTIME": _cfg["runtime"],
+    "INFERENCE_BATCH_SIZE": _cfg["batch_size"],
+    "INFERENCE_SOFT_TIME_LIMIT": _cfg["inference_soft"],
+    "INFERENCE_HARD_TIME_LIMIT": _cfg["inference_hard"],
+    "INFERENCE_MAX_RETRIES": _cfg["inference_retries"],
+    "TRAINING_SOFT_TIME_LIMIT": _cfg["training_soft"],
+    "TRAINING_HARD_TIME_LIMIT": _cfg["training_hard"],
+    "SWEEP_INTERVAL_SECONDS": _cfg["sweep_seconds"],
+    "TARGET_SENSITIVITY": _cfg["target_sensitivity"],
+    "RETRAIN_MIN_REVIEWS": _cfg["retrain_min_reviews"],
+    "TRIAGE_MAX_WAIT_MINUTES": _cfg["max_wait_minutes"],
+}
+if CXR["INFERENCE_HARD_TIME_LIMIT"] <= CXR["INFERENCE_SOFT_TIME_LIMIT"]:
+    raise ImproperlyConfigured("CXR_INFERENCE_HARD_TIME_LIMIT must be greater than CXR_INFERENCE_SOFT_TIME_LIMIT.")
+if CXR["TRAINING_HARD_TIME_LIMIT"] <= CXR["TRAINING_SOFT_TIME_LIMIT"]:
+    raise ImproperlyConfigured("CXR_TRAINING_HARD_TIME_LIMIT must be greater than CXR_TRAINING_SOFT_TIME_LIMIT.")
+if _cfg["visibility"] <= CXR["TRAINING_HARD_TIME_LIMIT"]:
+    raise ImproperlyConfigured("CXR_BROKER_VISIBILITY_TIMEOUT must be longer than CXR_TRAINING_HARD_TIME_LIMIT.")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": _cfg["log_level"]},
+    "loggers": {"axes": {"level": "WARNING"}},
+}

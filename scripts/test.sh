@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need and runs the whole suite against
+# PostgreSQL and Redis (started or installed by scripts/services.sh) with real workers.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/imaging -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/services.sh
+bash scripts/install.sh --dev
+
+export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/cxr}"
+export CELERY_BROKER_URL="${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}"
+export CXR_TEST_FLUSH_BROKER=1  # db 15 belongs to the tests
+# Short limits so the tests of killed workers and the sweeper finish in seconds.
+export CXR_INFERENCE_SOFT_TIME_LIMIT=20 CXR_INFERENCE_HARD_TIME_LIMIT=25
+export CXR_SWEEP_INTERVAL_SECONDS=2
+export TF_CPP_MIN_LOG_LEVEL=2
+unset CXR_VAR_DIR CXR_MEDIA_ROOT CXR_MODEL_ROOT
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,157 @@
+"""Shared fixtures: users per role, a real Celery worker subprocess, synthetic images."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+from PIL import Image as PILImage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def role_users(db) -> dict[str, object]:  # noqa: ANN001
+    """One active user per role plus one with no role, keyed by role name ('none' for none)."""
+    from django.contrib.auth import get_user_model
+
+    from classifier.roles import ensure_roles
+
+    groups = ensure_roles()
+    users = {}
+    for role in ("Clinician", "Radiologist", "Admin", "none"):
+        user = get_user_model().objects.create_user(username=f"u-{role.lower()}", password="pw-for-tests-1")
+        if role != "none":
+            user.groups.add(groups[role])
+        users[role] = user
+    return users
+
+
+def synthetic_png(size: int = 96, seed: int = 0, bits: int = 8) -> bytes:
+    """A chest-like synthetic radiograph: bright body, two darker lung ellipses, noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    body = 0.75 - 0.25 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2)
+    for cx in (0.32, 0.68):
+        lung = ((xx - cx) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2 < 1
+        body = np.where(lung, 0.25, body)
+    img = np.clip(body + rng.normal(0, 0.03, body.shape), 0, 1)
+    buffer = io.BytesIO()
+    if bits == 16:
+        PILImage.fromarray((img * 65535).astype(np.uint16)).save(buffer, format="PNG")
+    else:
+        PILImage.fromarray((img * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def png_bytes() -> Callable[..., bytes]:
+    return synthetic_png
+
+
+class WorkerProcess:
+    """A real ``celery worker`` subprocess (prefork, one child) using the test database."""
+
+    def __init__(self, env: dict[str, str], queues: str = "inference,training") -> None:
+        self.env, self.queues = env, queues
+        self.proc: subprocess.Popen | None = None
+        self.log_path = Path(env["CXR_VAR_DIR"]) / f"worker-{time.time_ns()}.log"
+
+    def start(self) -> "WorkerProcess":
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "cxrsite", "worker", "-Q", self.queues, "-c", "1",
+             "-P", "prefork", "--loglevel=info", "-n", f"test{time.time_ns()}@%h", "--without-gossip",
+             "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def child_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def kill_children(self) -> None:
+        for pid in self.child_pids():
+            os.kill(pid, signal.SIGKILL)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=20)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def worker_env(transactional_db) -> dict[str, str]:  # noqa: ANN001
+    """Environment for a worker subprocess that sees this test's (committed) database."""
+    from django.db import connection
+
+    env = dict(os.environ)
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = (f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
+                               f"{db['PORT'] or 5432}/{connection.settings_dict['NAME']}")
+    env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
+    env["CXR_VAR_DIR"] = str(settings.VAR_DIR)
+    env["CXR_MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
+    env["CXR_MODEL_ROOT"] = str(settings.CXR["MODEL_ROOT"])
+    env["CXR_INFERENCE_SOFT_TIME_LIMIT"] = str(settings.CXR["INFERENCE_SOFT_TIME_LIMIT"])
+    env["CXR_INFERENCE_HARD_TIME_LIMIT"] = str(settings.CXR["INFERENCE_HARD_TIME_LIMIT"])
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@pytest.fixture
+def celery_worker_proc(worker_env) -> Iterator[Callable[..., WorkerProcess]]:  # noqa: ANN001
+    """Factory starting worker subprocesses; all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(**overrides: str) -> WorkerProcess:
+        worker = WorkerProcess({**worker_env, **overrides}).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05, message: str = "") -> None:
+    """Poll until ``predicate()`` is true or fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    pytest.fail(message or f"condition not met within {timeout} s")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_broker() -> None:
+    """Start with an empty Redis database; only when the test script dedicates one to tests."""
+    url = settings.CELERY_BROKER_URL
+    if url.startswith("redis") and os.environ.get("CXR_TEST_FLUSH_BROKER") == "1":
+        import redis
+
+        redis.Redis.from_url(url).flushdb()

@@ -1,0 +1,79 @@
+"""Settings: strict env parsing and refusal to start without a secret in production."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cxrsite.env import Env, EnvError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL"}}
+    base.update({"CXR_VAR_DIR": str(tmp_path), **env})
+    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=base,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_production_without_secret_key_refuses_to_start_with_one_line(tmp_path: Path) -> None:
+    result = run_check(tmp_path, DEBUG="false")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "configuration error: SECRET_KEY must be set when DEBUG is false."
+
+
+def test_production_with_secret_key_starts(tmp_path: Path) -> None:
+    result = run_check(tmp_path, DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="cxr.example.org")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("name", "value", "fragment"), [
+    ("DEBUG", "maybe", "DEBUG='maybe' is not a boolean"),
+    ("CXR_INFERENCE_BATCH_SIZE", "eight", "CXR_INFERENCE_BATCH_SIZE='eight' is not an integer"),
+    ("CXR_INFERENCE_BATCH_SIZE", "0", "CXR_INFERENCE_BATCH_SIZE=0 must be at least 1"),
+    ("CXR_TARGET_SENSITIVITY", "nan", "must be a finite number"),
+    ("CXR_INFERENCE_RUNTIME", "onnx", "must be one of: tflite, keras"),
+])
+def test_malformed_value_fails_with_a_clear_message(tmp_path: Path, name: str, value: str, fragment: str) -> None:
+    result = run_check(tmp_path, **{name: value})
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_env_parsers_are_strict() -> None:
+    env = Env({"A": " yes ", "B": "off", "N": "12", "F": "0.5", "L": "a, b,,c", "E": "  "})
+    assert env.bool("A", False) is True and env.bool("B", True) is False
+    assert env.bool("E", True) is True  # blank means unset
+    assert env.int("N", 0) == 12 and env.float("F", 0.0) == 0.5
+    assert env.list("L", []) == ["a", "b", "c"]
+    with pytest.raises(EnvError):
+        Env({"N": "1.5"}).int("N", 0)
+    with pytest.raises(EnvError):
+        Env({"F": "0.5"}).float("F", 0.0, maximum=0.4)
+
+
+def test_embedded_default_needs_no_environment(tmp_path: Path) -> None:
+    """No DATABASE_URL and no broker: SQLite plus kombu's SQLAlchemy transport on SQLite."""
+    code = ("import django, os; os.environ['DJANGO_SETTINGS_MODULE']='cxrsite.settings'; django.setup();"
+            "from django.conf import settings as s;"
+            "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL.split(':')[0])")
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DEBUG"}}
+    env["CXR_VAR_DIR"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["django.db.backends.sqlite3", "sqla+sqlite"], out.stderr
+
+
+def test_wsgi_import_does_not_import_tensorflow(tmp_path: Path) -> None:
+    code = ("import sys, cxrsite.wsgi, classifier.views, classifier.predictions, training.registry;"
+            "from django.urls import resolve; resolve('/');"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras', 'ai_edge_litert'});"
+            "print('IMPORTED:' + ','.join(bad))")
+    env = dict(os.environ, CXR_VAR_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "IMPORTED:", out.stdout

@@ -1,0 +1,135 @@
+"""Datasets, training runs and the model registry."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from classifier.models import Label
+
+
+class Dataset(models.Model):
+    """A labelled collection registered with ``import_dataset``."""
+
+    class Layout(models.TextChoices):
+        FOLDERS = "folders", "DIR/<split>/<LABEL>/files or DIR/<LABEL>/files"
+        KERMANY = "kermany", "Kermany pediatric layout"
+        COVID_METADATA = "covid-metadata", "COVID metadata CSV"
+
+    name = models.CharField(max_length=128, unique=True)
+    layout = models.CharField(max_length=16, choices=Layout.choices)
+    source_dir = models.CharField(max_length=500)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetImage(models.Model):
+    """One labelled image of a dataset, stored under a generated name after validation."""
+
+    class Split(models.TextChoices):
+        TRAIN = "train", "Train"
+        VAL = "val", "Validation"
+        TEST = "test", "Test"
+        UNASSIGNED = "", "Unassigned"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(upload_to="datasets/", max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    original_path = models.CharField(max_length=500)
+    label = models.CharField(max_length=24, choices=Label.choices)
+    patient_key = models.CharField(max_length=128, help_text="Keeps splits patient-disjoint.")
+    source = models.CharField(max_length=64, blank=True, help_text="Hospital or collection, for per-source metrics.")
+    split = models.CharField(max_length=5, choices=Split.choices, blank=True, default="")
+    view_position = models.CharField(max_length=8, blank=True, default="unknown")
+    format = models.CharField(max_length=8)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "sha256"], name="dataset_image_unique_content")]
+
+
+class ModelVersion(models.Model):
+    """An immutable, fully described trained model. One version per name is active."""
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate"
+        ACTIVE = "active", "Active"
+        ARCHIVED = "archived", "Archived"
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=64, default="cxr-triage")
+    version = models.PositiveIntegerField()
+    architecture = models.CharField(max_length=64)
+    input_size = models.PositiveIntegerField()
+    labels = models.JSONField(help_text="Ordered output classes.")
+    preprocess_config = models.JSONField()
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    data_snapshot = models.JSONField(default=dict, blank=True, help_text="Image ids per split and their hash.")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    metrics = models.JSONField(default=dict, blank=True)
+    thresholds = models.JSONField(default=dict, blank=True)
+    artifact_dir = models.CharField(max_length=500)
+    artifact_sha256 = models.JSONField(default=dict, blank=True, help_text="sha256 of every artifact file.")
+    model_card = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CANDIDATE, db_index=True)
+    reviewed_images_used = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="model_version_unique"),
+            models.UniqueConstraint(fields=["name"], condition=Q(status="active"), name="one_active_version_per_name"),
+        ]
+        permissions = [("manage_models", "Can promote, roll back and inspect model versions")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class TrainingRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Manual"
+        SCHEDULE = "schedule", "Schedule"
+        COMMAND = "command", "Command line"
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    name = models.CharField(max_length=64, default="cxr-triage", help_text="Model name the run produces.")
+    spec = models.JSONField(default=dict, help_text="Training hyperparameters and preprocessing.")
+    datasets = models.ManyToManyField(Dataset, blank=True)
+    include_reviews = models.BooleanField(default=True)
+    progress = models.JSONField(default=dict, blank=True, help_text="epoch, epochs, loss, metrics, eta_seconds")
+    history = models.JSONField(default=dict, blank=True)
+    model_version = models.OneToOneField(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                         related_name="training_run")
+    promotion = models.JSONField(default=dict, blank=True, help_text="The gate's decision and reasons.")
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_by = models.CharField(max_length=128, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("start_training", "Can start training runs")]
+
+    def __str__(self) -> str:
+        return f"Training run #{self.pk} ({self.status})"

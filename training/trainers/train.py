@@ -1,0 +1,254 @@
+"""Resumable, deterministic Keras training loop.
+
+``train(spec, ...)`` writes into ``workdir``::
+
+    checkpoint/last.keras     model + optimizer state after the last finished epoch
+    checkpoint/best.weights.h5 weights of the best epoch (lowest val loss)
+    checkpoint/state.json     epoch counter, phase, history, best epoch, spec
+    model.keras               final model (best weights), written at the end
+
+Called again with the same workdir after a crash, it resumes after the last finished
+epoch (same spec required).  Resumed runs are deterministic per run but do not
+reproduce the random stream of an uninterrupted run bit for bit.
+One process per workdir: concurrent calls on the same workdir are not supported.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from training.trainers.data import AugmentConfig, BALANCING_MODES, as_onehot, make_dataset
+
+DEFAULT_LABELS = ("NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19")
+Progress = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything that determines a training run (JSON round-trips via to/from_dict)."""
+
+    architecture: str = "cxr_net"
+    input_size: int = 224
+    channels: int = 1
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    lr_decay_rate: float = 0.9
+    lr_decay_steps: int = 150        # optimizer steps per decay_rate factor
+    early_stopping_patience: int = 4
+    balancing: str = "class_weights"
+    augment: AugmentConfig | None = field(default_factory=AugmentConfig)
+    weights: str | None = None
+    allow_download: bool = False
+    freeze_backbone: bool = True
+    fine_tune_epochs: int = 0        # extra epochs after unfreezing (backbones only)
+    fine_tune_layers: int = 40
+    fine_tune_learning_rate: float = 1e-4
+    dropout: float = 0.3
+    label_smoothing: float = 0.05
+    weight_decay: float = 1e-4
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        if self.balancing not in BALANCING_MODES:
+            raise ValueError(f"balancing must be one of {BALANCING_MODES}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.input_size, self.input_size, self.channels)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.fine_tune_epochs
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["labels"] = list(self.labels)
+        data["augment"] = self.augment.to_dict() if self.augment else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainSpec":
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown TrainSpec keys: {sorted(unknown)}")
+        data = dict(data)
+        if "labels" in data:
+            data["labels"] = tuple(data["labels"])
+        if data.get("augment") is not None:
+            data["augment"] = AugmentConfig.from_dict(data["augment"])
+        return cls(**data)
+
+
+@dataclass
+class TrainOutcome:
+    model_path: Path
+    history: dict[str, list[float]]
+    epochs_run: int
+    seconds: float
+    best_epoch: int          # 1-based
+    stopped_early: bool = False
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _compile(model: Any, spec: TrainSpec, learning_rate: float) -> None:
+    import keras
+
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        learning_rate, decay_steps=spec.lr_decay_steps, decay_rate=spec.lr_decay_rate)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=spec.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                  label_smoothing=spec.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+
+
+def _new_state(spec: TrainSpec) -> dict:
+    return {"epoch": 0, "phase": "train", "history": {}, "best_val_loss": math.inf,
+            "best_epoch": 0, "wait": 0, "seconds": 0.0, "stopped_early": False,
+            "spec": spec.to_dict()}
+
+
+def _load_or_build(spec: TrainSpec, ckpt: Path) -> tuple[Any, dict]:
+    """Resume from ``ckpt`` when it holds a checkpoint, else build a fresh model."""
+    import keras
+
+    from training.trainers.architectures import build_model
+
+    state_path = ckpt / "state.json"
+    if state_path.exists() and (ckpt / "last.keras").exists():
+        state = json.loads(state_path.read_text())
+        if state["spec"] != spec.to_dict():
+            raise ValueError(f"{ckpt.parent} holds a checkpoint of a different TrainSpec; "
+                             "use a new workdir")
+        return keras.saving.load_model(ckpt / "last.keras"), state
+    model = build_model(spec.architecture, input_shape=spec.input_shape,
+                        num_classes=len(spec.labels), weights=spec.weights,
+                        allow_download=spec.allow_download, dropout=spec.dropout,
+                        freeze_backbone=spec.freeze_backbone)
+    _compile(model, spec, spec.learning_rate)
+    return model, _new_state(spec)
+
+
+def _epoch_callback(spec: TrainSpec, ckpt: Path, state: dict, progress: Progress | None,
+                    phase_end: int) -> Any:
+    """Keras callback: record history, checkpoint, early-stop, report progress."""
+    import keras
+
+    class EpochCheckpoint(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self._t0 = time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            for key, value in logs.items():
+                state["history"].setdefault(key, []).append(value)
+            state["epoch"] = epoch + 1
+            state["seconds"] += time.monotonic() - self._t0
+            val_loss = logs.get("val_loss", logs.get("loss", math.inf))
+            if val_loss < state["best_val_loss"] - 1e-4:
+                state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
+                self.model.save_weights(ckpt / "best.weights.h5")
+            else:
+                state["wait"] += 1
+            if state["wait"] >= spec.early_stopping_patience and epoch + 1 < phase_end:
+                state["stopped_early"] = True
+                self.model.stop_training = True
+            # Checkpoint before reporting: a crash in the reporter must not lose the epoch.
+            self.model.save(ckpt / "last.tmp.keras")
+            os.replace(ckpt / "last.tmp.keras", ckpt / "last.keras")
+            _write_json(ckpt / "state.json", state)
+            if progress is not None:
+                progress(_progress_record(spec, state, logs))
+
+    return EpochCheckpoint()
+
+
+def _progress_record(spec: TrainSpec, state: dict, logs: dict) -> dict:
+    done = state["epoch"]
+    per_epoch = state["seconds"] / max(done, 1)
+    return {"epoch": done, "epochs": spec.total_epochs, "phase": state["phase"],
+            "loss": logs.get("loss"), "val_loss": logs.get("val_loss"),
+            "accuracy": logs.get("accuracy"), "val_accuracy": logs.get("val_accuracy"),
+            "best_epoch": state["best_epoch"], "seconds": round(state["seconds"], 1),
+            "eta_seconds": round(per_epoch * (spec.total_epochs - done), 1)}
+
+
+def _run_phase(model: Any, spec: TrainSpec, state: dict, ckpt: Path, end: int,
+               datasets: tuple[Any, Any], progress: Progress | None) -> None:
+    if state["epoch"] >= end or state["stopped_early"]:
+        return
+    callback = _epoch_callback(spec, ckpt, state, progress, end)
+    model.fit(datasets[0], validation_data=datasets[1], initial_epoch=state["epoch"],
+              epochs=end, callbacks=[callback], verbose=0)
+
+
+def _start_fine_tune(model: Any, spec: TrainSpec, state: dict, ckpt: Path) -> None:
+    """Unfreeze the top of the backbone from the best head weights, with a fresh
+    optimizer at a low learning rate; early-stopping patience restarts."""
+    from training.trainers.architectures import unfreeze
+
+    if (ckpt / "best.weights.h5").exists():
+        model.load_weights(ckpt / "best.weights.h5")
+    unfreeze(model, spec.fine_tune_layers)
+    _compile(model, spec, spec.fine_tune_learning_rate)
+    state.update(phase="fine_tune", wait=0, stopped_early=False, epoch=spec.epochs)
+
+
+def train(spec: TrainSpec, *, x_train: np.ndarray, y_train: np.ndarray,
+          x_val: np.ndarray, y_val: np.ndarray, workdir: Path,
+          progress: Progress | None = None) -> TrainOutcome:
+    """Train (or resume training) ``spec`` on uint8 images; returns the best model.
+
+    ``x_*`` are uint8 (N, H, W, C) from ``PreprocessedCache``; ``y_*`` int class ids or
+    soft labels (N, K) in ``spec.labels`` order.  ``progress`` is called after every
+    epoch (after the checkpoint is on disk) with a JSON-serialisable dict.
+    """
+    import keras
+
+    workdir = Path(workdir)
+    ckpt = workdir / "checkpoint"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(spec.seed)
+    model, state = _load_or_build(spec, ckpt)
+    k = len(spec.labels)
+    train_ds = make_dataset(x_train, as_onehot(y_train, k), batch_size=spec.batch_size,
+                            augment=spec.augment, shuffle=True, seed=spec.seed,
+                            balancing=spec.balancing)
+    val_ds = make_dataset(x_val, as_onehot(y_val, k), batch_size=spec.batch_size,
+                          augment=None, shuffle=False, seed=spec.seed)
+    if state["phase"] == "train":
+        _run_phase(model, spec, state, ckpt, spec.epochs, (train_ds, val_ds), progress)
+        if spec.fine_tune_epochs > 0:
+            _start_fine_tune(model, spec, state, ckpt)
+    if state["phase"] == "fine_tune":
+        _run_phase(model, spec, state, ckpt, spec.total_epochs, (train_ds, val_ds), progress)
+    return _finish(model, spec, state, ckpt, workdir)
+
+
+def _finish(model: Any, spec: TrainSpec, state: dict, ckpt: Path, workdir: Path) -> TrainOutcome:
+    if (ckpt / "best.weights.h5").exists():
+        model.load_weights(ckpt / "best.weights.h5")  # restore the best epoch
+    model_path = workdir / "model.keras"
+    model.save(model_path)
+    _write_json(workdir / "history.json", {"history": state["history"],
+                                           "best_epoch": state["best_epoch"],
+                                           "spec": spec.to_dict()})
+    return TrainOutcome(model_path=model_path, history=state["history"],
+                        epochs_run=state["epoch"], seconds=state["seconds"],
+                        best_epoch=state["best_epoch"], stopped_early=state["stopped_early"])
