@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import time
 import uuid
 from datetime import timedelta
@@ -127,15 +128,39 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any) -> list[int]:
             kept.append((pk, token))
         except FileNotFoundError:
             _fail(pk, token, "file_missing", "The stored image file could not be found.")
-    results = pipeline.run_many(payloads, batch_size=_cfg("INFERENCE_BATCH_SIZE"), return_errors=True)
+    results = run_each(pipeline, payloads, batch_size=_cfg("INFERENCE_BATCH_SIZE"))
     done = []
     for (pk, token), result in zip(kept, results):
         if isinstance(result, ImagingError):
             _fail(pk, token, result.code, result.message)
+        elif not all(math.isfinite(p) for p in result.probabilities.values()):
+            log.error("prediction %s: model %s produced non-finite output", pk, version)
+            _fail(pk, token, "model_error", "The model produced an invalid result for this image; "
+                                            "it needs to be read without AI support.")
         else:
             _store_result(predictions[pk], token, result, version, runtime)
         done.append(pk)
     return done
+
+
+def run_each(pipeline: Any, payloads: list[bytes], *, batch_size: int) -> list[Any]:
+    """Results in order, an ImagingError in place of each file that cannot be decoded.
+
+    The batch path runs first; only when a file in it fails are the files run one by
+    one, so one corrupt upload never fails its batch-mates.
+    """
+    from classifier.imaging import ImagingError
+
+    try:
+        return pipeline.run_many(payloads, batch_size=batch_size)
+    except ImagingError:
+        results: list[Any] = []
+        for data in payloads:
+            try:
+                results.append(pipeline.run(data))
+            except ImagingError as exc:
+                results.append(exc)
+        return results
 
 
 def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version: Any, runtime: str) -> None:
@@ -192,18 +217,26 @@ def study_refresh(study_id: int) -> None:
 
 
 def prediction_sweep(*, now: Any = None) -> dict[str, int]:
-    """Re-send stranded PENDING rows, reclaim expired RUNNING rows, refresh priorities."""
+    """Re-send stranded PENDING rows, reclaim RUNNING rows of dead workers, refresh priorities.
+
+    A RUNNING row is stranded when its lease (the hard time limit) has expired, or, sooner,
+    when its claimant ran on this host and its process is gone.
+    """
     now = now or timezone.now()
     stale_pending = now - timedelta(seconds=_cfg("SWEEP_INTERVAL_SECONDS"))
-    expired = list(Prediction.objects.filter(status=Prediction.Status.RUNNING, lease_expires_at__lt=now)
-                   .values_list("pk", "claim_token"))
-    reclaimed = 0
-    for pk, token in expired:
+    running = Prediction.objects.filter(status=Prediction.Status.RUNNING).values_list(
+        "pk", "claim_token", "claimed_by", "lease_expires_at")
+    stranded = [(pk, token) for pk, token, who, lease in running
+                if (lease is not None and lease < now) or claims.claimant_is_dead(who)]
+    reclaimed = []
+    for pk, token in stranded:
         # Back to PENDING under the old token, so a live-but-slow worker cannot also finish it.
-        reclaimed += Prediction.objects.filter(pk=pk, status=Prediction.Status.RUNNING, claim_token=token).update(
-            status=Prediction.Status.PENDING, claim_token=None, claimed_by="", lease_expires_at=None)
-    pending = list(Prediction.objects.filter(status=Prediction.Status.PENDING, created_at__lt=stale_pending)
-                   .values_list("pk", flat=True)[:500])
+        if Prediction.objects.filter(pk=pk, status=Prediction.Status.RUNNING, claim_token=token).update(
+                status=Prediction.Status.PENDING, claim_token=None, claimed_by="", lease_expires_at=None):
+            reclaimed.append(pk)
+    pending = reclaimed + list(Prediction.objects.filter(status=Prediction.Status.PENDING,
+                                                         created_at__lt=stale_pending)
+                               .exclude(pk__in=reclaimed).values_list("pk", flat=True)[:500])
     from classifier.tasks import prediction_run_task
 
     for pk in pending:
@@ -212,7 +245,7 @@ def prediction_sweep(*, now: Any = None) -> dict[str, int]:
     for study_id in Study.objects.exclude(status=Study.Status.REVIEWED).values_list("pk", flat=True)[:2000]:
         study_refresh(study_id)
         refreshed += 1
-    return {"reclaimed": reclaimed, "resent": len(pending), "refreshed": refreshed}
+    return {"reclaimed": len(reclaimed), "resent": len(pending), "refreshed": refreshed}
 
 
 def prediction_release(*, prediction_id: int) -> None:

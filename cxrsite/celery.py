@@ -8,11 +8,16 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cxrsite.settings")
 
 app = Celery("cxrsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("inference"), Queue("training"))
+# Explicit exchanges: a bare Queue("training") would bind to the default exchange with the
+# default routing key and training messages would never arrive.
+app.conf.task_queues = (
+    Queue("inference", Exchange("inference"), routing_key="inference"),
+    Queue("training", Exchange("training"), routing_key="training"),
+)
 app.autodiscover_tasks()

@@ -204,15 +204,18 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "inference"
 CELERY_TASK_ROUTES = {
-    "classifier.tasks.*": {"queue": "inference"},
-    "training.tasks.*": {"queue": "training"},
+    "classifier.tasks.*": {"queue": "inference", "routing_key": "inference"},
+    "training.tasks.*": {"queue": "training", "routing_key": "training"},
 }
 CELERY_TASK_SOFT_TIME_LIMIT = _cfg["inference_soft"]
 CELERY_TASK_TIME_LIMIT = _cfg["inference_hard"]
 # The visibility timeout must outlast the longest task (a training run), or Redis would
 # hand a still-running task to a second worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {"visibility_timeout": _cfg["visibility"]} if CELERY_BROKER_URL.startswith(("redis", "rediss")) else {})
+    {"visibility_timeout": _cfg["visibility"], "socket_connect_timeout": 3, "socket_timeout": 10}
+    if CELERY_BROKER_URL.startswith(("redis", "rediss")) else {})
+# An upload must not hang while the broker is down: fail fast, keep the row, let the sweeper send it.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False

@@ -15,5 +15,7 @@ export CXR_TEST_FLUSH_BROKER=1  # db 15 belongs to the tests
 export CXR_INFERENCE_SOFT_TIME_LIMIT=20 CXR_INFERENCE_HARD_TIME_LIMIT=25
 export CXR_SWEEP_INTERVAL_SECONDS=2
 export TF_CPP_MIN_LOG_LEVEL=2
-unset CXR_VAR_DIR CXR_MEDIA_ROOT CXR_MODEL_ROOT
+unset CXR_MEDIA_ROOT CXR_MODEL_ROOT
+# Everything a test run writes (databases, media, models, worker logs) stays out of var/.
+export CXR_VAR_DIR="${CXR_TEST_VAR_DIR:-$(mktemp -d -t cxr-test-XXXXXX)}"
 exec .venv/bin/python -m pytest "$@"

@@ -137,14 +137,19 @@ def celery_worker_proc(worker_env) -> Iterator[Callable[..., WorkerProcess]]:  #
         worker.stop()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05, message: str = "") -> None:
-    """Poll until ``predicate()`` is true or fail the test after ``timeout`` seconds."""
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05,
+             message: str | Callable[[], str] = "") -> None:
+    """Poll until ``predicate()`` is true or fail the test after ``timeout`` seconds.
+
+    ``message`` may be a callable (e.g. a worker's ``output``), evaluated only on failure.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(interval)
-    pytest.fail(message or f"condition not met within {timeout} s")
+    text = message() if callable(message) else message
+    pytest.fail(f"condition not met within {timeout} s\n{text[-4000:]}")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -155,3 +160,37 @@ def _clean_broker() -> None:
         import redis
 
         redis.Redis.from_url(url).flushdb()
+
+
+def build_tiny_artifact(directory: Path, *, seed: int = 0, abnormal_threshold: float = 0.5) -> Path:
+    """A real (random-weight) 32 px model exported through the production writer."""
+    import keras
+
+    from classifier.imaging.preprocess import PreprocessConfig
+    from training.trainers.architectures import build_model
+    from training.trainers.export import write_artifact
+
+    keras.utils.set_random_seed(seed)
+    model = build_model("s0_cnn", input_shape=(32, 32, 1), num_classes=4)
+    config = PreprocessConfig(input_size=32, lung_crop=False, clahe=True)
+    write_artifact(directory, model=model, preprocess_config=config,
+                   labels=["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"],
+                   thresholds={"abnormal": abnormal_threshold, "temperature": 1.0}, metrics={"note": "test model"},
+                   model_card_md="# tiny test model\n", extra={"hyperparameters": {"architecture": "s0_cnn"}})
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tmp_path_factory) -> list[Path]:  # noqa: ANN001
+    """Two different tiny artifacts (different seeds), built once per session."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    return [build_tiny_artifact(root / f"m{seed}", seed=seed) for seed in (0, 1)]
+
+
+@pytest.fixture
+def active_tiny_model(tiny_artifacts, db):  # noqa: ANN001, ANN201
+    """Register and activate the first tiny model (archiving whatever was active)."""
+    from training import registry
+
+    version = registry.version_register(source_dir=tiny_artifacts[0])
+    return registry.version_activate(version=version, reason="test")

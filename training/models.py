@@ -133,3 +133,15 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"Training run #{self.pk} ({self.status})"
+
+
+class Evaluation(models.Model):
+    """One ``evaluate_model`` run of a version on a folder of labelled images."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="evaluations")
+    directory = models.CharField(max_length=500)
+    report = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]

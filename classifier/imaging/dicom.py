@@ -14,13 +14,16 @@ every 16-bit stored value exactly, until the final [0, 1] result.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from typing import Any, NamedTuple
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian
+from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                        JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes)
 
 from .errors import (CorruptImage, ImageTooLarge, ImageTooSmall, LimitExceeded, MultiFrameImage,
                      NoPixelData, NotChestRadiograph, SuspiciousFile)
@@ -39,12 +42,15 @@ EXECUTABLE_MAGICS: tuple[bytes, ...] = (
 ACCEPTED_MODALITIES = frozenset({"CR", "DX"})
 SECONDARY_CAPTURE_MODALITIES = frozenset({"OT", "SC", "XC", ""})
 CHEST_WORDS = ("CHEST", "THORAX", "LUNG", "THORACIC", "TORAX", "BRUST", "POITRINE")
-NOT_CHEST_WORDS = (
+NOT_CHEST_WORDS = frozenset({
     "HEAD", "SKULL", "BRAIN", "FACE", "SINUS", "JAW", "TMJ", "NECK", "CSPINE", "TSPINE",
     "LSPINE", "SSPINE", "SPINE", "KNEE", "HAND", "FINGER", "WRIST", "FOREARM", "ELBOW", "ARM",
     "SHOULDER", "CLAVICLE", "HIP", "PELVIS", "FEMUR", "LEG", "ANKLE", "FOOT", "TOE", "HEEL",
     "ABDOMEN", "BREAST", "EXTREMITY", "SACRUM", "COCCYX", "TIBIA", "FIBULA", "HUMERUS",
-)
+})
+UNDEFINED_LENGTH = 0xFFFFFFFF
+_SIZED_CODECS = frozenset(JPEGTransferSyntaxes + JPEGLSTransferSyntaxes + JPEG2000TransferSyntaxes)
+_PIXEL_TAG_LE, _PIXEL_TAG_BE = b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10"
 _NATIVE_SYNTAXES = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
 
 
@@ -75,9 +81,19 @@ def read_dataset(data: bytes, limits: DecodeLimits) -> Dataset:
         raise LimitExceeded("The DICOM file nests sequences too deeply.") from exc
     except Exception as exc:  # pydicom raises many types for malformed input
         raise CorruptImage("The DICOM file is damaged and cannot be read.") from exc
+    _check_complete(ds)
     _check_structure(ds, limits, depth=0)
     _ensure_transfer_syntax(ds)
     return ds
+
+
+def _check_complete(ds: Dataset) -> None:
+    """pydicom silently keeps a value cut short by the end of the file; we refuse it."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement) and raw.length != UNDEFINED_LENGTH and \
+                raw.value is not None and len(raw.value) < raw.length:
+            raise CorruptImage("The DICOM file is incomplete (cut off part-way through).")
 
 
 def _check_structure(ds: Dataset, limits: DecodeLimits, depth: int) -> None:
@@ -133,9 +149,10 @@ def check_policy(ds: Dataset) -> None:
     if modality not in ACCEPTED_MODALITIES | SECONDARY_CAPTURE_MODALITIES:
         raise NotChestRadiograph(f"The DICOM modality is {modality}, not a chest radiograph "
                                  "(CR or DX).")
-    body = "".join(str(ds.get("BodyPartExamined", "") or "").upper().split())
+    body = str(ds.get("BodyPartExamined", "") or "").strip().upper()
     if body and not any(word in body for word in CHEST_WORDS):
-        if any(word in body for word in NOT_CHEST_WORDS):
+        # Only a clear statement refuses: a whole word naming another body part.
+        if NOT_CHEST_WORDS.intersection(re.split(r"[^A-Z]+", body)):
             raise NotChestRadiograph(f"The DICOM body part is {body}, not the chest.")
 
 
@@ -157,12 +174,17 @@ def check_payload(ds: Dataset, rows: int, cols: int) -> None:
     payload = ds.PixelData
     if syntax in _NATIVE_SYNTAXES or not UID(syntax).is_compressed:
         samples = _int(ds, "SamplesPerPixel", 1) or 1
+        if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+            samples = 2  # chroma is subsampled horizontally: Y Y Cb Cr per two pixels
         bits = _int(ds, "BitsAllocated", 16) or 16
         expected = rows * cols * samples * bits // 8
         if len(payload) < expected:
             raise CorruptImage("The DICOM image size does not match its pixel data.")
         return
     size = _embedded_codestream_size(bytes(payload[:65536]))
+    if size is None and syntax in _SIZED_CODECS:
+        # without the frame header we cannot bound what the decoder would allocate
+        raise CorruptImage("The DICOM compressed image header is missing or damaged.")
     if size is not None and size != (cols, rows):
         raise CorruptImage("The DICOM image size does not match its compressed pixel data.")
 
@@ -194,6 +216,9 @@ def _embedded_codestream_size(head: bytes) -> tuple[int, int] | None:
 def decode_dicom(data: bytes, limits: DecodeLimits) -> DicomResult:
     """Decode one chest radiograph DICOM to float32 [0, 1] (bone bright)."""
     ds = read_dataset(data, limits)
+    if "PixelData" not in ds and (_PIXEL_TAG_LE in data or _PIXEL_TAG_BE in data):
+        # pydicom drops encapsulated pixel data whose closing delimiter is missing
+        raise CorruptImage("The DICOM file is incomplete (its image data is cut off).")
     check_policy(ds)
     rows, cols = check_dimensions(ds, limits)
     check_payload(ds, rows, cols)

@@ -1,6 +1,6 @@
 """Lung-field crop for chest radiographs, after the published pneumonia CXR pipeline
 (Rahman et al.): threshold at the mean intensity, refine with a morphological active
-contour (Chan-Vese, initialised from the threshold mask), smooth the mask with a
+contour (Chan-Vese, initialised from the threshold mask; see :func:`chan_vese`), smooth the mask with a
 21 x 21 mean filter, and crop to the bounding box of the lung region plus a margin.
 
 Everything runs on a copy downscaled to ``work_size`` pixels on the long side, so the
@@ -15,15 +15,16 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from skimage.segmentation import morphological_chan_vese
 
-__all__ = ["CropResult", "lung_crop_box", "lung_crop", "lung_mask"]
+__all__ = ["CropResult", "lung_crop_box", "lung_crop", "lung_mask", "chan_vese"]
 
 MEAN_FILTER = 21  # px at the working resolution, as published
 MIN_COMPONENT_FRACTION = 0.01
-MAX_BORDER_CONTACT = 0.12  # fraction of the image perimeter
+MAX_FRAME_CONTACT = 0.3  # fraction of the cleared frame's inner edge
+FRAME = (0.12, 0.03, 0.06)  # cleared band: top, bottom (of height), sides (of width)
 AREA_FRACTION_RANGE = (0.06, 0.65)
 MIN_BOX_FRACTION = 0.3  # box side relative to the image side
+BOTTOM_MARGIN_FACTOR = 3.0
 MAX_CENTRE_OFFSET = 0.2  # box centre from the image centre, relative to the image side
 
 
@@ -48,6 +49,63 @@ class CropResult:
                 "mask_area_fraction": round(self.area_fraction, 4)}
 
 
+# The four 3x3 line elements of the morphological curvature operators (SI/IS).
+_LINES = [np.eye(3, dtype=np.uint8), np.array([[0, 1, 0]] * 3, dtype=np.uint8),
+          np.flipud(np.eye(3)).astype(np.uint8), np.rot90([[0, 1, 0]] * 3).astype(np.uint8)]
+
+
+def _sup_inf(u: np.ndarray) -> np.ndarray:
+    out = cv2.erode(u, _LINES[0], borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    for line in _LINES[1:]:
+        np.maximum(out, cv2.erode(u, line, borderType=cv2.BORDER_CONSTANT, borderValue=0), out=out)
+    return out
+
+
+def _inf_sup(u: np.ndarray) -> np.ndarray:
+    out = cv2.dilate(u, _LINES[0], borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    for line in _LINES[1:]:
+        np.minimum(out, cv2.dilate(u, line, borderType=cv2.BORDER_CONSTANT, borderValue=0), out=out)
+    return out
+
+
+def _contour(u: np.ndarray) -> np.ndarray:
+    """Where np.gradient(u) is non-zero: the level set's boundary pixels."""
+    rows = np.empty(u.shape, dtype=bool)
+    rows[1:-1] = u[2:] != u[:-2]
+    rows[0], rows[-1] = u[1] != u[0], u[-1] != u[-2]
+    cols = np.empty(u.shape, dtype=bool)
+    cols[:, 1:-1] = u[:, 2:] != u[:, :-2]
+    cols[:, 0], cols[:, -1] = u[:, 1] != u[:, 0], u[:, -1] != u[:, -2]
+    return rows | cols
+
+
+def chan_vese(image: np.ndarray, iterations: int, init: np.ndarray) -> np.ndarray:
+    """Morphological Chan-Vese (Marquez-Neila et al., PAMI 2014), lambda1 = lambda2 = 1,
+    smoothing 1; the same algorithm as skimage's ``morphological_chan_vese`` with OpenCV
+    morphology (about 10x faster).
+
+    skimage alternates its two curvature operators through a module-global cycle, so
+    its output depends on earlier calls in the process; here the alternation restarts
+    at every call, which keeps preprocessing deterministic. Returns a boolean mask.
+    """
+    img = np.ascontiguousarray(image, dtype=np.float32)
+    u = init.astype(np.uint8)
+    total, count = float(img.sum(dtype=np.float64)), img.size
+    for step in range(iterations):
+        inside = int(np.count_nonzero(u))
+        inside_sum = float(img[u > 0].sum(dtype=np.float64))
+        c1 = inside_sum / (inside + 1e-8)
+        c0 = (total - inside_sum) / (count - inside + 1e-8)
+        # (img - c1)^2 - (img - c0)^2 == (c0 - c1) * (2 img - c0 - c1): its sign says
+        # which region's mean a boundary pixel is closer to.
+        attach = np.float32(c0 - c1) * (np.float32(2.0) * img - np.float32(c0 + c1))
+        boundary = _contour(u)
+        u[boundary & (attach < 0)] = 1
+        u[boundary & (attach > 0)] = 0
+        u = _sup_inf(_inf_sup(u)) if step % 2 == 0 else _inf_sup(_sup_inf(u))
+    return u.astype(bool)
+
+
 def _downscale(img: np.ndarray, work_size: int) -> np.ndarray:
     height, width = img.shape
     scale = work_size / max(height, width)
@@ -64,8 +122,7 @@ def lung_mask(small: np.ndarray, *, iterations: int = 6) -> np.ndarray:
     not lung; of the rest, the largest left and right components are kept.
     """
     init = small < small.mean()
-    phases = morphological_chan_vese(small, iterations, init_level_set=init, smoothing=1)
-    inside = phases.astype(bool)
+    inside = chan_vese(small, iterations, init)
     if inside.any() and (~inside).any() and small[inside].mean() > small[~inside].mean():
         inside = ~inside  # Chan-Vese may swap phases; the lungs are the dark one
     smooth = cv2.blur(inside.astype(np.float32), (MEAN_FILTER, MEAN_FILTER),
@@ -76,32 +133,46 @@ def lung_mask(small: np.ndarray, *, iterations: int = 6) -> np.ndarray:
 def _pick_lungs(mask: np.ndarray) -> np.ndarray:
     """The largest plausible component on each side of the midline (one if it spans both).
 
-    A component is background (air around the patient, a black frame) when more than
-    ``MAX_BORDER_CONTACT`` of the image perimeter touches it; lungs of a tightly
-    collimated film may touch one edge briefly, so contact alone does not exclude them.
+    A frame (``FRAME`` of the height at top/bottom, of the width at the sides) is
+    cleared first: the lungs often join the air above the shoulders or beside the
+    patient only there. A component touching much of the frame's inner edge is that
+    air, not lung. Lung cut by the frame is restored by :func:`_extend_to_frame`.
     """
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=4)
+    framed = mask.copy()
     height, width = mask.shape
-    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    contact = np.bincount(border, minlength=count) / border.size
+    top, bottom, side = (int(f * n) for f, n in zip(FRAME, (height, height, width)))
+    framed[:top], framed[height - bottom:] = False, False
+    framed[:, :side], framed[:, width - side:] = False, False
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
+        framed.astype(np.uint8), connectivity=4)
+    edge = np.concatenate([labels[top], labels[height - bottom - 1], labels[:, side],
+                           labels[:, width - side - 1]])
+    contact = np.bincount(edge, minlength=count) / edge.size
     area = stats[:, cv2.CC_STAT_AREA]
     cx, cy = centroids[:, 0] / width, centroids[:, 1] / height
-    ok = (contact <= MAX_BORDER_CONTACT) & (area >= MIN_COMPONENT_FRACTION * mask.size)
-    ok &= (cy > 0.1) & (cy < 0.85)
+    ok = (contact <= MAX_FRAME_CONTACT) & (area >= MIN_COMPONENT_FRACTION * mask.size)
+    ok &= (cx > 0.12) & (cx < 0.88) & (cy > 0.15) & (cy < 0.85)
     ok[0] = False  # label 0 is the background
     left = stats[:, cv2.CC_STAT_LEFT]
-    right = left + stats[:, cv2.CC_STAT_WIDTH]
-    spans = ok & (left < width * 0.4) & (right > width * 0.6) & (area >= 0.1 * mask.size)
+    spans = ok & (left < width * 0.4) & (left + stats[:, cv2.CC_STAT_WIDTH] > width * 0.6)
+    spans &= area >= 0.1 * mask.size
     chosen: list[int] = []
-    for side in (ok & (cx < 0.5) & ~spans, ok & (cx >= 0.5) & ~spans):
-        if side.any():
-            chosen.append(int(np.argmax(np.where(side, area, -1))))
+    for half in (ok & (cx < 0.5) & ~spans, ok & (cx >= 0.5) & ~spans):
+        if half.any():
+            chosen.append(int(np.argmax(np.where(half, area, -1))))
     if len(chosen) < 2 and spans.any():
         chosen = [int(np.argmax(np.where(spans, area, -1)))]
-    if len(chosen) < 1:
-        return np.zeros(mask.shape, dtype=bool)
-    return np.isin(labels, chosen)
+    return np.isin(labels, chosen) if chosen else np.zeros(mask.shape, dtype=bool)
+
+
+def _extend_to_frame(box: tuple[int, int, int, int], shape: tuple[int, ...]
+                     ) -> tuple[int, int, int, int]:
+    """A box reaching the cleared frame continues to the image edge: lung may be there."""
+    height, width = shape
+    top, bottom, side = (int(f * n) for f, n in zip(FRAME, (height, height, width)))
+    x0, y0, x1, y1 = box
+    return (0 if x0 <= side else x0, 0 if y0 <= top else y0,
+            width if x1 >= width - side else x1, height if y1 >= height - bottom else y1)
 
 
 def _implausible(mask: np.ndarray, box: tuple[int, int, int, int]) -> str | None:
@@ -121,10 +192,11 @@ def _implausible(mask: np.ndarray, box: tuple[int, int, int, int]) -> str | None
 
 
 def lung_crop_box(img: np.ndarray, *, work_size: int = 256, iterations: int = 6,
-                  margin: float = 0.05) -> CropResult:
+                  margin: float = 0.08) -> CropResult:
     """Find the lung crop box of a 2-D [0, 1] image (bone bright); never raises on content.
 
-    ``margin`` widens the box on each side by that fraction of the box size.
+    ``margin`` widens the box on each side by that fraction of the box size (three
+    times that at the bottom); the box is symmetric about the vertical midline.
     """
     height, width = img.shape
     full = (0, 0, width, height)
@@ -137,6 +209,7 @@ def lung_crop_box(img: np.ndarray, *, work_size: int = 256, iterations: int = 6,
     ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     box = (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1)
     reason = _implausible(mask, box)
+    box = _extend_to_frame(box, small.shape)
     if reason:
         return CropResult(full, True, reason, float(mask.mean()), mask)
     return CropResult(_to_full(box, small.shape, img.shape, margin), False, None,
@@ -145,12 +218,20 @@ def lung_crop_box(img: np.ndarray, *, work_size: int = 256, iterations: int = 6,
 
 def _to_full(box: tuple[int, int, int, int], small_shape: tuple[int, ...],
              full_shape: tuple[int, ...], margin: float) -> tuple[int, int, int, int]:
-    sy, sx = full_shape[0] / small_shape[0], full_shape[1] / small_shape[1]
+    """Widen, mirror and scale a working-resolution box to full resolution.
+
+    Consolidation (what pneumonia triage looks for) is bright and can fall out of
+    a dark-lung mask, so the box is made symmetric about the vertical midline and
+    the bottom margin is ``BOTTOM_MARGIN_FACTOR`` times wider (lung bases).
+    """
+    small_w = small_shape[1]
     x0, y0, x1, y1 = box
+    x0, x1 = min(x0, small_w - x1), max(x1, small_w - x0)
     mx, my = margin * (x1 - x0), margin * (y1 - y0)
+    sy, sx = full_shape[0] / small_shape[0], full_shape[1] / small_w
     return (max(0, int(np.floor((x0 - mx) * sx))), max(0, int(np.floor((y0 - my) * sy))),
             min(full_shape[1], int(np.ceil((x1 + mx) * sx))),
-            min(full_shape[0], int(np.ceil((y1 + my) * sy))))
+            min(full_shape[0], int(np.ceil((y1 + BOTTOM_MARGIN_FACTOR * my) * sy))))
 
 
 def lung_crop(img: np.ndarray, **kwargs: float) -> np.ndarray:

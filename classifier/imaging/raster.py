@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -28,7 +29,7 @@ EMPTY_METADATA_KEYS = (
     "body_part_examined", "photometric_interpretation", "pixel_spacing", "bits_stored",
     "transfer_syntax",
 )
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
+EXIF_ORIENTATION = 0x0112
 _PLUGIN = {"PNG": ["PNG"], "JPEG": ["JPEG", "MPO"]}
 
 
@@ -50,7 +51,7 @@ def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> RasterResult:
         _check_size(image.size, limits)
         try:
             image.load()
-            upright = ImageOps.exif_transpose(image)
+            upright = _upright(image)
             pixels, bit_depth = to_grey(upright)
         except MemoryError as exc:
             raise ImageTooLarge() from exc
@@ -60,6 +61,13 @@ def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> RasterResult:
     metadata["bits_stored"] = bit_depth
     metadata["photometric_interpretation"] = "MONOCHROME2"
     return RasterResult(pixels, bit_depth, metadata)
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply EXIF orientation; skip the full-image copy when there is nothing to do."""
+    if image.getexif().get(EXIF_ORIENTATION, 1) in (2, 3, 4, 5, 6, 7, 8):
+        return ImageOps.exif_transpose(image)
+    return image
 
 
 def _check_size(size: tuple[int, int], limits: DecodeLimits) -> None:
@@ -74,25 +82,31 @@ def _check_size(size: tuple[int, int], limits: DecodeLimits) -> None:
 
 
 def to_grey(image: Image.Image) -> tuple[np.ndarray, int]:
-    """Any Pillow mode -> (float32 [0, 1] 2-D array, bit depth); alpha composited on black."""
+    """Any Pillow mode -> (float32 [0, 1] 2-D array, bit depth); alpha composited on black.
+
+    Colour goes through Pillow's own "L" conversion (ITU-R 601 luma, rounded to 8 bits),
+    the same conversion that produced the 8-bit training copies, and avoids a float
+    copy of all three channels (hundreds of MB for a large photo of a film).
+    """
     mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        return np.asarray(image).astype(np.float32) / np.float32(65535.0), 16
+        return _scaled(np.asarray(image), 65535.0), 16
     if mode == "I":  # 16-bit PNG greyscale on some Pillow versions
         values = np.asarray(image).astype(np.float32)
         return np.clip(values / np.float32(65535.0), 0.0, 1.0), 16
     if mode == "F":
         return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0), 32
-    if mode == "1":
-        return np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255.0), 1
-    if mode == "L":
-        return np.asarray(image, dtype=np.float32) / np.float32(255.0), 8
-    if mode in ("LA", "La"):
-        la = np.asarray(image.convert("LA"), dtype=np.float32) / np.float32(255.0)
-        return la[..., 0] * la[..., 1], 8
-    has_alpha = mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info)
-    rgba = np.asarray(image.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32)
-    grey = (rgba[..., :3] @ _LUMA) / np.float32(255.0)
+    has_alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or (
+        mode == "P" and "transparency" in image.info)
     if has_alpha:
-        grey *= rgba[..., 3] / np.float32(255.0)
-    return np.clip(grey, 0.0, 1.0), 8
+        if mode not in ("LA", "RGBA"):
+            image = image.convert("RGBA")
+        la = np.asarray(image.convert("LA"))
+        return cv2.multiply(la[..., 0], la[..., 1], dtype=cv2.CV_32F, scale=1.0 / 65025.0), 8
+    grey = image if mode == "L" else image.convert("L")
+    return _scaled(np.asarray(grey), 255.0), 1 if mode == "1" else 8
+
+
+def _scaled(values: np.ndarray, full_scale: float) -> np.ndarray:
+    """values / full_scale as float32 in one pass (no intermediate float copy)."""
+    return np.divide(values, np.float32(full_scale), dtype=np.float32)

@@ -60,6 +60,16 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
+def _display_uint8(plane: np.ndarray, normalisation: str) -> np.ndarray:
+    """The model input as a viewable uint8 image, undoing the value normalisation."""
+    if normalisation == "minus_one_one":
+        plane = (plane + 1.0) / 2.0
+    elif normalisation != "zero_one":  # e.g. imagenet z-scores: stretch for display
+        low, high = float(plane.min()), float(plane.max())
+        plane = (plane - low) / (high - low) if high > low else np.zeros_like(plane)
+    return np.clip(np.rint(plane * 255.0), 0, 255).astype(np.uint8)
+
+
 class InferencePipeline:
     """Runs an artifact directory's model on raw image bytes."""
 
@@ -94,6 +104,16 @@ class InferencePipeline:
                 self._keras_model = keras.saving.load_model(
                     self.artifact_dir / "model.keras", compile=False)
             return self._keras_model
+
+    def warm_up(self) -> None:
+        """Load and trace everything now (first Grad-CAM otherwise costs seconds):
+        call once in a worker process after fork, e.g. from worker_process_init."""
+        blank = np.zeros((1, *self.predictor.input_shape), np.float32)
+        self.predictor.predict_logits(blank)
+        if self.heatmap:
+            from classifier.inference.gradcam import gradcam
+
+            gradcam(self.keras_model, blank[0], 1 if len(self.labels) > 1 else 0)
 
     def _prepare(self, data: bytes, timings: dict[str, float]) -> tuple[np.ndarray, dict]:
         from classifier.imaging.decode import decode_bytes
@@ -137,7 +157,7 @@ class InferencePipeline:
                 timings: dict[str, float]) -> InferenceResult:
         probabilities = {label: float(p) for label, p in zip(self.labels, probs)}
         p_abnormal = 1.0 - probabilities.get(NORMAL_LABEL, 0.0)
-        display = np.clip(np.rint(image[..., 0] * 255.0), 0, 255).astype(np.uint8)
+        display = _display_uint8(image[..., 0], self.config.normalisation)
         result = InferenceResult(
             probabilities=probabilities, label=self.labels[int(np.argmax(probs))],
             p_abnormal=p_abnormal, flag=p_abnormal >= self.threshold,

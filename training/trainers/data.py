@@ -131,6 +131,7 @@ class AugmentConfig:
 
     rotation_deg: float = 10.0
     zoom: float = 0.12
+    aspect: float = 0.12             # anisotropic scale: squashed copies look like others
     shift: float = 0.08
     brightness: float = 0.12
     contrast: float = 0.25
@@ -228,7 +229,7 @@ def _uniform(b: Any, lo: float, hi: float) -> Any:
 
 
 def _affine(x: Any, cfg: AugmentConfig) -> Any:
-    """Random rotation + zoom + shift about the centre, in one resampling pass."""
+    """Random rotation, zoom, aspect stretch and shift about the centre, one resampling."""
     import math
 
     import tensorflow as tf
@@ -238,8 +239,10 @@ def _affine(x: Any, cfg: AugmentConfig) -> Any:
     scale = 1.0 + _uniform(b, -cfg.zoom, cfg.zoom)
     tx, ty = _uniform(b, -cfg.shift, cfg.shift) * w, _uniform(b, -cfg.shift, cfg.shift) * h
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    a0, a1 = tf.cos(theta) / scale, tf.sin(theta) / scale
-    b0, b1 = -a1, a0
+    stretch = 1.0 + _uniform(b, -cfg.aspect, cfg.aspect)
+    sx, sy = scale * stretch, scale / stretch
+    a0, a1 = tf.cos(theta) / sx, tf.sin(theta) / sx
+    b0, b1 = -tf.sin(theta) / sy, tf.cos(theta) / sy
     a2 = cx - a0 * cx - a1 * cy - tx
     b2 = cy - b0 * cx - b1 * cy - ty
     zeros = tf.zeros_like(a0)
@@ -259,10 +262,9 @@ def _degrade(x: Any, cfg: AugmentConfig) -> Any:
     """Blur, resolution loss and noise, so image size/format/sharpness carry no label."""
     import tensorflow as tf
 
-    b, h, w, c = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
-    k1 = tf.constant([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
-    kernel = tf.tile(tf.reshape(tf.tensordot(k1, k1, 0), [5, 5, 1, 1]), [1, 1, c, 1])
-    blurred = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME")
+    b, h, w = tf.shape(x)[0], x.shape[1], x.shape[2]
+    # 3x3 box blur: a fifth of the cost of a 5x5 Gaussian depthwise conv on CPU.
+    blurred = tf.nn.avg_pool2d(x, 3, 1, "SAME")
     x = tf.where(_sample_mask(b, cfg.blur_prob), blurred, x)
     factor = tf.random.uniform([], 0.3, 0.7)  # one factor per batch keeps shapes static
     small = tf.image.resize(x, tf.cast([h * factor, w * factor], tf.int32), "area")

@@ -49,8 +49,10 @@ def export_tflite(model_or_path: Any, out_path: str | Path, *, quantize: str = "
     def serve(x: Any) -> Any:
         return model(x, training=False)
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [serve.get_concrete_function()], model)
+    # No trackable object on purpose: with the (compiled, trained) model passed as the
+    # trackable, TF 2.21 kept weights as resource variables and the flatbuffer read
+    # uninitialised variables (NaN logits).  Without it the weights are frozen.
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()])
     if quantize == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     out_path = Path(out_path)

@@ -195,7 +195,7 @@ def _run_phase(model: Any, spec: TrainSpec, state: dict, ckpt: Path, end: int,
         return
     callback = _epoch_callback(spec, ckpt, state, progress, end)
     model.fit(datasets[0], validation_data=datasets[1], initial_epoch=state["epoch"],
-              epochs=end, callbacks=[callback], verbose=0)
+              epochs=end, callbacks=[callback], shuffle=False, verbose=0)
 
 
 def _start_fine_tune(model: Any, spec: TrainSpec, state: dict, ckpt: Path) -> None:

@@ -1,0 +1,62 @@
+"""Upload validation and a diagnostic report of one image's path through the pipeline."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from .decode import DecodedImage, decode_bytes
+from .errors import BlankImage
+from .limits import DecodeLimits
+from .preprocess import PreprocessConfig, preprocess_with_stages
+
+__all__ = ["inspect_bytes", "validate_upload", "pixel_statistics"]
+
+PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
+BLANK_STD = 1e-3  # below this the image carries no usable contrast
+
+
+def validate_upload(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedImage:
+    """Decode fully and check the result is usable; what upload validation calls.
+
+    Raises an ImagingError subclass (BlankImage for a featureless image) on failure.
+    """
+    decoded = decode_bytes(data, limits=limits)
+    if float(decoded.pixels.std()) < BLANK_STD:
+        raise BlankImage()
+    return decoded
+
+
+def pixel_statistics(pixels: np.ndarray) -> dict[str, Any]:
+    """min/max/mean/std and percentiles of a [0, 1] image, rounded for display."""
+    values = np.percentile(pixels, PERCENTILES)
+    return {
+        "min": round(float(pixels.min()), 5), "max": round(float(pixels.max()), 5),
+        "mean": round(float(pixels.mean()), 5), "std": round(float(pixels.std()), 5),
+        "percentiles": {f"p{p}": round(float(v), 5) for p, v in zip(PERCENTILES, values)},
+    }
+
+
+def inspect_bytes(data: bytes, *, config: PreprocessConfig | None = None,
+                  limits: DecodeLimits | None = None) -> dict[str, Any]:
+    """JSON-serialisable report: format, size, bit depth, metadata, pixel statistics,
+    decode time and each preprocessing stage's summary and time. Raises ImagingError."""
+    config = config or PreprocessConfig()
+    start = time.perf_counter()
+    decoded = decode_bytes(data, limits=limits)
+    decode_ms = (time.perf_counter() - start) * 1000.0
+    output, reports = preprocess_with_stages(decoded.pixels, config)
+    return {
+        "format": decoded.format,
+        "width": decoded.width,
+        "height": decoded.height,
+        "bit_depth": decoded.bit_depth,
+        "metadata": decoded.metadata,
+        "pixel_statistics": pixel_statistics(decoded.pixels),
+        "decode_ms": round(decode_ms, 3),
+        "stages": [report.to_dict() for report in reports],
+        "total_ms": round(decode_ms + sum(r.elapsed_ms for r in reports), 3),
+        "output_shape": list(output.shape),
+        "config": config.to_dict(),
+    }

@@ -1,0 +1,263 @@
+"""Deterministic preprocessing shared by training and inference.
+
+Pipeline (each step a pure, vectorised function on a numpy array):
+
+1. ``lung_crop``  - crop box found on the decoded, pre-CLAHE image (CLAHE would
+   flatten the lung/soft-tissue contrast the threshold relies on);
+2. ``resize``     - fit the long side to ``input_size`` keeping the aspect ratio
+   (INTER_AREA when shrinking);
+3. ``clahe``      - CLAHE on the resized content, 8-bit;
+4. ``pad``        - centre on a black square of ``input_size``;
+5. ``normalise``  - value range and channel count.
+
+CLAHE runs after resizing and before padding, deliberately: its tiles then cover
+the same anatomy whatever the source resolution (a 3000 px DICOM and a 1024 px PNG
+of one film give nearly the same result), padding never enters a tile histogram,
+and it costs a fixed, small time. ``resize_pad`` is still available as one step.
+
+``preprocess(pixels, config)`` is bit-for-bit identical to the array returned by
+``preprocess_with_stages``; the config is stored with each model (preprocess.json),
+so bump ``version`` whenever the output for a given config changes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import cv2
+import numpy as np
+
+from .lungcrop import CropResult, lung_crop_box
+
+__all__ = ["PreprocessConfig", "StageReport", "preprocess", "preprocess_with_stages",
+           "resize_fit", "pad_square", "resize_pad", "apply_clahe", "normalise", "save_stages",
+           "as_unit_float", "NORMALISATIONS", "PREPROCESS_VERSION"]
+
+PREPROCESS_VERSION = "1"
+NORMALISATIONS = ("zero_one", "minus_one_one", "imagenet")
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+GREY_MEAN, GREY_STD = np.float32(0.449), np.float32(0.226)  # means of the ImageNet values
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How pixels become model input; stored with each model as preprocess.json."""
+
+    version: str = PREPROCESS_VERSION
+    input_size: int = 224
+    channels: int = 1
+    clahe: bool = True
+    clahe_clip_limit: float = 2.0
+    clahe_tile_grid: int = 8
+    lung_crop: bool = True
+    lung_crop_work_size: int = 256
+    lung_crop_margin: float = 0.08
+    normalisation: str = "zero_one"
+
+    def __post_init__(self) -> None:
+        if self.input_size < 16:
+            raise ValueError("input_size must be at least 16")
+        if self.channels not in (1, 3):
+            raise ValueError("channels must be 1 or 3")
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}")
+        if self.clahe_clip_limit <= 0 or self.clahe_tile_grid < 1:
+            raise ValueError("CLAHE clip limit and tile grid must be positive")
+        if self.lung_crop_work_size < 64 or not 0 <= self.lung_crop_margin < 0.5:
+            raise ValueError("lung_crop_work_size >= 64 and 0 <= lung_crop_margin < 0.5")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ValueError (a newer format)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown PreprocessConfig keys: {sorted(unknown)}")
+        return cls(**dict(data))
+
+
+@dataclass(frozen=True, eq=False)
+class StageReport:
+    """One pipeline stage: time taken, a JSON-friendly summary and a uint8 picture."""
+
+    name: str
+    elapsed_ms: float
+    summary: dict[str, Any]
+    debug_image: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report without its image (JSON-serialisable)."""
+        return {"name": self.name, "elapsed_ms": round(self.elapsed_ms, 3), "summary": self.summary}
+
+
+def as_unit_float(pixels: np.ndarray) -> np.ndarray:
+    """2-D uint8/uint16/float input -> float32 in [0, 1] (floats are clipped)."""
+    arr = np.asarray(pixels)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2 or arr.size == 0:
+        raise ValueError(f"expected a 2-D greyscale image, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255.0)
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / np.float32(65535.0)
+    return np.clip(arr.astype(np.float32, copy=False), 0.0, 1.0)
+
+
+def resize_fit(img: np.ndarray, size: int) -> np.ndarray:
+    """Scale so the long side is ``size``, keeping the aspect ratio (INTER_AREA to shrink)."""
+    height, width = img.shape[:2]
+    scale = size / max(height, width)
+    new = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if new == (width, height):
+        return img
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(img, new, interpolation=interpolation)
+
+
+def pad_square(img: np.ndarray, size: int) -> np.ndarray:
+    """Centre ``img`` (at most size x size) on a zero square; odd padding goes bottom/right."""
+    height, width = img.shape[:2]
+    if height > size or width > size:
+        raise ValueError("image larger than the pad target; resize first")
+    top, left = (size - height) // 2, (size - width) // 2
+    out = np.zeros((size, size) + img.shape[2:], dtype=img.dtype)
+    out[top:top + height, left:left + width] = img
+    return out
+
+
+def resize_pad(img: np.ndarray, size: int) -> np.ndarray:
+    """Aspect-preserving resize then zero padding to ``size`` x ``size``."""
+    return pad_square(resize_fit(img, size), size)
+
+
+def apply_clahe(img: np.ndarray, clip_limit: float = 2.0, tile_grid: int = 8) -> np.ndarray:
+    """OpenCV CLAHE. uint8/uint16 in -> same dtype out; float [0, 1] is done in 8 bits
+    (so training PNGs and 16-bit DICOMs get identical clip semantics) and returned as
+    float32 in [0, 1]."""
+    clahe = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=(tile_grid, tile_grid))
+    if img.dtype in (np.uint8, np.uint16):
+        return clahe.apply(np.ascontiguousarray(img))
+    quantised = np.rint(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return clahe.apply(quantised).astype(np.float32) / np.float32(255.0)
+
+
+def normalise(img: np.ndarray, mode: str = "zero_one", channels: int = 1) -> np.ndarray:
+    """[0, 1] 2-D image -> (H, W, channels) float32 in the model's value range.
+
+    zero_one: unchanged; minus_one_one: 2x - 1; imagenet: (x - mean) / std, per
+    channel for 3 channels, with the mean of the ImageNet statistics for 1 channel.
+    """
+    if mode not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {NORMALISATIONS}")
+    base = img.astype(np.float32, copy=False)[..., None]
+    if channels == 3:
+        base = np.repeat(base, 3, axis=2)
+    if mode == "minus_one_one":
+        return base * np.float32(2.0) - np.float32(1.0)
+    if mode == "imagenet":
+        if channels == 3:
+            return (base - IMAGENET_MEAN) / IMAGENET_STD
+        return (base - GREY_MEAN) / GREY_STD
+    return np.ascontiguousarray(base)
+
+
+def _stats(img: np.ndarray) -> dict[str, Any]:
+    return {"shape": list(img.shape), "min": round(float(img.min()), 4),
+            "max": round(float(img.max()), 4), "mean": round(float(img.mean()), 4)}
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    plane = img[..., 0] if img.ndim == 3 else img
+    low, high = float(plane.min()), float(plane.max())
+    if plane.dtype != np.uint8 and not (low >= 0.0 and high <= 1.0):
+        plane = (plane - low) / (high - low) if high > low else np.zeros_like(plane)
+    if plane.dtype == np.uint8:
+        return plane.copy()
+    return np.rint(np.clip(plane, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _crop_debug(img: np.ndarray, crop: CropResult) -> np.ndarray:
+    """RGB picture: working-size image, lung mask tinted, box green (red on fallback)."""
+    small = cv2.resize(_to_uint8(img), crop.mask.shape[::-1], interpolation=cv2.INTER_AREA)
+    rgb = np.repeat(small[..., None], 3, axis=2)
+    rgb[..., 2] = np.where(crop.mask, np.maximum(rgb[..., 2], 160), rgb[..., 2])
+    sy, sx = small.shape[0] / img.shape[0], small.shape[1] / img.shape[1]
+    x0, y0, x1, y1 = crop.box
+    colour = (255, 0, 0) if crop.fallback else (0, 255, 0)
+    cv2.rectangle(rgb, (int(x0 * sx), int(y0 * sy)), (int(x1 * sx) - 1, int(y1 * sy) - 1), colour, 1)
+    return rgb
+
+
+class _Stages:
+    """Times each step; when collecting, also keeps its summary and debug picture."""
+
+    def __init__(self, collect: bool) -> None:
+        self.collect = collect
+        self.reports: list[StageReport] = []
+
+    def run(self, name: str, fn: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
+        start = time.perf_counter()
+        result = fn(*args)
+        elapsed = (time.perf_counter() - start) * 1000.0
+        if self.collect:
+            self.reports.append(StageReport(name, elapsed, _stats(result), _to_uint8(result)))
+        return result
+
+    def crop(self, img: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+        start = time.perf_counter()
+        found = lung_crop_box(img, work_size=config.lung_crop_work_size,
+                              margin=config.lung_crop_margin)
+        x0, y0, x1, y1 = found.box
+        cropped = img[y0:y1, x0:x1]
+        elapsed = (time.perf_counter() - start) * 1000.0
+        if self.collect:
+            summary = {**_stats(cropped), **found.summary()}
+            self.reports.append(StageReport("lung_crop", elapsed, summary, _crop_debug(img, found)))
+        return cropped
+
+
+def _run(pixels: np.ndarray, config: PreprocessConfig, collect: bool
+         ) -> tuple[np.ndarray, list[StageReport]]:
+    stages = _Stages(collect)
+    img = as_unit_float(pixels)
+    out = stages.crop(img, config) if config.lung_crop else img
+    out = stages.run("resize", resize_fit, out, config.input_size)
+    if config.clahe:
+        out = stages.run("clahe", apply_clahe, out, config.clahe_clip_limit, config.clahe_tile_grid)
+    out = stages.run("pad", pad_square, out, config.input_size)
+    out = stages.run("normalise", normalise, out, config.normalisation, config.channels)
+    return np.ascontiguousarray(out, dtype=np.float32), stages.reports
+
+
+def preprocess(pixels: np.ndarray, config: PreprocessConfig | None = None) -> np.ndarray:
+    """2-D [0, 1] image -> (input_size, input_size, channels) float32. Deterministic."""
+    return _run(pixels, config or PreprocessConfig(), collect=False)[0]
+
+
+def preprocess_with_stages(pixels: np.ndarray, config: PreprocessConfig | None = None
+                           ) -> tuple[np.ndarray, list[StageReport]]:
+    """As :func:`preprocess`, plus one :class:`StageReport` per stage that ran."""
+    return _run(pixels, config or PreprocessConfig(), collect=True)
+
+
+def save_stages(reports: list[StageReport], out_dir: str | Path) -> list[Path]:
+    """Write each stage's debug image as ``NN_<name>.png``; returns the paths."""
+    from PIL import Image
+
+    target = Path(out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, report in enumerate(reports, start=1):
+        path = target / f"{index:02d}_{report.name}.png"
+        Image.fromarray(report.debug_image).save(path)
+        paths.append(path)
+    return paths

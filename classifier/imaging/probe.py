@@ -1,0 +1,77 @@
+"""Header-only validation of an upload: what the web process may afford per request.
+
+``probe_bytes`` decides the format from content, applies the size, pixel-count and DICOM
+structure limits and the chest/single-frame policy, and extracts metadata, all without
+decoding pixel data. Pixels are decoded later by the worker, under a time limit, with
+``decode_bytes``; a file that passes here can still fail there (e.g. a truncated
+pixel stream), which then ends as a failed prediction with the reason.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from .decode import sniff_format
+from .dicom import (EXECUTABLE_MAGICS, check_dimensions, check_payload, check_policy, dicom_metadata,
+                    read_dataset)
+from .errors import CorruptImage, FileTooLarge, ImageTooLarge, ImagingError, SuspiciousFile, UnsupportedFormat
+from .limits import DEFAULT_LIMITS, DecodeLimits
+from .raster import _PLUGIN, EMPTY_METADATA_KEYS, _check_size
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the header says: format, pixel size and the contract metadata keys."""
+
+    format: str
+    width: int
+    height: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def probe_bytes(data: bytes, *, limits: DecodeLimits | None = None) -> ProbeResult:
+    """Validate an upload from its headers; raise an ImagingError subclass on refusal."""
+    limits = limits or DEFAULT_LIMITS
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise UnsupportedFormat("The upload is not a file.")
+    data = bytes(data)
+    if len(data) > limits.max_bytes:
+        raise FileTooLarge(f"The file is {len(data) // (1024 * 1024)} MiB, more than the "
+                           f"{limits.max_bytes // (1024 * 1024)} MiB upload limit.")
+    if data.startswith(EXECUTABLE_MAGICS):
+        raise SuspiciousFile("The file is an executable program, not an image.")
+    fmt = sniff_format(data)
+    try:
+        return _probe_dicom(data, limits) if fmt == "DICOM" else _probe_raster(data, fmt, limits)
+    except ImagingError:
+        raise
+    except Exception as exc:  # no library error may escape as a 500
+        raise CorruptImage(f"The {fmt} file is damaged and cannot be read.") from exc
+
+
+def _probe_dicom(data: bytes, limits: DecodeLimits) -> ProbeResult:
+    ds = read_dataset(data, limits)
+    check_policy(ds)
+    rows, cols = check_dimensions(ds, limits)
+    check_payload(ds, rows, cols)
+    return ProbeResult(format="DICOM", width=cols, height=rows, metadata=dicom_metadata(ds))
+
+
+def _probe_raster(data: bytes, fmt: str, limits: DecodeLimits) -> ProbeResult:
+    try:
+        image = Image.open(io.BytesIO(data), formats=_PLUGIN[fmt])
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge() from exc
+    except Exception as exc:
+        raise CorruptImage(f"The {fmt} file is damaged and cannot be read.") from exc
+    with image:
+        _check_size(image.size, limits)
+        width, height = image.size
+        if fmt == "JPEG" and image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+            width, height = height, width  # EXIF rotation by 90 degrees swaps the displayed size
+    metadata: dict[str, Any] = dict.fromkeys(EMPTY_METADATA_KEYS)
+    metadata["photometric_interpretation"] = "MONOCHROME2"
+    return ProbeResult(format=fmt, width=width, height=height, metadata=metadata)

@@ -1,0 +1,87 @@
+"""python manage.py predict FILE... [--json] [--out DIR] [--version V] [--runtime tflite|keras]
+
+The same pipeline the workers run (decode -> the version's preprocessing -> model ->
+Grad-CAM), on files, without the database rows. Decision support, not a diagnosis.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from classifier.imaging import ImagingError
+from training import registry
+from training.models import ModelVersion
+
+
+class Command(BaseCommand):
+    help = "Predict files with the active (or given) model version; --json prints one object per file."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("files", nargs="+", type=Path)
+        parser.add_argument("--json", action="store_true")
+        parser.add_argument("--out", type=Path, default=None, help="Heatmap folder (default: var/predictions).")
+        parser.add_argument("--version", type=int)
+        parser.add_argument("--runtime", choices=["tflite", "keras"], default=None)
+        parser.add_argument("--no-heatmap", action="store_true")
+
+    def handle(self, *args: Any, files: list[Path], json: bool, out: Path | None, version: int | None,
+               runtime: str | None, no_heatmap: bool, **options: Any) -> None:
+        from classifier.inference.pipeline import InferencePipeline
+
+        chosen = (ModelVersion.objects.filter(name=registry.DEFAULT_NAME, version=version).first() if version
+                  else registry.active_version())
+        if chosen is None:
+            raise CommandError("no such model version" if version else "no active model version")
+        out = out or Path(settings.VAR_DIR) / "predictions"
+        out.mkdir(parents=True, exist_ok=True)
+        pipeline = InferencePipeline(chosen.artifact_dir, runtime=runtime or settings.CXR["INFERENCE_RUNTIME"],
+                                     heatmap=not no_heatmap)
+        failures = 0
+        for path in _progress(files):
+            record = self._one(pipeline, path, out, chosen)
+            failures += "error" in record
+            self.stdout.write(_dumps(record) if json else _line(record))
+        if failures:
+            raise CommandError(f"{failures} of {len(files)} files could not be analysed")
+
+    def _one(self, pipeline: Any, path: Path, out: Path, version: ModelVersion) -> dict[str, Any]:
+        record: dict[str, Any] = {"file": str(path), "model": f"{version.name} v{version.version}"}
+        try:
+            result = pipeline.run(path.read_bytes())
+        except OSError as exc:
+            return {**record, "error": f"cannot read the file: {exc.strerror}", "code": "unreadable"}
+        except ImagingError as exc:
+            return {**record, "error": exc.message, "code": exc.code}
+        heatmap = None
+        if result.heatmap_png:
+            heatmap = out / f"{path.stem}.v{version.version}.heatmap.png"
+            heatmap.write_bytes(result.heatmap_png)
+        return {**record, "probabilities": result.probabilities, "label": result.label,
+                "p_abnormal": result.p_abnormal, "flag": result.flag, "threshold": result.threshold,
+                "heatmap": str(heatmap) if heatmap else None, "timings_ms": result.timings_ms,
+                "notice": "decision support, not a diagnosis"}
+
+
+def _progress(files: list[Path]) -> Any:
+    if len(files) < 5 or not sys.stderr.isatty():
+        return files
+    from tqdm import tqdm
+
+    return tqdm(files, unit="image", file=sys.stderr)
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, default=float)
+
+
+def _line(record: dict[str, Any]) -> str:
+    if "error" in record:
+        return f"{record['file']}: ERROR {record['error']}"
+    flag = "FLAGGED" if record["flag"] else "not flagged"
+    probs = ", ".join(f"{k} {v:.2f}" for k, v in record["probabilities"].items())
+    return f"{record['file']}: {record['label']} ({flag}, p_abnormal {record['p_abnormal']:.3f}) [{probs}]"

@@ -1,0 +1,58 @@
+"""The inference pipeline end to end on synthetic PNG bytes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from classifier.imaging.errors import ImagingError
+from classifier.inference.pipeline import InferencePipeline, clear_pipelines, get_pipeline
+from tests.inference.conftest import blob_images, png_bytes
+
+
+@pytest.mark.parametrize("runtime", ["tflite", "keras"])
+def test_run_gives_probabilities_timings_and_heatmap(artifact_dir, runtime) -> None:
+    x, _, _ = blob_images(2, 5)
+    result = InferencePipeline(artifact_dir, runtime=runtime).run(png_bytes(x[1, ..., 0]))
+    assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert result.p_abnormal == pytest.approx(1 - result.probabilities["NORMAL"])
+    assert result.flag == (result.p_abnormal >= result.threshold)
+    assert {"decode", "preprocess", "model", "heatmap", "total"} <= set(result.timings_ms)
+    assert result.heatmap_png.startswith(b"\x89PNG")
+    assert result.heatmap_raw.shape == (64, 64) and result.preprocessed.dtype == np.uint8
+    assert result.label == "COVID19" and result.flag  # the blob image is abnormal
+
+
+def test_run_many_matches_run(artifact_dir) -> None:
+    x, _, _ = blob_images(5, 6)
+    items = [png_bytes(img[..., 0]) for img in x]
+    pipeline = InferencePipeline(artifact_dir, heatmap=False)
+    many = pipeline.run_many(items, batch_size=2)
+    single = [pipeline.run(item) for item in items]
+    assert len(many) == 5 and many[0].heatmap_png is None
+    for a, b in zip(many, single):
+        assert a.p_abnormal == pytest.approx(b.p_abnormal, abs=1e-5)
+
+
+def test_decode_errors_propagate_as_imaging_error(artifact_dir) -> None:
+    with pytest.raises(ImagingError):
+        InferencePipeline(artifact_dir, heatmap=False).run(b"not an image at all")
+
+
+def test_get_pipeline_caches_per_artifact_and_runtime(artifact_dir) -> None:
+    clear_pipelines()
+    first = get_pipeline(artifact_dir, "tflite")
+    assert get_pipeline(artifact_dir, "tflite") is first
+    assert get_pipeline(artifact_dir, "keras") is not first
+    clear_pipelines()
+
+
+def test_importing_packages_does_not_import_tensorflow() -> None:
+    code = ("import sys, classifier.inference, classifier.inference.pipeline, "
+            "classifier.inference.runtime, classifier.inference.gradcam, training.trainers, "
+            "training.trainers.train, training.trainers.export, training.trainers.recipes, "
+            "training.trainers.experiments, training.trainers.architectures; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
