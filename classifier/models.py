@@ -143,6 +143,8 @@ class Prediction(models.Model):
     thresholds = models.JSONField(default=dict, blank=True, help_text="All thresholds in force.")
     runtime = models.CharField(max_length=16, blank=True)
     heatmap = models.FileField(upload_to="heatmaps/", blank=True, max_length=255)
+    display = models.FileField(upload_to="heatmaps/", blank=True, max_length=255,
+                               help_text="The preprocessed image the model saw, as PNG, for the viewer.")
     heatmap_raw = models.FileField(upload_to="heatmaps/", blank=True, max_length=255)
     timings_ms = models.JSONField(default=dict, blank=True)
     error_code = models.CharField(max_length=64, blank=True)

@@ -163,26 +163,37 @@ def run_each(pipeline: Any, payloads: list[bytes], *, batch_size: int) -> list[A
         return results
 
 
+def _png(gray_uint8: np.ndarray) -> bytes:
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(gray_uint8).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version: Any, runtime: str) -> None:
+    """Write the files under generated names, then the row, only if we still hold the claim."""
     started = time.perf_counter()
-    name = uuid.uuid4().hex
-    overlay = ContentFile(result.heatmap_png, name=f"{name}.png")
+    name = f"heatmaps/{uuid.uuid4().hex[:2]}/{uuid.uuid4().hex}"
     raw_buffer = io.BytesIO()
     np.save(raw_buffer, result.heatmap_raw.astype(np.float16))
-    raw = ContentFile(raw_buffer.getvalue(), name=f"{name}.npy")
-    heatmap_path = prediction.heatmap.storage.save(f"heatmaps/{name[:2]}/{overlay.name}", overlay)
-    raw_path = prediction.heatmap.storage.save(f"heatmaps/{name[:2]}/{raw.name}", raw)
+    storage = prediction.heatmap.storage
+    paths = {
+        "heatmap": storage.save(f"{name}.png", ContentFile(result.heatmap_png)),
+        "heatmap_raw": storage.save(f"{name}.npy", ContentFile(raw_buffer.getvalue())),
+        "display": storage.save(f"{name}.display.png", ContentFile(_png(result.preprocessed))),
+    }
     timings = dict(result.timings_ms)
     timings["store"] = round((time.perf_counter() - started) * 1000, 2)
     written = claims.complete(
         Prediction, prediction.pk, token, running=Prediction.Status.RUNNING, status=Prediction.Status.DONE,
         model_version=version, probabilities=result.probabilities, label=result.label,
         p_abnormal=result.p_abnormal, flag=result.flag, threshold=result.threshold,
-        thresholds=version.thresholds, runtime=runtime, heatmap=heatmap_path, heatmap_raw=raw_path,
-        timings_ms=timings, error_code="", error_message="", finished_at=timezone.now(), lease_expires_at=None)
+        thresholds=version.thresholds, runtime=runtime, timings_ms=timings, error_code="", error_message="",
+        finished_at=timezone.now(), lease_expires_at=None, **paths)
     if not written:  # lost the claim to a reclaim: the other attempt owns the outcome
-        prediction.heatmap.storage.delete(heatmap_path)
-        prediction.heatmap.storage.delete(raw_path)
+        for path in paths.values():
+            storage.delete(path)
         return
     study_refresh(prediction.image.study_id)
 

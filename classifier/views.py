@@ -1,12 +1,20 @@
-"""Server-rendered pages. Thin: parse, call a selector or service, render."""
+"""Server-rendered pages: health, worklist. Thin: parse, call a selector or service, render.
+
+The other pages live in views_upload, views_study, views_review and views_audit.
+"""
 from __future__ import annotations
 
+from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 
-from classifier import selectors
+from classifier.forms import WorklistFilterForm
 from classifier.roles import action_required
+from classifier.views_queries import PENDING_STUDY_STATUSES, worklist_rows, worklist_rows_by_id
+
+WORKLIST_PAGE_SIZE = 50
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -18,5 +26,32 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @action_required("view_studies")
 def worklist(request: HttpRequest) -> HttpResponse:
-    studies = selectors.worklist(status=request.GET.get("status") or None)[:200]
-    return render(request, "classifier/worklist.html", {"studies": studies})
+    """Studies in priority order with filters and search; pending rows refresh by polling."""
+    form = WorklistFilterForm(request.GET or None)
+    rows = worklist_rows(form.to_filters())
+    page = Paginator(rows, WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "classifier/worklist.html", {
+        "form": form, "page": page, "studies": page.object_list, "query": query.urlencode(),
+        "pending_statuses": PENDING_STUDY_STATUSES})
+
+
+@action_required("view_studies")
+def worklist_poll(request: HttpRequest) -> JsonResponse:
+    """Fresh HTML of the requested worklist rows: ``?ids=1,2,3`` -> {"rows": {id: {...}}}.
+
+    Rows are re-rendered with the same template as the page, so the page and the poll can
+    never disagree on what a row shows.
+    """
+    try:
+        ids = [int(part) for part in request.GET.get("ids", "").split(",") if part.strip()]
+    except ValueError:
+        return JsonResponse({"error": "ids must be comma-separated integers"}, status=400)
+    rows = {}
+    for study in worklist_rows_by_id(ids):
+        rows[study.pk] = {"status": study.status, "pending": study.status in PENDING_STUDY_STATUSES,
+                          "html": render_to_string("classifier/_worklist_row.html",
+                                                   {"study": study, "pending_statuses": PENDING_STUDY_STATUSES},
+                                                   request=request)}
+    return JsonResponse({"rows": rows})

@@ -10,5 +10,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("", include("classifier.api.urls")),
+    path("", include("training.urls")),
     path("", include("classifier.urls")),
 ]

@@ -23,11 +23,11 @@ def spec_with_defaults(partial: dict[str, Any] | None) -> dict[str, Any]:
     unknown = set(partial) - {"train", "preprocess", "val_fraction", "target_sensitivity", "views"}
     if unknown:
         raise ValueError(f"unknown spec keys: {', '.join(sorted(unknown))}")
-    defaults = DEFAULT_RECIPE.train.to_dict()
+    defaults = DEFAULT_RECIPE.spec.to_dict()
     train = {**defaults, **partial.get("train", {})}
     if isinstance(train.get("augment"), dict) and defaults.get("augment"):
         train["augment"] = {**defaults["augment"], **train["augment"]}  # override single knobs
-    preprocess = {**DEFAULT_RECIPE.preprocess.to_dict(), **partial.get("preprocess", {})}
+    preprocess = {**DEFAULT_RECIPE.preprocess, **partial.get("preprocess", {})}
     train["input_size"] = preprocess["input_size"]  # one source of truth for the input size
     train["channels"] = preprocess.get("channels", train.get("channels", 1))
     spec = {

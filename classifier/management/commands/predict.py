@@ -21,6 +21,10 @@ from training.models import ModelVersion
 class Command(BaseCommand):
     help = "Predict files with the active (or given) model version; --json prints one object per file."
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
+        # Our --version selects a model version; it replaces Django's "print version and exit".
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("files", nargs="+", type=Path)
         parser.add_argument("--json", action="store_true")

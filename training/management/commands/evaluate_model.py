@@ -17,6 +17,10 @@ class Command(BaseCommand):
     help = ("Evaluate a model version (default: the active one) on DIR/<LABEL>/files through the served "
             "inference path; print and store binary, per-class, calibration and per-source figures.")
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
+        # Our --version selects a model version; it replaces Django's "print version and exit".
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("directory", type=Path)
         parser.add_argument("--version", type=int, help="Version number (default: active).")

@@ -1,0 +1,1 @@
+"""REST API for hospital systems (DRF), DICOMweb STOW-RS and FHIR R4 views."""
