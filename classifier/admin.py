@@ -50,3 +50,6 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):  # noqa: ANN001, ANN201
         return False
+
+
+from classifier.api import admin as _integrations_admin  # noqa: E402,F401 - API tokens and webhooks

@@ -235,3 +235,4 @@ class QueueProbe(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+from classifier.integrations import *  # noqa: E402,F401,F403 - integration rows live in their own module

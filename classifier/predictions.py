@@ -25,6 +25,7 @@ from django.utils import timezone
 from classifier import claims
 from classifier.models import Image, Prediction, Study
 from classifier.triage import priority_score
+from classifier.webhook_tasks import prediction_finished
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a worker killed this often on one image means the image kills workers
@@ -111,6 +112,7 @@ def _fail(pk: int, token: uuid.UUID, code: str, message: str) -> None:
                        error_code=code, error_message=message, finished_at=timezone.now(), lease_expires_at=None):
         log.info("prediction %s failed: %s", pk, code)
         study_refresh(Prediction.objects.get(pk=pk).image.study_id)
+        prediction_finished(pk)
 
 
 def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any) -> list[int]:
@@ -196,6 +198,7 @@ def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version
             storage.delete(path)
         return
     study_refresh(prediction.image.study_id)
+    prediction_finished(prediction.pk)
 
 
 def study_refresh(study_id: int) -> None:

@@ -24,6 +24,7 @@ ACTIONS: dict[str, str] = {
     "manage_models": "training.manage_models",
     "start_training": "training.start_training",
     "view_audit": "classifier.view_auditevent",
+    "manage_integrations": "classifier.manage_integrations",
 }
 
 _CLINICIAN_PERMS = [
@@ -35,7 +36,7 @@ _RADIOLOGIST_PERMS = _CLINICIAN_PERMS + ["classifier.review_prediction", "classi
 _ADMIN_PERMS = _RADIOLOGIST_PERMS + [
     "training.manage_models", "training.view_modelversion", "training.start_training",
     "training.view_trainingrun", "training.add_trainingrun", "training.view_dataset",
-    "classifier.view_auditevent",
+    "classifier.view_auditevent", "classifier.manage_integrations",
 ]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     CLINICIAN: _CLINICIAN_PERMS,

@@ -109,16 +109,25 @@ def study_get_or_create(*, fields: StudyFields, requested_by: Any) -> tuple[Stud
         if existing.patient.mrn != fields.mrn:
             raise ServiceError("patient_mismatch", "This accession number belongs to a different patient.", 409)
         return existing, False
-    with transaction.atomic():
-        patient, _ = Patient.objects.get_or_create(mrn=fields.mrn, defaults={
-            "name": fields.patient_name[:200], "birth_date": fields.birth_date, "sex": fields.sex})
-        study = Study.objects.create(
-            patient=patient, accession_number=fields.accession_number,
-            study_instance_uid=fields.study_instance_uid, modality=fields.modality[:16] or "CR",
-            view_position=fields.view_position or Study.View.UNKNOWN, study_date=fields.study_date,
-            requesting_clinician=requested_by if getattr(requested_by, "is_authenticated", False) else None,
-            clinical_notes=fields.clinical_notes)
-    return study, True
+    try:
+        return _study_create(fields=fields, requested_by=requested_by), True
+    except IntegrityError:  # a concurrent request created it first: use theirs
+        existing = Study.objects.filter(accession_number=fields.accession_number).select_related("patient").first()
+        if existing is None or existing.patient.mrn != fields.mrn:
+            raise ServiceError("conflict", "This study was created at the same time with different details.", 409)
+        return existing, False
+
+
+@transaction.atomic
+def _study_create(*, fields: StudyFields, requested_by: Any) -> Study:
+    patient, _ = Patient.objects.get_or_create(mrn=fields.mrn, defaults={
+        "name": fields.patient_name[:200], "birth_date": fields.birth_date, "sex": fields.sex})
+    return Study.objects.create(
+        patient=patient, accession_number=fields.accession_number,
+        study_instance_uid=fields.study_instance_uid, modality=fields.modality[:16] or "CR",
+        view_position=fields.view_position or Study.View.UNKNOWN, study_date=fields.study_date,
+        requesting_clinician=requested_by if getattr(requested_by, "is_authenticated", False) else None,
+        clinical_notes=fields.clinical_notes)
 
 
 def image_upload(*, data: bytes, filename: str, uploaded_by: Any, fields: StudyFields | None = None,

@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
 from classifier import selectors
-from classifier.models import AuditEvent, Image, Prediction, Review, Study
+from classifier.models import AuditEvent, Image, Label, Prediction, Review, Study
 
 PENDING_STUDY_STATUSES = (Study.Status.QUEUED, Study.Status.RUNNING)
 
@@ -73,6 +73,7 @@ class ImagePanel:
     predictions: list[Prediction]
     reviews: list[Review]
     probability_rows: list[dict[str, Any]] = field(default_factory=list)
+    form: Any = None  # the review form, set by the view for users who may review
 
     @property
     def reviewable(self) -> bool:
@@ -86,8 +87,6 @@ class ImagePanel:
 def _probability_rows(prediction: Prediction | None) -> list[dict[str, Any]]:
     if prediction is None or not prediction.probabilities:
         return []
-    from classifier.models import Label
-
     names = dict(Label.choices)
     rows = [{"label": key, "name": names.get(key, key), "p": float(value), "pct": round(float(value) * 100, 1)}
             for key, value in prediction.probabilities.items()]

@@ -57,6 +57,15 @@ def outcome_json(outcome: services.UploadOutcome) -> dict[str, Any]:
             "study_url": reverse("study_detail", args=[study_id]) if study_id else None}
 
 
+def _person_name(dicom_name: str) -> str:
+    """DICOM PN "Family^Given^Middle^Prefix^Suffix" as "Family, Given Middle" for the form."""
+    if "^" not in dicom_name:
+        return dicom_name.strip()
+    family, _, rest = dicom_name.partition("^")
+    given = " ".join(part for part in rest.split("^")[:2] if part)
+    return f"{family.strip()}, {given.strip()}" if given.strip() else family.strip()
+
+
 @action_required("upload")
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
@@ -113,6 +122,7 @@ def upload_probe(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"ok": False, "error_code": exc.code, "error_message": exc.message}, status=400)
     prefill = {field: header.metadata.get(key) or "" for key, field in PREFILL_KEYS.items()}
     prefill["sex"] = prefill["sex"][:1].upper()
+    prefill["patient_name"] = _person_name(str(prefill["patient_name"]))
     view = str(prefill["view_position"]).upper()
     prefill["view_position"] = view if view in {"PA", "AP", "LL"} else ""
     return JsonResponse({"ok": True, "format": header.format, "width": header.width, "height": header.height,

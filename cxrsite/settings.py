@@ -60,7 +60,7 @@ def _load() -> dict:
         "target_sensitivity": env.float("CXR_TARGET_SENSITIVITY", 0.95, minimum=0.5, maximum=1.0),
         "retrain_min_reviews": env.int("CXR_RETRAIN_MIN_REVIEWS", 50, minimum=1),
         "max_wait_minutes": env.int("CXR_TRIAGE_MAX_WAIT_MINUTES", 240, minimum=1),
-        "data_dir": env.str("CXR_DATA_DIR"),
+        "api_rate": env.str("CXR_API_RATE", "600/min"),
     }
 
 
@@ -95,6 +95,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "axes",
     "classifier",
@@ -167,6 +170,7 @@ AXES_COOLOFF_TIME = _cfg["lockout_minutes"] / 60  # hours
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_VERBOSE = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
@@ -186,13 +190,14 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o640
 
+# The API's base classes (classifier.api.base) set token authentication, role permissions,
+# per-token throttles, pagination and the JSON error handler themselves; naming them here
+# would import the API while settings load.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
-    ],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"api_token": _cfg["api_rate"], "api_user": _cfg["api_rate"]},
 }
 
 # --- Celery ------------------------------------------------------------------------
@@ -224,7 +229,6 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 CXR = {
     "MODEL_ROOT": _cfg["model_root"],
     "SHIPPED_MODEL_DIR": BASE_DIR / "training" / "shipped",
-    "DATA_DIR": _cfg["data_dir"],
     "MAX_UPLOAD_BYTES": _cfg["max_upload_bytes"],
     "MAX_PIXELS": _cfg["max_pixels"],
     "INFERENCE_RUNTIME": _cfg["runtime"],

@@ -6,9 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
+bash scripts/browser.sh   # Debian chromium for the Playwright tests (no browser download)
 bash scripts/install.sh --dev
 
-export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/cxr}"
+# A database name per run: a stale connection from an earlier, interrupted run cannot
+# block creating the test database.
+export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/cxr_$$}"
 export CELERY_BROKER_URL="${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}"
 export CXR_TEST_FLUSH_BROKER=1  # db 15 belongs to the tests
 # Short limits so the tests of killed workers and the sweeper finish in seconds.

@@ -8,7 +8,8 @@ from classifier.roles import ACTIONS, user_can
 EXPECTED = {
     "Clinician": {"view_studies", "upload"},
     "Radiologist": {"view_studies", "upload", "review"},
-    "Admin": {"view_studies", "upload", "review", "manage_models", "start_training", "view_audit"},
+    "Admin": {"view_studies", "upload", "review", "manage_models", "start_training", "view_audit",
+              "manage_integrations"},
     "none": set(),
 }
 

@@ -55,6 +55,31 @@ def snapshot(splits: dict[str, list[Any]]) -> dict[str, Any]:
     return {"sha256": digest, "image_keys": keys, "counts": counts}
 
 
+def group_balance(items: Sequence[Any], groups: dict[str, str], *, seed: int) -> np.ndarray:
+    """Row indices that balance normal vs abnormal within each domain group, by oversampling.
+
+    ``groups`` maps a source to a group (e.g. pediatric vs adult collections); unmapped
+    sources are their own group. In the public data every adult image is far more often
+    abnormal than normal, so without this a model can learn "adult anatomy -> disease";
+    within each group the two binary classes get equal weight. Groups with only one
+    binary class are kept as they are.
+    """
+    rng = np.random.default_rng(seed)
+    cells: dict[tuple[str, bool], list[int]] = {}
+    for index, item in enumerate(items):
+        cells.setdefault((groups.get(item.source, item.source), item.label != "NORMAL"), []).append(index)
+    rows: list[int] = []
+    for group in sorted({g for g, _ in cells}):
+        normal, abnormal = cells.get((group, False), []), cells.get((group, True), [])
+        if not normal or not abnormal:
+            rows += normal + abnormal
+            continue
+        target = max(len(normal), len(abnormal))
+        for cell in (normal, abnormal):
+            rows += cell * (target // len(cell)) + list(rng.choice(cell, target % len(cell), replace=False))
+    return np.sort(np.asarray(rows, dtype=np.int64))
+
+
 def _logits(model: Any, x_uint8: np.ndarray) -> np.ndarray:
     out = [model.predict_on_batch(x_uint8[i:i + 64].astype(np.float32) / 255.0) for i in range(0, len(x_uint8), 64)]
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 0))
@@ -72,7 +97,10 @@ def build_candidate(*, spec: dict[str, Any], splits: dict[str, list[Any]], workd
     train_spec, config = TrainSpec.from_dict(spec["train"]), PreprocessConfig.from_dict(spec["preprocess"])
     labels = list(train_spec.labels)
     data = {name: _load(items, labels, config) for name, items in splits.items() if items}
-    outcome = train(train_spec, x_train=data["train"].x, y_train=data["train"].y, x_val=data["val"].x,
+    rows = np.arange(len(data["train"].items))
+    if spec.get("balance_groups"):
+        rows = group_balance(data["train"].items, spec["balance_groups"], seed=train_spec.seed)
+    outcome = train(train_spec, x_train=data["train"].x[rows], y_train=data["train"].y[rows], x_val=data["val"].x,
                     y_val=data["val"].y, workdir=workdir, progress=progress)
     model = keras.saving.load_model(outcome.model_path, compile=False)
     logits = {name: _logits(model, arrays.x) for name, arrays in data.items()}

@@ -135,12 +135,19 @@ def _execute(run: TrainingRun) -> ModelVersion:
                          val_fraction=float(spec.get("val_fraction", 0.15)))
     if not splits["train"] or not splits["val"]:
         raise ValueError("Training needs labelled images in both the train and validation splits.")
-    workdir = Path(settings.VAR_DIR) / "training-runs" / f"run-{run.pk}"
+    # Stable for the run (a resume finds its checkpoint) but unique across databases.
+    workdir = Path(settings.VAR_DIR) / "training-runs" / f"run-{run.pk}-{run.created_at:%Y%m%dT%H%M%S%f}"
     staging = Path(tempfile.mkdtemp(prefix="artifact-", dir=workdir.parent if workdir.parent.exists() else None))
     started = time.monotonic()
 
+    history: dict[str, list[float]] = {}
+
     def progress(record: dict) -> None:
-        TrainingRun.objects.filter(pk=run.pk).update(progress=record)
+        # The row carries the curve so far, so a page opened mid-run can draw all epochs.
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+            if isinstance(record.get(key), (int, float)):
+                history.setdefault(key, []).append(float(record[key]))
+        TrainingRun.objects.filter(pk=run.pk).update(progress=record, history=history)
 
     try:
         candidate = build_candidate(spec=spec, splits=splits, workdir=workdir, artifact_dir=staging / "artifact",

@@ -1,2 +1,53 @@
-"""API routes (filled in by the API work: /api/v1/, /api/schema/, /dicomweb/, /fhir/)."""
-urlpatterns: list = []
+"""API routes: /api/v1/ (REST), /api/schema/ + /api/docs/ (OpenAPI), /dicomweb/, /fhir/."""
+from django.urls import path, re_path
+
+from classifier.api import (dicomweb, docs, errors, fhir, images, models_api, patients, predictions, reviews, studies,
+                            tokens, webhooks)
+
+app_name = "api"
+
+v1 = "api/v1"
+urlpatterns = [
+    path(f"{v1}/patients/", patients.PatientListCreateApi.as_view(), name="patient-list"),
+    path(f"{v1}/patients/<int:pk>/", patients.PatientDetailApi.as_view(), name="patient-detail"),
+    path(f"{v1}/studies/", studies.StudyListCreateApi.as_view(), name="study-list"),
+    path(f"{v1}/studies/<int:pk>/", studies.StudyDetailApi.as_view(), name="study-detail"),
+    path(f"{v1}/studies/<int:pk>/predictions/", studies.StudyPredictionListApi.as_view(),
+         name="study-predictions"),
+    path(f"{v1}/images/", images.ImageListUploadApi.as_view(), name="image-list"),
+    path(f"{v1}/images/<int:pk>/", images.ImageDetailApi.as_view(), name="image-detail"),
+    path(f"{v1}/predictions/", predictions.PredictionListApi.as_view(), name="prediction-list"),
+    path(f"{v1}/predictions/<int:pk>/", predictions.PredictionDetailApi.as_view(), name="prediction-detail"),
+    path(f"{v1}/predictions/<int:pk>/heatmap/", predictions.PredictionHeatmapApi.as_view(),
+         name="prediction-heatmap"),
+    path(f"{v1}/predictions/<int:pk>/rerun/", predictions.PredictionRerunApi.as_view(), name="prediction-rerun"),
+    path(f"{v1}/predictions/<int:pk>/reviews/", reviews.PredictionReviewListCreateApi.as_view(),
+         name="prediction-reviews"),
+    path(f"{v1}/models/", models_api.ModelVersionListApi.as_view(), name="model-list"),
+    path(f"{v1}/models/rollback/", models_api.ModelVersionRollbackApi.as_view(), name="model-rollback"),
+    path(f"{v1}/models/<int:pk>/", models_api.ModelVersionDetailApi.as_view(), name="model-detail"),
+    path(f"{v1}/models/<int:pk>/activate/", models_api.ModelVersionActivateApi.as_view(), name="model-activate"),
+    path(f"{v1}/training-runs/", models_api.TrainingRunListCreateApi.as_view(), name="training-run-list"),
+    path(f"{v1}/training-runs/<int:pk>/", models_api.TrainingRunDetailApi.as_view(), name="training-run-detail"),
+    path(f"{v1}/tokens/", tokens.ApiTokenListCreateApi.as_view(), name="token-list"),
+    path(f"{v1}/tokens/<int:pk>/", tokens.ApiTokenDetailApi.as_view(), name="token-detail"),
+    path(f"{v1}/tokens/<int:pk>/revoke/", tokens.ApiTokenRevokeApi.as_view(), name="token-revoke"),
+    path(f"{v1}/webhooks/", webhooks.WebhookListCreateApi.as_view(), name="webhook-list"),
+    path(f"{v1}/webhooks/<int:pk>/", webhooks.WebhookDetailApi.as_view(), name="webhook-detail"),
+    path(f"{v1}/webhooks/<int:pk>/deliveries/", webhooks.WebhookDeliveryListApi.as_view(),
+         name="webhook-deliveries"),
+    path("api/schema/", docs.SchemaApi.as_view(), name="schema"),
+    path("api/docs/", docs.swagger_page, name="docs"),
+    path("api/docs/init.js", docs.swagger_init, name="docs-init"),
+    path("api/docs/assets/<str:name>", docs.swagger_asset, name="docs-asset"),
+    path("dicomweb/studies", dicomweb.StowRsApi.as_view(), name="dicomweb-studies"),
+    re_path(r"^dicomweb/studies/(?P<study_uid>[0-9.]+)/series/(?P<series_uid>[0-9.]+)/instances/"
+            r"(?P<sop_uid>[0-9.]+)$", dicomweb.WadoInstanceApi.as_view(), name="dicomweb-instance"),
+    path("fhir/Patient/<int:pk>", fhir.FhirPatientApi.as_view(), name="fhir-patient"),
+    path("fhir/ImagingStudy/<int:pk>", fhir.FhirImagingStudyApi.as_view(), name="fhir-imagingstudy"),
+    path("fhir/DiagnosticReport/<int:pk>", fhir.FhirDiagnosticReportApi.as_view(), name="fhir-diagnosticreport"),
+    path("fhir/Observation/<str:observation_id>", fhir.FhirObservationApi.as_view(), name="fhir-observation"),
+    # Unmatched API paths answer in the API's error format, not with the site's HTML 404 page.
+    re_path(r"^fhir/", errors.fhir_not_found),
+    re_path(r"^(api/v1|dicomweb)/", errors.not_found),
+]

@@ -222,3 +222,19 @@ def test_evaluate_model_json_prints_binary_and_per_class_figures(tmp_path, activ
     assert report["n"] == 12 and set(report["per_class"]) == set(LABELS)
     assert report["model"]["version"] == active_tiny_model.version
     assert active_tiny_model.evaluations.count() == 1
+
+
+def test_group_balance_equalises_normal_and_abnormal_within_each_group() -> None:
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from training.pipeline import group_balance
+
+    items = ([SimpleNamespace(source="nih", label="NORMAL")] * 2 + [SimpleNamespace(source="hannover", label="COVID19")] * 7
+             + [SimpleNamespace(source="kermany", label="NORMAL")] * 4 + [SimpleNamespace(source="kermany", label="PNEUMONIA_VIRAL")] * 4
+             + [SimpleNamespace(source="other", label="COVID19")] * 3)
+    rows = group_balance(items, {"nih": "adult", "hannover": "adult", "kermany": "child"}, seed=0)
+    counts = Counter((items[i].source, items[i].label) for i in rows)
+    assert counts[("nih", "NORMAL")] == 7 and counts[("hannover", "COVID19")] == 7
+    assert counts[("kermany", "NORMAL")] == 4 and counts[("kermany", "PNEUMONIA_VIRAL")] == 4
+    assert counts[("other", "COVID19")] == 3  # a group with one binary class is left alone

@@ -16,7 +16,7 @@ import os
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
-from multiprocessing import get_context
+from multiprocessing import current_process, get_context
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -114,7 +114,8 @@ class PreprocessedCache:
         for out in outs:
             out.parent.mkdir(parents=True, exist_ok=True)
         args = (paths, [config_dict] * len(paths), [str(o) for o in outs])
-        if self.workers <= 1 or len(paths) < 8:
+        # A Celery prefork child is a daemon process and may not start children of its own.
+        if self.workers <= 1 or len(paths) < 8 or current_process().daemon:
             return [_process_one(*a) for a in zip(*args)]
         # spawn, not fork: the parent may already hold TensorFlow/OpenMP threads.
         with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn")) as pool:

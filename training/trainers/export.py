@@ -133,6 +133,7 @@ def write_artifact(directory: str | Path, *, model: Any, preprocess_config: Any,
     try:
         manifest = _fill(staging, model, preprocess_config, labels, thresholds, metrics,
                          model_card_md, extra or {}, quantize, parity_x)
+        staging.chmod(0o755)  # mkdtemp makes 0700; workers may run as another user
         if directory.exists():
             directory.rmdir()  # empty (checked above); rename needs it gone
         os.rename(staging, directory)

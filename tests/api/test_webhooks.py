@@ -1,0 +1,97 @@
+"""Webhooks: signed deliveries to a local receiver, retries with backoff, delivery records."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from classifier.integrations import WebhookDelivery
+from classifier.webhook_tasks import prediction_finished
+from tests.api.helpers import finished_prediction, registered_version
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def eager_celery(settings):  # noqa: ANN001, ANN201
+    """Run tasks inline (retries included) with no backoff delay."""
+    from cxrsite.celery import app
+
+    settings.CXR = {**settings.CXR, "WEBHOOK_BACKOFF_SECONDS": 0, "WEBHOOK_MAX_ATTEMPTS": 3}
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = False
+
+
+def _register(client, url: str, events: list[str] | None = None) -> dict:  # noqa: ANN001
+    response = client.post("/api/v1/webhooks/", {"url": url, "events": events or []}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_prediction_done_is_delivered_signed(client_for, role_users, webhook_receiver, eager_celery, tmp_path,
+                                             django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+    hook = _register(client_for("Clinician"), webhook_receiver.url, ["prediction.done"])
+    assert "secret" in hook and "secret" not in client_for("Clinician").get(f"/api/v1/webhooks/{hook['id']}/").json()
+    prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path))
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction_finished(prediction.pk)
+    assert len(webhook_receiver.requests) == 1
+    request = webhook_receiver.requests[0]
+    assert webhook_receiver.verify(request, hook["secret"])
+    assert not webhook_receiver.verify(request, "wrong-secret")
+    assert request["headers"]["X-CXR-Event"] == "prediction.done"
+    assert request["headers"]["X-CXR-Timestamp"].isdigit()
+    event = json.loads(request["body"])
+    assert event["event"] == "prediction.done" and request["headers"]["X-CXR-Delivery"] == event["id"]
+    data = event["data"]["prediction"]
+    assert data["id"] == prediction.pk and data["notice"] == "decision support, not a diagnosis"
+    assert data["model"]["artifact_sha256"] == prediction.model_version.artifact_sha256["model.tflite"]
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == "succeeded" and delivery.attempts == 1 and delivery.last_status_code == 200
+    listed = client_for("Clinician").get(f"/api/v1/webhooks/{hook['id']}/deliveries/").json()
+    assert listed["results"][0]["status"] == "succeeded"
+
+
+def test_failed_deliveries_are_retried_then_given_up(client_for, role_users, webhook_receiver, eager_celery,
+                                                     tmp_path, django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+    _register(client_for("Clinician"), webhook_receiver.url)
+    webhook_receiver.statuses = [500, 503]  # then 200
+    version = registered_version(tmp_path)
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction_finished(finished_prediction(role_users["Clinician"], version, accession="R-1").pk)
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == "succeeded" and delivery.attempts == 3
+    assert len({r["body"] for r in webhook_receiver.requests}) == 1  # the same signed body each time
+    webhook_receiver.statuses = [500] * 10
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction_finished(finished_prediction(role_users["Clinician"], version, accession="R-2").pk)
+    failed = WebhookDelivery.objects.exclude(pk=delivery.pk).get()
+    assert failed.status == "failed" and failed.attempts == 3 and failed.last_error == "HTTP 500"
+
+
+def test_review_lands_as_an_event(client_for, role_users, webhook_receiver, eager_celery, tmp_path,
+                                  django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+    hook = _register(client_for("Clinician"), webhook_receiver.url, ["review.created"])
+    prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path))
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction_finished(prediction.pk)  # not subscribed: nothing sent
+        response = client_for("Radiologist").post(f"/api/v1/predictions/{prediction.pk}/reviews/",
+                                                  {"decision": "correct", "label": "NORMAL", "comment": "clear"},
+                                                  format="json")
+    assert response.status_code == 201
+    assert [e["event"] for e in webhook_receiver.events()] == ["review.created"]
+    assert webhook_receiver.verify(webhook_receiver.requests[0], hook["secret"])
+    assert webhook_receiver.events()[0]["data"]["review"]["label"] == "NORMAL"
+
+
+def test_webhook_validation_and_visibility(client_for) -> None:  # noqa: ANN001
+    clinician = client_for("Clinician")
+    assert clinician.post("/api/v1/webhooks/", {"url": "ftp://x/y"}, format="json").status_code == 400
+    assert clinician.post("/api/v1/webhooks/", {"url": "http://127.0.0.1/h", "events": ["nope"]},
+                          format="json").status_code == 400
+    hook = _register(clinician, "http://127.0.0.1:9/h")
+    assert client_for("Radiologist").get(f"/api/v1/webhooks/{hook['id']}/").status_code == 404  # not theirs
+    assert client_for("Admin").get(f"/api/v1/webhooks/{hook['id']}/").status_code == 200
+    assert clinician.delete(f"/api/v1/webhooks/{hook['id']}/").status_code == 204
+    assert clinician.get(f"/api/v1/webhooks/{hook['id']}/").json()["is_active"] is False

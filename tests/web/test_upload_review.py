@@ -1,0 +1,162 @@
+"""Upload endpoints and review submission through the pages (no worker needed)."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from classifier.models import AuditEvent, Image, Prediction, Review, Study
+from tests.conftest import synthetic_png
+
+pytestmark = pytest.mark.django_db
+
+FIELDS = {"mrn": "MRN-U1", "accession_number": "ACC-U1", "patient_name": "Upload Test", "clinical_notes": "fever"}
+
+
+def _file(data: bytes, name: str):  # noqa: ANN202
+    handle = io.BytesIO(data)
+    handle.name = name
+    return handle
+
+
+def dicom_bytes(*, mrn: str = "MRN-D1", accession: str = "ACC-D1", size: int = 96) -> bytes:
+    """A chest CR DICOM built with pydicom from a synthetic array."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from PIL import Image as PILImage
+
+    pixels = np.array(PILImage.open(io.BytesIO(synthetic_png(size, seed=7))), dtype=np.uint16) * 16
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("chest.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName, ds.PatientSex, ds.PatientBirthDate = mrn, "Doe^Jane", "F", "19700102"
+    ds.AccessionNumber, ds.Modality, ds.BodyPartExamined, ds.ViewPosition = accession, "CR", "CHEST", "PA"
+    ds.StudyDate = "20240301"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels.tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_upload_endpoint_creates_image_and_pending_prediction(clients) -> None:  # noqa: ANN001
+    response = clients["Clinician"].post("/studies/upload/file/", {**FIELDS, "file": _file(synthetic_png(96), "a.png")})
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["ok"] and data["study_url"] == f"/studies/{data['study_id']}/"
+    image = Image.objects.get(pk=data["image_id"])
+    assert image.format == "PNG" and image.study.accession_number == "ACC-U1"
+    assert Prediction.objects.get(pk=data["prediction_id"]).status == Prediction.Status.PENDING
+    assert AuditEvent.objects.filter(action="upload", object_id=str(image.pk)).exists()
+
+
+def test_pdf_named_png_gets_a_clear_per_file_error(clients) -> None:  # noqa: ANN001
+    pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n"
+    response = clients["Clinician"].post("/studies/upload/file/", {**FIELDS, "file": _file(pdf, "scan.png")})
+    assert response.status_code == 400
+    data = response.json()
+    assert not data["ok"] and data["filename"] == "scan.png" and data["error_message"].endswith(".")
+    assert not Image.objects.exists()
+
+
+def test_missing_identifiers_are_named_in_the_error(clients) -> None:  # noqa: ANN001
+    data = clients["Clinician"].post("/studies/upload/file/", {"file": _file(synthetic_png(96), "a.png")}).json()
+    assert data["error_code"] == "missing_field" and "MRN" in data["error_message"]
+
+
+def test_plain_form_uploads_several_files_and_reports_each(clients) -> None:  # noqa: ANN001
+    pdf = b"%PDF-1.4 not an image"
+    response = clients["Clinician"].post("/studies/upload/", {
+        **FIELDS, "files": [_file(synthetic_png(96, seed=1), "good.png"), _file(pdf, "bad.png")]})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "good.png" in body and "bad.png" in body and "open the study" in body
+    assert Image.objects.count() == 1
+
+
+def test_probe_prefills_from_dicom_header(clients) -> None:  # noqa: ANN001
+    data = clients["Clinician"].post("/studies/upload/probe/", {"file": _file(dicom_bytes(), "x.dcm")}).json()
+    assert data["ok"] and data["format"] == "DICOM"
+    assert data["prefill"]["mrn"] == "MRN-D1" and data["prefill"]["accession_number"] == "ACC-D1"
+    assert data["prefill"]["sex"] == "F" and data["prefill"]["view_position"] == "PA"
+    assert data["prefill"]["patient_name"] == "Doe, Jane"
+
+
+def test_dicom_upload_takes_identifiers_from_the_header(clients) -> None:  # noqa: ANN001
+    data = clients["Clinician"].post("/studies/upload/file/", {"file": _file(dicom_bytes(), "x.dcm")}).json()
+    assert data["ok"], data
+    study = Study.objects.get(pk=data["study_id"])
+    assert study.patient.mrn == "MRN-D1" and study.view_position == "PA"
+
+
+def test_upload_is_refused_without_the_role(clients) -> None:  # noqa: ANN001
+    assert clients["none"].post("/studies/upload/file/", {**FIELDS, "file": _file(synthetic_png(), "a.png")}
+                                ).status_code == 403
+    assert clients["anonymous"].post("/studies/upload/file/", {}).status_code == 302
+
+
+def test_radiologist_can_correct_and_clinician_cannot(clients, done_study) -> None:  # noqa: ANN001
+    prediction = Prediction.objects.get(image__study=done_study)
+    form = {"prediction": prediction.pk, "decision": "correct", "label": "COVID19", "comment": "GGOs"}
+    assert clients["Clinician"].post(f"/studies/{done_study.pk}/review/", form).status_code == 403
+    assert not Review.objects.exists()
+    response = clients["Radiologist"].post(f"/studies/{done_study.pk}/review/", form)
+    assert response.status_code == 302
+    review = Review.objects.get()
+    assert review.label == "COVID19" and review.decision == "correct" and review.radiologist.username == "u-radiologist"
+    page = clients["Radiologist"].get(f"/studies/{done_study.pk}/").content.decode()
+    assert "COVID-19" in page and "GGOs" in page and "current label" in page
+
+
+def test_review_confirm_in_queue_moves_on(clients, done_study) -> None:  # noqa: ANN001
+    prediction = Prediction.objects.get(image__study=done_study)
+    response = clients["Radiologist"].post(f"/studies/{done_study.pk}/review/",
+                                           {"prediction": prediction.pk, "decision": "confirm", "queue": "1"})
+    assert response.status_code == 302 and response["Location"] == "/review/next/"
+    assert Review.objects.get().label == "PNEUMONIA_BACTERIAL"
+    # nothing else waits: the queue says so and lands on the worklist
+    response = clients["Radiologist"].get("/review/next/", follow=True)
+    assert b"No study is waiting for review" in response.content
+
+
+def test_correct_without_label_is_refused_with_a_message(clients, done_study) -> None:  # noqa: ANN001
+    prediction = Prediction.objects.get(image__study=done_study)
+    response = clients["Radiologist"].post(f"/studies/{done_study.pk}/review/",
+                                           {"prediction": prediction.pk, "decision": "correct"}, follow=True)
+    assert b"Choose the correct label" in response.content and not Review.objects.exists()
+
+
+def test_review_next_opens_the_waiting_study(clients, done_study) -> None:  # noqa: ANN001
+    response = clients["Radiologist"].get("/review/next/")
+    assert response["Location"] == f"/studies/{done_study.pk}/?queue=1"
+
+
+def test_agreement_stats(clients, done_study, role_users) -> None:  # noqa: ANN001
+    from classifier.stats import cohen_kappa, review_agreement
+
+    prediction = Prediction.objects.get(image__study=done_study)
+    Review.objects.create(prediction=prediction, image=prediction.image, radiologist=role_users["Radiologist"],
+                          decision="confirm", label=prediction.label)
+    Review.objects.create(prediction=prediction, image=prediction.image, radiologist=role_users["Admin"],
+                          decision="correct", label="NORMAL")
+    stats = review_agreement()
+    by_person = {row.key: row for row in stats["by_radiologist"]}
+    assert by_person["u-radiologist"].confirm_fraction == 1.0 and by_person["u-admin"].confirm_fraction == 0.0
+    assert stats["by_version"][0].key == "cxr-triage v1" and stats["by_version"][0].reviews == 2
+    assert cohen_kappa([("A", "A"), ("B", "B")]) == 1.0
+    assert cohen_kappa([("A", "B"), ("B", "A")]) == -1.0
+    assert b"u-radiologist" in clients["Radiologist"].get("/review/stats/").content
+
+
+def test_rerun_keeps_the_old_prediction(clients, done_study) -> None:  # noqa: ANN001
+    image = Image.objects.get(study=done_study)
+    assert clients["Clinician"].post(f"/images/{image.pk}/rerun/").status_code == 302
+    assert image.predictions.count() == 2
+    assert image.predictions.filter(status="done").count() == 1
