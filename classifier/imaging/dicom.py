@@ -277,7 +277,8 @@ def modality_lut(stored: np.ndarray, ds: Dataset) -> np.ndarray:
 
 
 def voi_lut(values: np.ndarray, ds: Dataset) -> np.ndarray:
-    """Modality values -> [0, 1]: VOI LUT sequence, else window, else percentile window."""
+    """Modality values -> [0, 1]: VOI LUT sequence, else window, else (8-bit data) the full
+    stored range, else a robust percentile window."""
     if "VOILUTSequence" in ds:
         from pydicom.pixels import apply_voi
         try:
@@ -293,6 +294,12 @@ def voi_lut(values: np.ndarray, ds: Dataset) -> np.ndarray:
     if centre is not None and width is not None and width >= 1.0:
         function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
         return window(values, centre, width, function)
+    bits = _int(ds, "BitsStored", 16) or 16
+    if bits <= 8 and "RescaleSlope" not in ds and "RescaleIntercept" not in ds:
+        # 8-bit data without a window is already display-ready (secondary captures,
+        # exported images): scale it as a PNG of the same pixels would be, so both
+        # formats of one radiograph give the model identical input.
+        return np.clip(values / np.float32(2 ** bits - 1), 0.0, 1.0)
     return percentile_window(values)
 
 

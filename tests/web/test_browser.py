@@ -112,6 +112,8 @@ def test_clinician_radiologist_admin_journey(browser, live_server, role_users, a
     clinician.wait_for_selector("img[alt*='heatmap']")
     assert clinician.locator("img[alt*='heatmap']").count() == 2
     for img in clinician.locator("img[alt*='heatmap']").all():  # really loaded, through the role-checked view
+        # wait for the download (slow on a loaded machine), then check it decoded as an image
+        img.evaluate("i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })")
         assert img.evaluate("i => i.complete && i.naturalWidth > 0")
     assert clinician.locator("text=Decision support, not a diagnosis").count() == 1
     _shot(clinician, "05-study-clinician")
