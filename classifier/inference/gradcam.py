@@ -44,16 +44,19 @@ def _build_cam_function(model: Any, layer_name: str) -> Any:
 
     @tf.function(reduce_retracing=True)
     def cam(x: Any, class_index: Any) -> tuple[Any, Any]:
+        # x: (N, H, W, C); class_index: (N,) int32, -1 meaning "the predicted class".
+        # One tape for the batch: each image's score depends only on its own features
+        # (inference mode), so the summed score's gradient is the per-image gradient.
         with tf.GradientTape() as tape:
             features, logits = grad_model(x, training=False)
             tape.watch(features)
-            index = tf.where(class_index < 0, tf.argmax(logits[0], output_type=tf.int32),
-                             class_index)
-            score = logits[:, index]
+            predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            index = tf.where(class_index < 0, predicted, class_index)
+            score = tf.reduce_sum(tf.gather(logits, index, batch_dims=1))
         grads = tape.gradient(score, features)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
         heat = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1, keepdims=True))
-        heat = tf.image.resize(heat, tf.shape(x)[1:3], method="bilinear")[0, ..., 0]
+        heat = tf.image.resize(heat, tf.shape(x)[1:3], method="bilinear")[..., 0]
         return heat, index
 
     return cam
@@ -66,16 +69,27 @@ def gradcam(keras_model: Any, x: np.ndarray, class_index: int | None = None,
     Uses logits (pre-softmax) gradients.  Returns float32 (H, W) in [0, 1]; all zeros
     when no region has positive evidence for the class.
     """
-    import tensorflow as tf
-
     if x.ndim != 3:
         raise ValueError(f"expected one image (H, W, C), got shape {x.shape}")
+    return gradcam_batch(keras_model, x[None], [class_index], layer_name)[0]
+
+
+def gradcam_batch(keras_model: Any, x: np.ndarray, class_indices: list[int | None],
+                  layer_name: str | None = None) -> np.ndarray:
+    """Grad-CAM for a batch (N, H, W, C) in one forward/backward pass; (N, H, W) in [0, 1]."""
+    import tensorflow as tf
+
+    if x.ndim != 4 or len(class_indices) != len(x):
+        raise ValueError("expected a batch (N, H, W, C) and one class index per image")
     fn = _cam_function(keras_model, layer_name or default_layer(keras_model))
-    batch = tf.constant(np.asarray(x, np.float32)[None])
-    heat, _ = fn(batch, tf.constant(-1 if class_index is None else int(class_index)))
+    indices = tf.constant([-1 if c is None else int(c) for c in class_indices], dtype=tf.int32)
+    heat, _ = fn(tf.constant(np.asarray(x, np.float32)), indices)
     heat = np.asarray(heat, dtype=np.float32)
-    peak = float(heat.max())
-    return heat / peak if peak > 0 else np.zeros_like(heat)
+    peaks = heat.reshape(len(heat), -1).max(axis=1)
+    out = np.zeros_like(heat)
+    positive = peaks > 0
+    out[positive] = heat[positive] / peaks[positive, None, None]
+    return out
 
 
 def jet_colormap(values: np.ndarray) -> np.ndarray:
