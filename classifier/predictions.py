@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from classifier import claims
@@ -77,7 +77,16 @@ def prediction_run(*, prediction_id: int) -> list[int]:
         for pk, tok in live:
             _fail(pk, tok, "no_active_model", "No model version is active; an administrator must activate one.")
         return [pk for pk, _ in live]
-    return _run_batch(live, version)
+    try:
+        return _run_batch(live, version)
+    except (OSError, OperationalError):
+        raise  # transient: the task releases the claims and retries with backoff
+    except Exception:  # a defect or a broken artifact must not strand the rows as RUNNING
+        log.exception("prediction batch %s failed unexpectedly with %s", [pk for pk, _ in live], version)
+        for pk, tok in live:
+            _fail(pk, tok, "internal_error", "The analysis failed because of an internal error; "
+                                             "it needs to be read without AI support.")
+        return [pk for pk, _ in live]
 
 
 def _claim_more(first_id: int, lease: float) -> list[tuple[int, uuid.UUID]]:
@@ -263,7 +272,12 @@ def prediction_sweep(*, now: Any = None) -> dict[str, int]:
 
 
 def prediction_release(*, prediction_id: int) -> None:
-    """Give a RUNNING row held by this process back to PENDING before a retry."""
-    Prediction.objects.filter(pk=prediction_id, status=Prediction.Status.RUNNING,
-                              claimed_by=claims.worker_identity()).update(
+    """Before a retry, give the rows this process holds (the task's batch) back to PENDING.
+
+    A pool process runs one task at a time, so every RUNNING row it claimed belongs to
+    the failing task; ``prediction_id`` is logged only.
+    """
+    released = Prediction.objects.filter(status=Prediction.Status.RUNNING,
+                                         claimed_by=claims.worker_identity()).update(
         status=Prediction.Status.PENDING, claim_token=None, claimed_by="", lease_expires_at=None)
+    log.warning("prediction %s: transient error, %s rows released for a retry", prediction_id, released)
