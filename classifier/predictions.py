@@ -210,11 +210,17 @@ def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version
     prediction_finished(prediction.pk)
 
 
+@transaction.atomic
 def study_refresh(study_id: int) -> None:
-    """Recompute a study's status and priority from its images' latest predictions and reviews."""
+    """Recompute a study's status and priority from its images' latest predictions and reviews.
+
+    The study row is locked first, so concurrent refreshes (the web process after an
+    upload, a worker after a result) run one after the other and the last one reads the
+    newest predictions: no refresh can overwrite a newer state with an older one.
+    """
     from classifier.selectors import prediction_latest
 
-    study = Study.objects.get(pk=study_id)
+    study = Study.objects.select_for_update().get(pk=study_id)
     images = list(study.images.all())
     latest = [prediction_latest(image) for image in images]
     reviewed = bool(images) and all(image.reviews.exists() for image in images)

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
+from classifier import worker  # noqa: F401,E402 - connects the pool-process warm-up
+
 log = logging.getLogger(__name__)
 
 

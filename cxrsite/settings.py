@@ -61,6 +61,7 @@ def _load() -> dict:
         "retrain_min_reviews": env.int("CXR_RETRAIN_MIN_REVIEWS", 50, minimum=1),
         "max_wait_minutes": env.int("CXR_TRIAGE_MAX_WAIT_MINUTES", 240, minimum=1),
         "api_rate": env.str("CXR_API_RATE", "600/min"),
+        "warm_up": env.bool("CXR_WORKER_WARM_UP", True),
     }
 
 
@@ -224,6 +225,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
+# Inference pool processes load and trace the active model before taking work
+# (classifier.worker); that takes seconds, so the parent must wait longer than 4 s.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = 120
 
 # --- The product -------------------------------------------------------------------
 CXR = {
@@ -241,6 +245,7 @@ CXR = {
     "SWEEP_INTERVAL_SECONDS": _cfg["sweep_seconds"],
     "TARGET_SENSITIVITY": _cfg["target_sensitivity"],
     "RETRAIN_MIN_REVIEWS": _cfg["retrain_min_reviews"],
+    "WORKER_WARM_UP": _cfg["warm_up"],
     "TRIAGE_MAX_WAIT_MINUTES": _cfg["max_wait_minutes"],
 }
 if CXR["INFERENCE_HARD_TIME_LIMIT"] <= CXR["INFERENCE_SOFT_TIME_LIMIT"]:

@@ -17,6 +17,7 @@ export CXR_TEST_FLUSH_BROKER=1  # db 15 belongs to the tests
 # Short limits so the tests of killed workers and the sweeper finish in seconds.
 export CXR_INFERENCE_SOFT_TIME_LIMIT=20 CXR_INFERENCE_HARD_TIME_LIMIT=25
 export CXR_SWEEP_INTERVAL_SECONDS=2
+export CXR_WORKER_WARM_UP=false  # per-worker model warm-up is tested once, in tests/classifier
 export TF_CPP_MIN_LOG_LEVEL=2
 unset CXR_MEDIA_ROOT CXR_MODEL_ROOT
 # Everything a test run writes (databases, media, models, worker logs) stays out of var/.

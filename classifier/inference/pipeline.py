@@ -108,12 +108,14 @@ class InferencePipeline:
     def warm_up(self) -> None:
         """Load and trace everything now (first Grad-CAM otherwise costs seconds):
         call once in a worker process after fork, e.g. from worker_process_init."""
-        blank = np.zeros((1, *self.predictor.input_shape), np.float32)
-        self.predictor.predict_logits(blank)
+        blank = np.zeros((2, *self.predictor.input_shape), np.float32)
+        self.predictor.predict_logits(blank[:1])
         if self.heatmap:
-            from classifier.inference.gradcam import gradcam
+            from classifier.inference.gradcam import gradcam_batch
 
-            gradcam(self.keras_model, blank[0], 1 if len(self.labels) > 1 else 0)
+            # Two batch sizes, so the traced function relaxes to any batch size at once.
+            gradcam_batch(self.keras_model, blank[:1], [None])
+            gradcam_batch(self.keras_model, blank, [None, None])
 
     def _prepare(self, data: bytes, timings: dict[str, float]) -> tuple[np.ndarray, dict]:
         from classifier.imaging.decode import decode_bytes

@@ -132,3 +132,13 @@ def test_upload_with_broker_down_is_stored_and_completes_after_sweep(active_tiny
     assert prediction_sweep()["resent"] >= 1
     wait_for(lambda: _done(outcome.prediction.pk), 120, message=worker.output)
     assert Prediction.objects.get(pk=outcome.prediction.pk).status == "done"
+
+
+def test_inference_worker_warms_up_the_active_model_before_work(celery_worker_proc, active_tiny_model,
+                                                                role_users) -> None:
+    worker = celery_worker_proc(CXR_WORKER_WARM_UP="true")
+    wait_for(lambda: "warmed up cxr-triage" in worker.output(), 120, interval=0.2, message=worker.output)
+    outcome = _upload(role_users["Clinician"], synthetic_png(128, seed=9))
+    wait_for(lambda: _done(outcome.prediction.pk), 120, message=worker.output)
+    prediction = Prediction.objects.get(pk=outcome.prediction.pk)
+    assert prediction.status == "done" and prediction.heatmap
