@@ -1,7 +1,6 @@
 """Architectures: every name builds, outputs logits, names a Grad-CAM layer."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -52,16 +51,10 @@ def test_backbone_frozen_then_unfreeze_leaves_batchnorm_frozen() -> None:
                if layer.__class__.__name__ == "BatchNormalization")
 
 
-# The largest EfficientNets take ~4 s each just to build; run them with CXR_SLOW_TESTS=1.
-_HEAVY = {"efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7"}
-
-
 @pytest.mark.parametrize("name", [n for n in ARCHITECTURES
                                   if n not in ("s0_cnn", "regularised_cnn", "cxr_net",
                                                "mobilenet_v2")])
 def test_build_other_backbones(name: str) -> None:
-    if name in _HEAVY and not os.environ.get("CXR_SLOW_TESTS"):
-        pytest.skip("slow to build; set CXR_SLOW_TESTS=1")
     size = 75 if name in ("xception", "inception_resnet_v2") else 32
     model = build_model(name, input_shape=(size, size, 1), num_classes=4)
     assert model.output_shape == (None, 4)
