@@ -11,7 +11,7 @@ import hashlib
 import json
 import threading
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 

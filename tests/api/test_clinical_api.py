@@ -91,7 +91,7 @@ def test_dicom_alone_creates_patient_and_study_from_its_header(client_for) -> No
     assert again.status_code == 200 and again.json()["duplicate"] is True
     listed = client.get(f"/api/v1/images/?study={study.pk}").json()
     assert listed["count"] == 1
-    assert client.get(f"/api/v1/studies/?mrn=H-1").json()["results"][0]["id"] == study.pk
+    assert client.get("/api/v1/studies/?mrn=H-1").json()["results"][0]["id"] == study.pk
 
 
 def test_image_errors_map_to_400_413_415(client_for, settings) -> None:  # noqa: ANN001

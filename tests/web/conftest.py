@@ -34,8 +34,12 @@ def model_version(db, tmp_path: Path):  # noqa: ANN001, ANN201
     plots.mkdir(parents=True)
     for name in ("roc", "confusion_matrix", "training_curves", "reliability"):
         (plots / f"{name}.png").write_bytes(synthetic_png(64, seed=1))
+    # migrate registers the shipped model as the active version: take the next number.
+    existing = ModelVersion.objects.filter(name="cxr-triage")
+    number = max(existing.values_list("version", flat=True), default=0) + 1
+    existing.filter(status="active").update(status="archived")
     return ModelVersion.objects.create(
-        name="cxr-triage", version=1, architecture="s0_cnn", input_size=32,
+        name="cxr-triage", version=number, architecture="s0_cnn", input_size=32,
         labels=["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"], preprocess_config={},
         metrics={"val": {"binary": {"sensitivity": 0.95, "specificity": 0.7, "auc": 0.91, "n": 40, "n_pos": 25}}},
         thresholds={"abnormal": 0.4}, artifact_dir=str(tmp_path / "artifact"), model_card="# card",

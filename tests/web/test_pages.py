@@ -96,10 +96,11 @@ def test_unknown_study_is_a_404_page(clients) -> None:  # noqa: ANN001
     assert b"Not found" in response.content
 
 
-def test_study_page_shows_result_and_writes_view_study(clients, done_study) -> None:  # noqa: ANN001
+def test_study_page_shows_result_and_writes_view_study(clients, done_study, model_version) -> None:  # noqa: ANN001
     response = clients["Clinician"].get(f"/studies/{done_study.pk}/")
     body = response.content.decode()
-    assert "Flagged" in body and "0.800" in body and "cxr-triage v1" in body and "Cough, fever." in body
+    assert "Flagged" in body and "0.800" in body and f"cxr-triage v{model_version.version}" in body
+    assert "Cough, fever." in body
     assert "Radiologist review" not in body  # clinicians cannot review
     assert AuditEvent.objects.filter(action="view_study", object_id=str(done_study.pk),
                                      actor_username="u-clinician").exists()
@@ -152,10 +153,12 @@ def test_audit_log_filters(clients, done_study) -> None:  # noqa: ANN001
 def test_promote_and_rollback_need_confirmation_post(clients, model_version, tmp_path) -> None:  # noqa: ANN001
     from training.models import ModelVersion
 
+    ModelVersion.objects.exclude(pk=model_version.pk).delete()  # only this version: nothing to roll back to
     client = clients["Admin"]
     assert b"Promote" in client.get(f"/models/{model_version.pk}/promote/").content
     # The fixture's artifact dir is incomplete: the registry refuses and the page says why, no 500.
-    candidate = ModelVersion.objects.create(name="cxr-triage", version=2, architecture="s0_cnn", input_size=32,
+    candidate = ModelVersion.objects.create(name="cxr-triage", version=model_version.version + 1,
+                                            architecture="s0_cnn", input_size=32,
                                             labels=[], preprocess_config={}, artifact_dir=str(tmp_path / "nope"))
     response = client.post(f"/models/{candidate.pk}/promote/", follow=True)
     assert response.status_code == 200 and b"Not promoted" in response.content

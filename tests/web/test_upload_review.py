@@ -138,7 +138,7 @@ def test_review_next_opens_the_waiting_study(clients, done_study) -> None:  # no
     assert response["Location"] == f"/studies/{done_study.pk}/?queue=1"
 
 
-def test_agreement_stats(clients, done_study, role_users) -> None:  # noqa: ANN001
+def test_agreement_stats(clients, done_study, role_users, model_version) -> None:  # noqa: ANN001
     from classifier.stats import cohen_kappa, review_agreement
 
     prediction = Prediction.objects.get(image__study=done_study)
@@ -149,7 +149,8 @@ def test_agreement_stats(clients, done_study, role_users) -> None:  # noqa: ANN0
     stats = review_agreement()
     by_person = {row.key: row for row in stats["by_radiologist"]}
     assert by_person["u-radiologist"].confirm_fraction == 1.0 and by_person["u-admin"].confirm_fraction == 0.0
-    assert stats["by_version"][0].key == "cxr-triage v1" and stats["by_version"][0].reviews == 2
+    assert stats["by_version"][0].key == f"cxr-triage v{model_version.version}"
+    assert stats["by_version"][0].reviews == 2
     assert cohen_kappa([("A", "A"), ("B", "B")]) == 1.0
     assert cohen_kappa([("A", "B"), ("B", "A")]) == -1.0
     assert b"u-radiologist" in clients["Radiologist"].get("/review/stats/").content
