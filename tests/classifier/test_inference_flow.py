@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 
+from classifier.claims import claimant_is_dead
 from classifier.models import Prediction, Study
 from classifier.predictions import prediction_sweep
 from classifier.services import StudyFields, image_upload
@@ -78,7 +79,10 @@ def test_worker_killed_mid_prediction_completes_exactly_once(celery_worker_proc,
     wait_for(lambda: Prediction.objects.get(pk=pk).status != "pending", 120, interval=0.002,
              message=worker.output)
     worker.kill()
-    assert Prediction.objects.get(pk=pk).status == "running", "the prediction finished before the kill"
+    running = Prediction.objects.get(pk=pk)
+    assert running.status == "running", "the prediction finished before the kill"
+    # SIGKILL is delivered at once but the pool process takes a moment to disappear.
+    wait_for(lambda: claimant_is_dead(running.claimed_by), 10, message=lambda: f"{running.claimed_by} still alive")
     # The message stays unacknowledged in Redis until the visibility timeout (hours); the
     # sweeper sees that the claiming process is dead and puts the row back in the queue.
     assert prediction_sweep()["reclaimed"] == 1
