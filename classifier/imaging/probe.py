@@ -8,18 +8,15 @@ pixel stream), which then ends as a failed prediction with the reason.
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Any
-
-from PIL import Image
 
 from .decode import sniff_format
 from .dicom import (EXECUTABLE_MAGICS, check_dimensions, check_payload, check_policy, dicom_metadata,
                     read_dataset)
-from .errors import CorruptImage, FileTooLarge, ImageTooLarge, ImagingError, SuspiciousFile, UnsupportedFormat
+from .errors import CorruptImage, FileTooLarge, ImagingError, SuspiciousFile, UnsupportedFormat
 from .limits import DEFAULT_LIMITS, DecodeLimits
-from .raster import _PLUGIN, EMPTY_METADATA_KEYS, _check_size
+from .raster import EMPTY_METADATA_KEYS, open_raster
 
 
 @dataclass(frozen=True)
@@ -61,14 +58,7 @@ def _probe_dicom(data: bytes, limits: DecodeLimits) -> ProbeResult:
 
 
 def _probe_raster(data: bytes, fmt: str, limits: DecodeLimits) -> ProbeResult:
-    try:
-        image = Image.open(io.BytesIO(data), formats=_PLUGIN[fmt])
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge() from exc
-    except Exception as exc:
-        raise CorruptImage(f"The {fmt} file is damaged and cannot be read.") from exc
-    with image:
-        _check_size(image.size, limits)
+    with open_raster(data, fmt, limits) as image:
         width, height = image.size
         if fmt == "JPEG" and image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
             width, height = height, width  # EXIF rotation by 90 degrees swaps the displayed size

@@ -39,16 +39,28 @@ class RasterResult(NamedTuple):
     metadata: dict[str, Any]
 
 
-def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> RasterResult:
-    """Decode a PNG or JPEG to float32 [0, 1] greyscale with EXIF orientation applied."""
+def open_raster(data: bytes, fmt: str, limits: DecodeLimits) -> Image.Image:
+    """Open a PNG or JPEG lazily (header only) and check its size against the limits.
+
+    The caller closes the returned image (use it as a context manager).
+    """
     try:
         image = Image.open(io.BytesIO(data), formats=_PLUGIN[fmt])
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge() from exc
     except Exception as exc:
         raise CorruptImage(f"The {fmt} file is damaged and cannot be read.") from exc
-    with image:
+    try:
         _check_size(image.size, limits)
+    except BaseException:
+        image.close()
+        raise
+    return image
+
+
+def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> RasterResult:
+    """Decode a PNG or JPEG to float32 [0, 1] greyscale with EXIF orientation applied."""
+    with open_raster(data, fmt, limits) as image:
         try:
             image.load()
             upright = _upright(image)
