@@ -84,12 +84,11 @@ def _looks_like_bare_dicom(data: bytes) -> bool:
     return False
 
 
-def decode_bytes(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedImage:
-    """Decode an upload; raise an ImagingError subclass (never anything else) on failure.
+def check_upload(data: Any, limits: DecodeLimits) -> tuple[bytes, str]:
+    """The checks every upload passes first (type, size, executable, format by content).
 
-    Limits are checked from headers before pixels are decoded.
+    Returns the bytes and their format; shared by decode_bytes and the header probe.
     """
-    limits = limits or DEFAULT_LIMITS
     if isinstance(data, (bytearray, memoryview)):
         data = bytes(data)
     if not isinstance(data, bytes):
@@ -99,7 +98,16 @@ def decode_bytes(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedI
                            f"{limits.max_bytes // (1024 * 1024)} MiB upload limit.")
     if data.startswith(EXECUTABLE_MAGICS):
         raise SuspiciousFile("The file is an executable program, not an image.")
-    fmt = sniff_format(data)
+    return data, sniff_format(data)
+
+
+def decode_bytes(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedImage:
+    """Decode an upload; raise an ImagingError subclass (never anything else) on failure.
+
+    Limits are checked from headers before pixels are decoded.
+    """
+    limits = limits or DEFAULT_LIMITS
+    data, fmt = check_upload(data, limits)
     try:
         if fmt == "DICOM":
             pixels, bit_depth, metadata = decode_dicom(data, limits)

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decode import sniff_format
-from .dicom import (EXECUTABLE_MAGICS, check_dimensions, check_payload, check_policy, dicom_metadata,
-                    read_dataset)
-from .errors import CorruptImage, FileTooLarge, ImagingError, SuspiciousFile, UnsupportedFormat
+from .decode import check_upload
+from .dicom import check_dimensions, check_payload, check_policy, dicom_metadata, read_dataset
+from .errors import CorruptImage, ImagingError
 from .limits import DEFAULT_LIMITS, DecodeLimits
 from .raster import EMPTY_METADATA_KEYS, open_raster
 
@@ -32,15 +31,7 @@ class ProbeResult:
 def probe_bytes(data: bytes, *, limits: DecodeLimits | None = None) -> ProbeResult:
     """Validate an upload from its headers; raise an ImagingError subclass on refusal."""
     limits = limits or DEFAULT_LIMITS
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise UnsupportedFormat("The upload is not a file.")
-    data = bytes(data)
-    if len(data) > limits.max_bytes:
-        raise FileTooLarge(f"The file is {len(data) // (1024 * 1024)} MiB, more than the "
-                           f"{limits.max_bytes // (1024 * 1024)} MiB upload limit.")
-    if data.startswith(EXECUTABLE_MAGICS):
-        raise SuspiciousFile("The file is an executable program, not an image.")
-    fmt = sniff_format(data)
+    data, fmt = check_upload(data, limits)
     try:
         return _probe_dicom(data, limits) if fmt == "DICOM" else _probe_raster(data, fmt, limits)
     except ImagingError:
