@@ -174,16 +174,10 @@ def run_each(pipeline: Any, payloads: list[bytes], *, batch_size: int) -> list[A
         return results
 
 
-def _png(gray_uint8: np.ndarray) -> bytes:
-    from PIL import Image as PILImage
-
-    buffer = io.BytesIO()
-    PILImage.fromarray(gray_uint8).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version: Any, runtime: str) -> None:
     """Write the files under generated names, then the row, only if we still hold the claim."""
+    from classifier.inference.gradcam import png_bytes
+
     started = time.perf_counter()
     name = f"heatmaps/{uuid.uuid4().hex[:2]}/{uuid.uuid4().hex}"
     raw_buffer = io.BytesIO()
@@ -192,7 +186,7 @@ def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version
     paths = {
         "heatmap": storage.save(f"{name}.png", ContentFile(result.heatmap_png)),
         "heatmap_raw": storage.save(f"{name}.npy", ContentFile(raw_buffer.getvalue())),
-        "display": storage.save(f"{name}.display.png", ContentFile(_png(result.preprocessed))),
+        "display": storage.save(f"{name}.display.png", ContentFile(png_bytes(result.preprocessed))),
     }
     timings = dict(result.timings_ms)
     timings["store"] = round((time.perf_counter() - started) * 1000, 2)

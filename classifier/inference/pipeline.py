@@ -10,6 +10,7 @@ serialise their own calls).  Decoding errors propagate unchanged as
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -19,8 +20,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from classifier.inference.runtime import load_predictor
+from classifier.inference.runtime import features_head, load_predictor
 
+log = logging.getLogger(__name__)
 NORMAL_LABEL = "NORMAL"
 
 
@@ -81,7 +83,10 @@ class InferencePipeline:
         self.runtime = runtime
         self.heatmap = heatmap
         # load_predictor verifies every sha256 before anything is used.
-        self.predictor = load_predictor(self.artifact_dir, runtime, num_threads)
+        self.predictor = load_predictor(self.artifact_dir, runtime, num_threads, features=heatmap)
+        # Closed-form Grad-CAM from the served forward pass when the head allows it;
+        # otherwise a GradientTape pass through the Keras model (loaded lazily).
+        self.head = features_head(self.predictor)
         manifest = json.loads((self.artifact_dir / "manifest.json").read_text())
         self.model_sha256 = manifest["files"].get(
             "model.tflite" if runtime == "tflite" else "model.keras", "")
@@ -110,7 +115,10 @@ class InferencePipeline:
         call once in a worker process after fork, e.g. from worker_process_init."""
         blank = np.zeros((2, *self.predictor.input_shape), np.float32)
         self.predictor.predict_logits(blank[:1])
-        if self.heatmap:
+        if self.heatmap and self.head is not None:
+            self.predictor.predict_with_features(blank[:1])
+            self.predictor.predict_with_features(blank)
+        elif self.heatmap:
             from classifier.inference.gradcam import gradcam_batch
 
             # Two batch sizes, so the traced function relaxes to any batch size at once.
@@ -145,14 +153,19 @@ class InferencePipeline:
         prepared = [self._prepare(data, t) for data, t in zip(items, timings)]
         batch = np.stack([image for image, _ in prepared])
         start = time.perf_counter()
-        probs = softmax(self.predictor.predict_logits(batch), self.temperature)
+        features = None
+        if self.heatmap and self.head is not None:
+            logits, features = self.predictor.predict_with_features(batch)
+        else:
+            logits = self.predictor.predict_logits(batch)
+        probs = softmax(logits, self.temperature)
         model_ms = (time.perf_counter() - start) * 1000.0 / len(items)
         results = []
         for (image, metadata), p, t in zip(prepared, probs, timings):
             t["model"] = model_ms
             results.append(self._result(image, metadata, p, t))
         if self.heatmap:
-            self._add_heatmaps(results, batch, probs)
+            self._add_heatmaps(results, batch, probs, logits, features)
         for t in timings:
             # Per image in a batch, wall time is ambiguous: total = sum of its stages.
             t["total"] = sum(t.values())
@@ -170,14 +183,23 @@ class InferencePipeline:
             model_sha256=self.model_sha256, metadata=metadata)
         return result
 
-    def _add_heatmaps(self, results: list[InferenceResult], batch: np.ndarray, probs: np.ndarray) -> None:
-        """Grad-CAM of each image's most probable abnormal class, one pass for the batch."""
+    def _add_heatmaps(self, results: list[InferenceResult], batch: np.ndarray, probs: np.ndarray,
+                      logits: np.ndarray, features: np.ndarray | None) -> None:
+        """Grad-CAM of each image's most probable abnormal class for the whole batch:
+        closed form from the forward pass's feature map when the head allows it (and
+        the head reproduces the served logits), else one GradientTape pass."""
         from classifier.inference.gradcam import gradcam_batch, overlay_png
 
         start = time.perf_counter()
         abnormal = [i for i, label in enumerate(self.labels) if label != NORMAL_LABEL]
         indices = [max(abnormal, key=lambda i: p[i]) if abnormal else int(np.argmax(p)) for p in probs]
-        heatmaps = gradcam_batch(self.keras_model, batch, indices)
+        if features is not None and self.head is not None and self.head.matches(features, logits):
+            heatmaps = self.head.cam(features, np.asarray(indices), batch.shape[1:3])
+        else:
+            if features is not None:
+                log.error("model %s: the Grad-CAM head does not reproduce the logits; "
+                          "using the gradient pass", self.model_sha256[:12])
+            heatmaps = gradcam_batch(self.keras_model, batch, indices)
         for result, heat, index in zip(results, heatmaps, indices):
             result.heatmap_raw = heat
             result.heatmap_png = overlay_png(result.preprocessed, heat)

@@ -11,9 +11,12 @@ import hashlib
 import json
 import threading
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from classifier.inference.cam import PooledHead
 
 RUNTIMES = ("tflite", "keras")
 
@@ -30,6 +33,15 @@ class Predictor(Protocol):
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, H, W, C) in [0, 1] -> float32 logits (N, len(labels))."""
         ...
+
+
+def features_head(predictor: Predictor) -> "PooledHead | None":
+    """The predictor's closed-form Grad-CAM head, or None (then Grad-CAM needs a tape).
+
+    A predictor with a head also has ``predict_with_features(batch) -> (logits,
+    feature map)``, one forward pass giving both.
+    """
+    return getattr(predictor, "head", None)
 
 
 def _sha256(path: Path) -> str:
@@ -64,21 +76,34 @@ def verify_manifest(artifact_dir: str | Path) -> dict:
 
 class TFLitePredictor:
     """LiteRT interpreter (XNNPACK default delegate).  Thread-safe via a lock: one
-    interpreter serves one call at a time, which matches one Celery worker process."""
+    interpreter serves one call at a time, which matches one Celery worker process.
+
+    With ``features=True`` and a pooled-dense head (``classifier.inference.cam``), the
+    interpreter runs the same file with the Grad-CAM feature map added as a second
+    output, and ``head`` is set; otherwise ``head`` is None.
+    """
 
     def __init__(self, model_path: str | Path, labels: list[str],
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, *, features: bool = False) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        from classifier.inference.cam import tflite_with_features
+
         self.labels = list(labels)
-        self._interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
+        content = Path(model_path).read_bytes()
+        exposed = tflite_with_features(content) if features else None
+        self.head: PooledHead | None = exposed[1] if exposed else None
+        self._interpreter = Interpreter(model_content=exposed[0] if exposed else content,
+                                        num_threads=num_threads)
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        outputs = self._interpreter.get_output_details()
+        self._output = outputs[0]
+        self._features = outputs[1] if exposed else None
         self.input_shape = tuple(int(d) for d in self._input["shape"][1:])
         self._batch = -1
         self._lock = threading.Lock()
 
-    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+    def _invoke(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.shape[1:] != self.input_shape:
             raise ValueError(f"expected (N, {self.input_shape}), got {batch.shape}")
@@ -89,19 +114,52 @@ class TFLitePredictor:
                 self._batch = batch.shape[0]
             self._interpreter.set_tensor(self._input["index"], batch)
             self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._output["index"]).copy()
+            logits = self._interpreter.get_tensor(self._output["index"]).copy()
+            features = (self._interpreter.get_tensor(self._features["index"]).copy()
+                        if self._features is not None else None)
+            return logits, features
+
+    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+        return self._invoke(batch)[0]
+
+    def predict_with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and the Grad-CAM feature map (N, h, w, K) from one forward pass."""
+        logits, features = self._invoke(batch)
+        if features is None:
+            raise RuntimeError("this predictor was built without features (head is None)")
+        return logits, features
 
 
 class KerasPredictor:
-    """Keras runtime; also exposes ``model`` for Grad-CAM."""
+    """Keras runtime; also exposes ``model`` for Grad-CAM (and ``head`` when the model's
+    head has the closed form, see ``classifier.inference.cam``)."""
 
-    def __init__(self, model_path: str | Path, labels: list[str]) -> None:
+    def __init__(self, model_path: str | Path, labels: list[str], *, features: bool = False) -> None:
         import keras
+
+        from classifier.inference.cam import PooledHead
+        from classifier.inference.gradcam import default_layer
 
         self.labels = list(labels)
         self.model = keras.saving.load_model(model_path, compile=False)
         self.input_shape = tuple(int(d) for d in self.model.input_shape[1:])
         self._call = None
+        self._call_features = None
+        self._layer = default_layer(self.model)
+        self.head: PooledHead | None = PooledHead.from_keras(self.model, self._layer) if features else None
+
+    def predict_with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and the Grad-CAM feature map (N, h, w, K) from one forward pass."""
+        import keras
+        import tensorflow as tf
+
+        if self.head is None:
+            raise RuntimeError("this predictor was built without features (head is None)")
+        if self._call_features is None:
+            both = keras.Model(self.model.input, [self.model.output, self.model.get_layer(self._layer).output])
+            self._call_features = tf.function(lambda x: both(x, training=False), reduce_retracing=True)
+        logits, features = self._call_features(tf.constant(np.ascontiguousarray(batch, dtype=np.float32)))
+        return np.asarray(logits), np.asarray(features)
 
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
         import tensorflow as tf
@@ -116,13 +174,16 @@ class KerasPredictor:
 
 
 def load_predictor(artifact_dir: str | Path, runtime: str = "tflite",
-                   num_threads: int | None = None) -> Predictor:
-    """Verify the artifact (sha256 of every file) and load its model for ``runtime``."""
+                   num_threads: int | None = None, *, features: bool = False) -> Predictor:
+    """Verify the artifact (sha256 of every file) and load its model for ``runtime``.
+
+    ``features=True`` asks for the closed-form Grad-CAM head where the model has one
+    (see ``features_head``)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     artifact_dir = Path(artifact_dir)
     verify_manifest(artifact_dir)
     labels = json.loads((artifact_dir / "labels.json").read_text())
     if runtime == "tflite":
-        return TFLitePredictor(artifact_dir / "model.tflite", labels, num_threads)
-    return KerasPredictor(artifact_dir / "model.keras", labels)
+        return TFLitePredictor(artifact_dir / "model.tflite", labels, num_threads, features=features)
+    return KerasPredictor(artifact_dir / "model.keras", labels, features=features)

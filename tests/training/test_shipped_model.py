@@ -89,3 +89,21 @@ def test_predict_command_prints_one_json_object_per_file(tmp_path: Path, capsys)
         assert {"file", "probabilities", "label", "flag", "heatmap", "timings_ms"} <= set(record)
         assert Path(record["heatmap"]).read_bytes()[:4] == b"\x89PNG"
     assert lines[2]["code"] == "unsupported_format"
+
+
+def test_shipped_heatmaps_equal_the_gradient_tape_grad_cam_on_real_images() -> None:
+    """The served heatmap (closed form from the TFLite pass) is the Grad-CAM a
+    GradientTape computes through the Keras model, on real radiographs of each class."""
+    from classifier.inference.gradcam import gradcam_batch
+    from classifier.inference.pipeline import InferencePipeline
+
+    files = [path for folder in sorted((data_dir() / "cxr" / "test").iterdir())
+             for path in sorted(folder.iterdir())[:2]]
+    pipeline = InferencePipeline(SHIPPED)
+    assert pipeline.head is not None  # cxr_net's GAP -> Dense head has the closed form
+    results = pipeline.run_many([path.read_bytes() for path in files], batch_size=8)
+    seen = np.stack([r.preprocessed.astype(np.float32)[..., None] / 255.0 for r in results])
+    tape = gradcam_batch(pipeline.keras_model, seen, [pipeline.labels.index(r.heatmap_class) for r in results])
+    for result, expected in zip(results, tape):
+        assert np.abs(result.heatmap_raw - expected).max() < 1e-3
+        assert result.heatmap_raw.max() == pytest.approx(1.0)
