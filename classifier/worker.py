@@ -34,7 +34,8 @@ def _warm_up(**kwargs: Any) -> None:
     try:
         version = active_version()
         if version is not None:
-            get_pipeline(version.artifact_dir, runtime=settings.CXR["INFERENCE_RUNTIME"]).warm_up()
+            get_pipeline(version.artifact_dir, runtime=settings.CXR["INFERENCE_RUNTIME"],
+                         threads=settings.CXR["INFERENCE_THREADS"]).warm_up()
             log.info("warmed up %s for inference", version)
     except Exception:  # a failed warm-up only costs latency; the task path reports real errors
         log.exception("model warm-up failed")

@@ -8,6 +8,7 @@ Malformed values raise ImproperlyConfigured with a one-line reason (see cxrsite.
 """
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def _load() -> dict:
         "max_pixels": env.int("CXR_MAX_PIXELS", 40_000_000, minimum=4096),
         "runtime": env.choice("CXR_INFERENCE_RUNTIME", "tflite", ("tflite", "keras")),
         "batch_size": env.int("CXR_INFERENCE_BATCH_SIZE", 8, minimum=1),
+        # Threads per inference process for decoding, preprocessing, encoding and the
+        # TFLite interpreter: by default the CPUs this process may run on.
+        "inference_threads": env.int("CXR_INFERENCE_THREADS", len(os.sched_getaffinity(0)), minimum=1),
         "inference_soft": env.int("CXR_INFERENCE_SOFT_TIME_LIMIT", 60, minimum=1),
         "inference_hard": env.int("CXR_INFERENCE_HARD_TIME_LIMIT", 90, minimum=2),
         "inference_retries": env.int("CXR_INFERENCE_MAX_RETRIES", 3, minimum=0),
@@ -237,6 +241,7 @@ CXR = {
     "MAX_PIXELS": _cfg["max_pixels"],
     "INFERENCE_RUNTIME": _cfg["runtime"],
     "INFERENCE_BATCH_SIZE": _cfg["batch_size"],
+    "INFERENCE_THREADS": _cfg["inference_threads"],
     "INFERENCE_SOFT_TIME_LIMIT": _cfg["inference_soft"],
     "INFERENCE_HARD_TIME_LIMIT": _cfg["inference_hard"],
     "INFERENCE_MAX_RETRIES": _cfg["inference_retries"],

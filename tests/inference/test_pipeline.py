@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,3 +57,18 @@ def test_importing_packages_does_not_import_tensorflow() -> None:
             "training.trainers.experiments, training.trainers.architectures; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_serving_a_pooled_head_model_with_heatmaps_never_imports_tensorflow(tmp_path) -> None:  # noqa: ANN001
+    """The TFLite worker path, heatmaps included, runs without TensorFlow or Keras (a
+    pool process stays at a few hundred MB and starts in a second or two)."""
+    from tests.conftest import build_tiny_artifact, synthetic_png
+
+    artifact = build_tiny_artifact(tmp_path / "cxr_net", architecture="cxr_net")
+    image = tmp_path / "chest.png"
+    image.write_bytes(synthetic_png(96))
+    code = ("import sys; from classifier.inference.pipeline import InferencePipeline; "
+            f"p = InferencePipeline({str(artifact)!r}, threads=2); assert p.head is not None; "
+            f"r = p.run(open({str(image)!r}, 'rb').read()); assert r.heatmap_png and r.display_png; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

@@ -44,7 +44,7 @@ class Command(BaseCommand):
         out = out or Path(settings.VAR_DIR) / "predictions"
         out.mkdir(parents=True, exist_ok=True)
         pipeline = InferencePipeline(chosen.artifact_dir, runtime=runtime or settings.CXR["INFERENCE_RUNTIME"],
-                                     heatmap=not no_heatmap)
+                                     heatmap=not no_heatmap, threads=settings.CXR["INFERENCE_THREADS"])
         failures = 0
         for path in _progress(files):
             record = self._one(pipeline, path, out, chosen)
