@@ -73,6 +73,24 @@ def claim(model: type[models.Model], pk: int, *, pending: str, running: str, lea
     return token if taken == 1 else None
 
 
+def claim_many(model: type[models.Model], pks: list[int], *, pending: str, running: str,
+               lease_seconds: float, **extra: Any) -> tuple[uuid.UUID, list[int]]:
+    """Claim whichever of ``pks`` are still ``pending``, in two queries; return the shared
+    claim token and the ids claimed.  Unlike ``claim`` this never takes over a RUNNING
+    row (batch-mates are optional work; reclaiming stays with ``claim`` and the sweeper).
+    """
+    token = uuid.uuid4()
+    if not pks:
+        return token, []
+    changes = dict(status=running, claim_token=token, claimed_by=worker_identity(),
+                   lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds),
+                   attempts=F("attempts") + 1, **extra)
+    if not model.objects.filter(pk__in=pks, status=pending).update(**changes):
+        return token, []
+    return token, list(model.objects.filter(pk__in=pks, status=running, claim_token=token)
+                       .order_by("pk").values_list("pk", flat=True))
+
+
 def complete(model: type[models.Model], pk: int, token: uuid.UUID, *, running: str, **fields: Any) -> bool:
     """Write the outcome only if this process still holds the claim. True when written."""
     return model.objects.filter(pk=pk, status=running, claim_token=token).update(**fields) == 1

@@ -72,21 +72,47 @@ def prediction_run(*, prediction_id: int) -> list[int]:
         return []
     batch = [(prediction_id, token)] + _claim_more(prediction_id, lease)
     version = active_version()
-    live = [(pk, tok) for pk, tok in batch if not _fail_if_exhausted(pk, tok)]
-    if version is None:
-        for pk, tok in live:
-            _fail(pk, tok, "no_active_model", "No model version is active; an administrator must activate one.")
-        return [pk for pk, _ in live]
+    finished = _Finished()
     try:
-        return _run_batch(live, version)
-    except (OSError, OperationalError):
-        raise  # transient: the task releases the claims and retries with backoff
-    except Exception:  # a defect or a broken artifact must not strand the rows as RUNNING
-        log.exception("prediction batch %s failed unexpectedly with %s", [pk for pk, _ in live], version)
-        for pk, tok in live:
-            _fail(pk, tok, "internal_error", "The analysis failed because of an internal error; "
-                                             "it needs to be read without AI support.")
-        return [pk for pk, _ in live]
+        live = _fail_exhausted(batch, finished)
+        if version is None:
+            for pk, tok in live:
+                _fail(pk, tok, "no_active_model", "No model version is active; an administrator must activate one.",
+                      finished)
+            return [pk for pk, _ in live]
+        try:
+            return _run_batch(live, version, finished)
+        except (OSError, OperationalError):
+            raise  # transient: the task releases the claims and retries with backoff
+        except Exception:  # a defect or a broken artifact must not strand the rows as RUNNING
+            log.exception("prediction batch %s failed unexpectedly with %s", [pk for pk, _ in live], version)
+            for pk, tok in live:
+                _fail(pk, tok, "internal_error", "The analysis failed because of an internal error; "
+                                                 "it needs to be read without AI support.", finished)
+            return [pk for pk, _ in live]
+    finally:
+        finished.publish()
+
+
+class _Finished:
+    """Outcomes written in this batch; ``publish`` refreshes each affected study once and
+    emits the webhooks.  Publishing after the whole batch instead of after each row
+    saves a study refresh per image; a crash before it leaves studies for the sweeper's
+    refresh, never a prediction unrecorded (the outcome rows are already committed)."""
+
+    def __init__(self) -> None:
+        self.predictions: list[int] = []
+        self.studies: set[int] = set()
+
+    def add(self, prediction_id: int, study_id: int) -> None:
+        self.predictions.append(prediction_id)
+        self.studies.add(study_id)
+
+    def publish(self) -> None:
+        if self.studies:
+            study_refresh(*self.studies)
+        for prediction_id in self.predictions:
+            prediction_finished(prediction_id)
 
 
 def _claim_more(first_id: int, lease: float) -> list[tuple[int, uuid.UUID]]:
@@ -94,42 +120,40 @@ def _claim_more(first_id: int, lease: float) -> list[tuple[int, uuid.UUID]]:
     wanted = _cfg("INFERENCE_BATCH_SIZE") - 1
     if wanted <= 0:
         return []
-    claimed = []
-    candidates = (Prediction.objects.filter(status=Prediction.Status.PENDING).exclude(pk=first_id)
-                  .order_by("created_at").values_list("pk", flat=True)[: wanted * 2])
-    for pk in candidates:
-        token = claims.claim(Prediction, pk, pending=Prediction.Status.PENDING,
-                             running=Prediction.Status.RUNNING, lease_seconds=lease, started_at=timezone.now())
-        if token is not None:
-            claimed.append((pk, token))
-        if len(claimed) >= wanted:
-            break
-    return claimed
+    candidates = list(Prediction.objects.filter(status=Prediction.Status.PENDING).exclude(pk=first_id)
+                      .order_by("created_at", "pk").values_list("pk", flat=True)[:wanted])
+    token, claimed = claims.claim_many(Prediction, candidates, pending=Prediction.Status.PENDING,
+                                       running=Prediction.Status.RUNNING, lease_seconds=lease,
+                                       started_at=timezone.now())
+    return [(pk, token) for pk in claimed]
 
 
-def _fail_if_exhausted(pk: int, token: uuid.UUID) -> bool:
-    attempts = Prediction.objects.filter(pk=pk).values_list("attempts", flat=True).first() or 0
-    if attempts <= MAX_ATTEMPTS:
-        return False
-    _fail(pk, token, "worker_lost", "The analysis stopped unexpectedly several times on this image; "
-                                    "it needs to be read without AI support.")
-    return True
+def _fail_exhausted(batch: list[tuple[int, uuid.UUID]], finished: _Finished) -> list[tuple[int, uuid.UUID]]:
+    """Fail the rows claimed more than MAX_ATTEMPTS times; returns the others."""
+    attempts = dict(Prediction.objects.filter(pk__in=[pk for pk, _ in batch]).values_list("pk", "attempts"))
+    live = []
+    for pk, token in batch:
+        if (attempts.get(pk) or 0) <= MAX_ATTEMPTS:
+            live.append((pk, token))
+        else:
+            _fail(pk, token, "worker_lost", "The analysis stopped unexpectedly several times on this image; "
+                                            "it needs to be read without AI support.", finished)
+    return live
 
 
-def _fail(pk: int, token: uuid.UUID, code: str, message: str) -> None:
+def _fail(pk: int, token: uuid.UUID, code: str, message: str, finished: _Finished) -> None:
     if claims.complete(Prediction, pk, token, running=Prediction.Status.RUNNING, status=Prediction.Status.FAILED,
                        error_code=code, error_message=message, finished_at=timezone.now(), lease_expires_at=None):
         log.info("prediction %s failed: %s", pk, code)
-        study_refresh(Prediction.objects.get(pk=pk).image.study_id)
-        prediction_finished(pk)
+        finished.add(pk, Prediction.objects.filter(pk=pk).values_list("image__study_id", flat=True).get())
 
 
-def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any) -> list[int]:
+def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any, finished: _Finished) -> list[int]:
     from classifier.imaging import ImagingError
     from classifier.inference.pipeline import get_pipeline
 
     runtime = _cfg("INFERENCE_RUNTIME")
-    pipeline = get_pipeline(version.artifact_dir, runtime=runtime)
+    pipeline = get_pipeline(version.artifact_dir, runtime=runtime, threads=_cfg("INFERENCE_THREADS"))
     predictions = {p.pk: p for p in Prediction.objects.select_related("image").filter(pk__in=[pk for pk, _ in batch])}
     payloads, kept = [], []
     for pk, token in batch:
@@ -138,18 +162,18 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any) -> list[int]:
                 payloads.append(handle.read())
             kept.append((pk, token))
         except FileNotFoundError:
-            _fail(pk, token, "file_missing", "The stored image file could not be found.")
+            _fail(pk, token, "file_missing", "The stored image file could not be found.", finished)
     results = run_each(pipeline, payloads, batch_size=_cfg("INFERENCE_BATCH_SIZE"))
     done = []
     for (pk, token), result in zip(kept, results):
         if isinstance(result, ImagingError):
-            _fail(pk, token, result.code, result.message)
+            _fail(pk, token, result.code, result.message, finished)
         elif not all(math.isfinite(p) for p in result.probabilities.values()):
             log.error("prediction %s: model %s produced non-finite output", pk, version)
             _fail(pk, token, "model_error", "The model produced an invalid result for this image; "
-                                            "it needs to be read without AI support.")
-        else:
-            _store_result(predictions[pk], token, result, version, runtime)
+                                            "it needs to be read without AI support.", finished)
+        elif _store_result(predictions[pk], token, result, version, runtime):
+            finished.add(pk, predictions[pk].image.study_id)
         done.append(pk)
     return done
 
@@ -174,8 +198,9 @@ def run_each(pipeline: Any, payloads: list[bytes], *, batch_size: int) -> list[A
         return results
 
 
-def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version: Any, runtime: str) -> None:
-    """Write the files under generated names, then the row, only if we still hold the claim."""
+def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version: Any, runtime: str) -> bool:
+    """Write the files under generated names, then the row, only if we still hold the
+    claim.  Returns whether the row was written (False: another attempt owns it)."""
     from classifier.inference.gradcam import png_bytes
 
     started = time.perf_counter()
@@ -186,7 +211,7 @@ def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version
     paths = {
         "heatmap": storage.save(f"{name}.png", ContentFile(result.heatmap_png)),
         "heatmap_raw": storage.save(f"{name}.npy", ContentFile(raw_buffer.getvalue())),
-        "display": storage.save(f"{name}.display.png", ContentFile(png_bytes(result.preprocessed))),
+        "display": storage.save(f"{name}.display.png", ContentFile(result.display_png or png_bytes(result.preprocessed))),
     }
     timings = dict(result.timings_ms)
     timings["store"] = round((time.perf_counter() - started) * 1000, 2)
@@ -199,26 +224,33 @@ def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version
     if not written:  # lost the claim to a reclaim: the other attempt owns the outcome
         for path in paths.values():
             storage.delete(path)
-        return
-    study_refresh(prediction.image.study_id)
-    prediction_finished(prediction.pk)
+    return bool(written)
 
 
 @transaction.atomic
-def study_refresh(study_id: int) -> None:
-    """Recompute a study's status and priority from its images' latest predictions and reviews.
+def study_refresh(*study_ids: int) -> None:
+    """Recompute studies' status and priority from their images' latest predictions and reviews.
 
-    The study row is locked first, so concurrent refreshes (the web process after an
-    upload, a worker after a result) run one after the other and the last one reads the
-    newest predictions: no refresh can overwrite a newer state with an older one.
+    The study rows are locked first (in id order, so two refreshes of overlapping sets
+    cannot deadlock); concurrent refreshes (the web process after an upload, a worker
+    after a batch) run one after the other and the last one reads the newest
+    predictions: no refresh can overwrite a newer state with an older one.
     """
-    from classifier.selectors import prediction_latest
+    from classifier.selectors import study_image_states
 
-    study = Study.objects.select_for_update().get(pk=study_id)
-    images = list(study.images.all())
-    latest = [prediction_latest(image) for image in images]
-    reviewed = bool(images) and all(image.reviews.exists() for image in images)
-    statuses = {p.status for p in latest if p is not None}
+    studies = list(Study.objects.select_for_update().filter(pk__in=set(study_ids)).order_by("pk")
+                   .only("pk", "created_at"))
+    states = study_image_states([study.pk for study in studies])
+    now = timezone.now()
+    for study in studies:  # plain UPDATEs: bulk_update's CASE expression costs more to build
+        status, priority = _study_state(study, states.get(study.pk, []), now)
+        Study.objects.filter(pk=study.pk).update(status=status, priority=priority, updated_at=now)
+
+
+def _study_state(study: Study, states: list[Any], now: Any) -> tuple[str, float]:
+    """(status, priority) of a study from its images' states (``selectors.ImageState``)."""
+    reviewed = bool(states) and all(state.reviewed for state in states)
+    statuses = {state.status for state in states if state.status is not None}
     if reviewed:
         status = Study.Status.REVIEWED
     elif Prediction.Status.RUNNING in statuses:
@@ -229,14 +261,14 @@ def study_refresh(study_id: int) -> None:
         status = Study.Status.FAILED
     else:
         status = Study.Status.DONE
-    done = [p for p in latest if p is not None and p.status == Prediction.Status.DONE]
-    worst = max(done, key=lambda p: p.p_abnormal or 0.0, default=None)
-    waited = (timezone.now() - study.created_at).total_seconds() / 60
+    done = [state for state in states if state.status == Prediction.Status.DONE]
+    worst = max(done, key=lambda state: state.p_abnormal or 0.0, default=None)
+    waited = (now - study.created_at).total_seconds() / 60
     priority = 0.0 if reviewed else priority_score(
         p_abnormal=worst.p_abnormal if worst else None, flag=worst.flag if worst else None,
         failed=status == Study.Status.FAILED, waited_minutes=waited,
         max_wait_minutes=_cfg("TRIAGE_MAX_WAIT_MINUTES"))
-    Study.objects.filter(pk=study_id).update(status=status, priority=priority, updated_at=timezone.now())
+    return status, priority
 
 
 def prediction_sweep(*, now: Any = None) -> dict[str, int]:
@@ -264,10 +296,10 @@ def prediction_sweep(*, now: Any = None) -> dict[str, int]:
 
     for pk in pending:
         prediction_run_task.delay(pk)
-    refreshed = 0
-    for study_id in Study.objects.exclude(status=Study.Status.REVIEWED).values_list("pk", flat=True)[:2000]:
-        study_refresh(study_id)
-        refreshed += 1
+    study_ids = list(Study.objects.exclude(status=Study.Status.REVIEWED).values_list("pk", flat=True)[:2000])
+    for start in range(0, len(study_ids), 100):  # short transactions: the web process locks studies too
+        study_refresh(*study_ids[start:start + 100])
+    refreshed = len(study_ids)
     return {"reclaimed": len(reclaimed), "resent": len(pending), "refreshed": refreshed}
 
 

@@ -120,6 +120,8 @@ def prediction_finished(prediction_id: int) -> list[int]:
 
 
 def _prediction_finished(prediction_id: int) -> list[int]:
+    if not Webhook.objects.filter(is_active=True).exists():
+        return []  # the common case, one cheap query per finished prediction
     prediction = (Prediction.objects.select_related("model_version", "image__study")
                   .filter(pk=prediction_id).first())
     if prediction is None or prediction.status not in (Prediction.Status.DONE, Prediction.Status.FAILED):

@@ -162,8 +162,12 @@ def _clean_broker() -> None:
         redis.Redis.from_url(url).flushdb()
 
 
-def build_tiny_artifact(directory: Path, *, seed: int = 0, abnormal_threshold: float = 0.5) -> Path:
-    """A real (random-weight) 32 px model exported through the production writer."""
+def build_tiny_artifact(directory: Path, *, seed: int = 0, abnormal_threshold: float = 0.5,
+                        architecture: str = "cxr_net") -> Path:
+    """A real (random-weight) 32 px model exported through the production writer.
+
+    cxr_net (the production default) has the closed-form Grad-CAM head; s0_cnn's
+    flatten head takes the GradientTape path."""
     import keras
 
     from classifier.imaging.preprocess import PreprocessConfig
@@ -171,20 +175,22 @@ def build_tiny_artifact(directory: Path, *, seed: int = 0, abnormal_threshold: f
     from training.trainers.export import write_artifact
 
     keras.utils.set_random_seed(seed)
-    model = build_model("s0_cnn", input_shape=(32, 32, 1), num_classes=4)
+    model = build_model(architecture, input_shape=(32, 32, 1), num_classes=4)
     config = PreprocessConfig(input_size=32, lung_crop=False, clahe=True)
     write_artifact(directory, model=model, preprocess_config=config,
                    labels=["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"],
                    thresholds={"abnormal": abnormal_threshold, "temperature": 1.0}, metrics={"note": "test model"},
-                   model_card_md="# tiny test model\n", extra={"hyperparameters": {"architecture": "s0_cnn"}})
+                   model_card_md="# tiny test model\n", extra={"hyperparameters": {"architecture": architecture}})
     return directory
 
 
 @pytest.fixture(scope="session")
 def tiny_artifacts(tmp_path_factory) -> list[Path]:  # noqa: ANN001
-    """Two different tiny artifacts (different seeds), built once per session."""
+    """Two different tiny artifacts, built once per session: cxr_net (closed-form
+    heatmaps, active in most tests) and s0_cnn (GradientTape heatmaps, promoted in some)."""
     root = tmp_path_factory.mktemp("tiny-models")
-    return [build_tiny_artifact(root / f"m{seed}", seed=seed) for seed in (0, 1)]
+    return [build_tiny_artifact(root / "m0", seed=0, architecture="cxr_net"),
+            build_tiny_artifact(root / "m1", seed=1, architecture="s0_cnn")]
 
 
 @pytest.fixture

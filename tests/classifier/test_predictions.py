@@ -1,0 +1,101 @@
+"""The worker's prediction service in-process (no broker): batching, claims, study state.
+
+The end-to-end paths through a real broker and worker are in test_inference_flow.py;
+these pin down what one task does with the rows it finds waiting.
+"""
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+
+from classifier import claims
+from classifier.models import Prediction, Review, Study
+from classifier.predictions import prediction_run, study_refresh
+from classifier.services import StudyFields, image_upload
+from tests.conftest import synthetic_png
+
+pytestmark = pytest.mark.django_db
+
+
+def _upload(user, n: int, data: bytes | None = None):  # noqa: ANN001, ANN202
+    outcome = image_upload(data=data or synthetic_png(96, seed=n), filename=f"{n}.png", uploaded_by=user,
+                           fields=StudyFields(mrn=f"MRN{n}", accession_number=f"ACC{n}"))
+    assert outcome.ok, outcome.error_message
+    return outcome.prediction
+
+
+@pytest.fixture
+def batch_of(settings):  # noqa: ANN001, ANN201
+    def set_size(size: int) -> None:
+        settings.CXR = {**settings.CXR, "INFERENCE_BATCH_SIZE": size}
+    return set_size
+
+
+def test_one_task_runs_the_waiting_rows_as_a_batch_and_later_tasks_are_no_ops(
+        active_tiny_model, role_users, batch_of) -> None:  # noqa: ANN001
+    batch_of(4)
+    pending = [_upload(role_users["Clinician"], n) for n in range(6)]
+    first = prediction_run(prediction_id=pending[0].pk)
+    assert len(first) == 4 and first[0] == pending[0].pk  # its own row, then the oldest waiting
+    assert prediction_run(prediction_id=pending[1].pk) == []  # already done by the first task
+    rest = prediction_run(prediction_id=pending[5].pk)
+    assert sorted(first + rest) == sorted(p.pk for p in pending)
+    for prediction in Prediction.objects.filter(pk__in=[p.pk for p in pending]).select_related("image__study"):
+        assert prediction.status == "done" and prediction.attempts == 1
+        assert prediction.model_version_id == active_tiny_model.pk
+        assert {"decode", "preprocess", "model", "heatmap", "encode", "store", "total"} <= set(prediction.timings_ms)
+        assert prediction.heatmap and prediction.heatmap_raw and prediction.display
+        study = prediction.image.study
+        assert study.status == "done"
+        assert study.priority == pytest.approx((1.0 if prediction.flag else 0.0) + prediction.p_abnormal, abs=0.01)
+
+
+def test_a_corrupt_file_fails_alone_and_its_batch_mates_complete(active_tiny_model, role_users, batch_of) -> None:
+    batch_of(8)
+    good = [_upload(role_users["Clinician"], n) for n in range(3)]
+    cut = _upload(role_users["Clinician"], 9, data=synthetic_png(96, seed=9)[:60])
+    done = prediction_run(prediction_id=good[0].pk)
+    assert sorted(done) == sorted([p.pk for p in good] + [cut.pk])
+    statuses = dict(Prediction.objects.filter(pk__in=done).values_list("pk", "status"))
+    assert statuses[cut.pk] == "failed" and all(statuses[p.pk] == "done" for p in good)
+    assert Study.objects.get(pk=cut.image.study_id).status == "failed"
+
+
+def test_claim_many_takes_only_rows_still_waiting(active_tiny_model, role_users) -> None:
+    rows = [_upload(role_users["Clinician"], n) for n in range(3)]
+    kwargs = dict(pending=Prediction.Status.PENDING, running=Prediction.Status.RUNNING, lease_seconds=60)
+    mine = claims.claim(Prediction, rows[0].pk, **kwargs)
+    assert mine is not None
+    token, claimed = claims.claim_many(Prediction, [r.pk for r in rows], **kwargs)
+    assert claimed == sorted(r.pk for r in rows[1:])
+    assert set(Prediction.objects.filter(claim_token=token).values_list("pk", flat=True)) == set(claimed)
+    assert Prediction.objects.get(pk=rows[0].pk).claim_token == mine  # not taken over
+    assert claims.claim_many(Prediction, [r.pk for r in rows], **kwargs)[1] == []
+
+
+def test_study_refresh_of_several_studies_sets_each_state(active_tiny_model, role_users, batch_of) -> None:
+    batch_of(8)
+    a, b, c = (_upload(role_users["Clinician"], n) for n in range(3))
+    prediction_run(prediction_id=a.pk)  # runs all three
+    Prediction.objects.filter(pk=c.pk).update(status="failed", error_code="x", error_message="x.")
+    b_done = Prediction.objects.get(pk=b.pk)
+    Review.objects.create(image=b_done.image, prediction=b_done, radiologist=role_users["Radiologist"],
+                          decision="confirm", label=b_done.label)
+    study_refresh(a.image.study_id, b.image.study_id, c.image.study_id)
+    state = dict(Study.objects.filter(pk__in=[a.image.study_id, b.image.study_id, c.image.study_id])
+                 .values_list("pk", "status"))
+    assert state == {a.image.study_id: "done", b.image.study_id: "reviewed", c.image.study_id: "failed"}
+    assert Study.objects.get(pk=b.image.study_id).priority == 0.0
+
+
+def test_the_batch_uses_the_configured_threads_and_gives_the_same_answers(active_tiny_model, role_users,
+                                                                          batch_of, settings) -> None:  # noqa: ANN001
+    from classifier.inference.pipeline import InferencePipeline
+
+    data = [synthetic_png(96, seed=n) for n in range(4)]
+    one = InferencePipeline(active_tiny_model.artifact_dir, threads=1).run_many(data, batch_size=4)
+    two = InferencePipeline(active_tiny_model.artifact_dir, threads=2).run_many(data, batch_size=4)
+    for a, b in zip(one, two):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
+        assert a.heatmap_png == b.heatmap_png and a.display_png == b.display_png
+    assert settings.CXR["INFERENCE_THREADS"] >= 1
