@@ -77,3 +77,15 @@ def test_wsgi_import_does_not_import_tensorflow(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "IMPORTED:", out.stdout
+
+
+def test_every_environment_variable_the_settings_read_is_documented_in_readme() -> None:
+    import re
+
+    source = (ROOT / "cxrsite" / "settings.py").read_text()
+    names = set(re.findall(r'env\.\w+\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    readme = (ROOT / "README.md").read_text()
+    assert {"CXR_INFERENCE_THREADS", "DATABASE_URL"} <= names
+    # README may document a pair as `CXR_X_SOFT_..._LIMIT` / `_HARD_`; the stem must appear.
+    missing = sorted(name for name in names if name not in readme and name.replace("HARD", "SOFT") not in readme)
+    assert not missing, f"undocumented environment variables: {missing}"
