@@ -72,7 +72,7 @@ def prediction_run(*, prediction_id: int) -> list[int]:
         return []
     batch = [(prediction_id, token)] + _claim_more(prediction_id, lease)
     version = active_version()
-    finished = _Finished()
+    finished: list[int] = []  # outcomes committed here; their webhooks go out at the end
     try:
         live = _fail_exhausted(batch, finished)
         if version is None:
@@ -91,28 +91,8 @@ def prediction_run(*, prediction_id: int) -> list[int]:
                                                  "it needs to be read without AI support.", finished)
             return [pk for pk, _ in live]
     finally:
-        finished.publish()
-
-
-class _Finished:
-    """Outcomes written in this batch; ``publish`` refreshes each affected study once and
-    emits the webhooks.  Publishing after the whole batch instead of after each row
-    saves a study refresh per image; a crash before it leaves studies for the sweeper's
-    refresh, never a prediction unrecorded (the outcome rows are already committed)."""
-
-    def __init__(self) -> None:
-        self.predictions: list[int] = []
-        self.studies: set[int] = set()
-
-    def add(self, prediction_id: int, study_id: int) -> None:
-        self.predictions.append(prediction_id)
-        self.studies.add(study_id)
-
-    def publish(self) -> None:
-        if self.studies:
-            study_refresh(*self.studies)
-        for prediction_id in self.predictions:
-            prediction_finished(prediction_id)
+        for pk in finished:
+            prediction_finished(pk)
 
 
 def _claim_more(first_id: int, lease: float) -> list[tuple[int, uuid.UUID]]:
@@ -128,7 +108,7 @@ def _claim_more(first_id: int, lease: float) -> list[tuple[int, uuid.UUID]]:
     return [(pk, token) for pk in claimed]
 
 
-def _fail_exhausted(batch: list[tuple[int, uuid.UUID]], finished: _Finished) -> list[tuple[int, uuid.UUID]]:
+def _fail_exhausted(batch: list[tuple[int, uuid.UUID]], finished: list[int]) -> list[tuple[int, uuid.UUID]]:
     """Fail the rows claimed more than MAX_ATTEMPTS times; returns the others."""
     attempts = dict(Prediction.objects.filter(pk__in=[pk for pk, _ in batch]).values_list("pk", "attempts"))
     live = []
@@ -141,14 +121,27 @@ def _fail_exhausted(batch: list[tuple[int, uuid.UUID]], finished: _Finished) -> 
     return live
 
 
-def _fail(pk: int, token: uuid.UUID, code: str, message: str, finished: _Finished) -> None:
-    if claims.complete(Prediction, pk, token, running=Prediction.Status.RUNNING, status=Prediction.Status.FAILED,
-                       error_code=code, error_message=message, finished_at=timezone.now(), lease_expires_at=None):
-        log.info("prediction %s failed: %s", pk, code)
-        finished.add(pk, Prediction.objects.filter(pk=pk).values_list("image__study_id", flat=True).get())
+@transaction.atomic
+def _fail(pk: int, token: uuid.UUID, code: str, message: str, finished: list[int]) -> None:
+    """FAILED with ``message``, and the study refreshed in the same transaction."""
+    if _complete_failed(pk, token, code, message):
+        study_refresh(Prediction.objects.filter(pk=pk).values_list("image__study_id", flat=True).get())
+        finished.append(pk)
 
 
-def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any, finished: _Finished) -> list[int]:
+def _complete_failed(pk: int, token: uuid.UUID, code: str, message: str) -> bool:
+    if not claims.complete(Prediction, pk, token, running=Prediction.Status.RUNNING, status=Prediction.Status.FAILED,
+                           error_code=code, error_message=message, finished_at=timezone.now(),
+                           lease_expires_at=None):
+        return False
+    log.info("prediction %s failed: %s", pk, code)
+    return True
+
+
+def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any, finished: list[int]) -> list[int]:
+    """Run the batch, write each image's files, then commit every outcome row together
+    with its study's new status and priority, so no reader sees a finished prediction
+    in a study that still says queued."""
     from classifier.imaging import ImagingError
     from classifier.inference.pipeline import get_pipeline
 
@@ -164,18 +157,34 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any, finished: _Fini
         except FileNotFoundError:
             _fail(pk, token, "file_missing", "The stored image file could not be found.", finished)
     results = run_each(pipeline, payloads, batch_size=_cfg("INFERENCE_BATCH_SIZE"))
-    done = []
-    for (pk, token), result in zip(kept, results):
-        if isinstance(result, ImagingError):
-            _fail(pk, token, result.code, result.message, finished)
-        elif not all(math.isfinite(p) for p in result.probabilities.values()):
-            log.error("prediction %s: model %s produced non-finite output", pk, version)
-            _fail(pk, token, "model_error", "The model produced an invalid result for this image; "
-                                            "it needs to be read without AI support.", finished)
-        elif _store_result(predictions[pk], token, result, version, runtime):
-            finished.add(pk, predictions[pk].image.study_id)
-        done.append(pk)
-    return done
+    files = {pk: _write_files(predictions[pk], result) for (pk, _), result in zip(kept, results)
+             if not isinstance(result, ImagingError) and _finite(result)}
+    committed: list[int] = []
+    with transaction.atomic():
+        for (pk, token), result in zip(kept, results):
+            if isinstance(result, ImagingError):
+                written = _complete_failed(pk, token, result.code, result.message)
+            elif pk not in files:
+                log.error("prediction %s: model %s produced non-finite output", pk, version)
+                written = _complete_failed(pk, token, "model_error", "The model produced an invalid result for "
+                                                                     "this image; it needs to be read without AI "
+                                                                     "support.")
+            else:
+                written = _complete_done(pk, token, result, version, runtime, files[pk])
+            if written:
+                committed.append(pk)
+        if committed:
+            study_refresh(*{predictions[pk].image.study_id for pk in committed})
+    for pk, paths in files.items():
+        if pk not in committed:  # lost the claim to a reclaim: the other attempt owns the outcome
+            for path in paths.values():
+                predictions[pk].heatmap.storage.delete(path)
+    finished.extend(committed)
+    return [pk for pk, _ in kept]
+
+
+def _finite(result: Any) -> bool:
+    return all(math.isfinite(p) for p in result.probabilities.values())
 
 
 def run_each(pipeline: Any, payloads: list[bytes], *, batch_size: int) -> list[Any]:
@@ -198,9 +207,9 @@ def run_each(pipeline: Any, payloads: list[bytes], *, batch_size: int) -> list[A
         return results
 
 
-def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version: Any, runtime: str) -> bool:
-    """Write the files under generated names, then the row, only if we still hold the
-    claim.  Returns whether the row was written (False: another attempt owns it)."""
+def _write_files(prediction: Prediction, result: Any) -> dict[str, str]:
+    """Store the overlay, raw map and display image under generated names; returns the
+    field -> path mapping for the row.  Adds the "store" timing to the result."""
     from classifier.inference.gradcam import png_bytes
 
     started = time.perf_counter()
@@ -211,20 +220,22 @@ def _store_result(prediction: Prediction, token: uuid.UUID, result: Any, version
     paths = {
         "heatmap": storage.save(f"{name}.png", ContentFile(result.heatmap_png)),
         "heatmap_raw": storage.save(f"{name}.npy", ContentFile(raw_buffer.getvalue())),
-        "display": storage.save(f"{name}.display.png", ContentFile(result.display_png or png_bytes(result.preprocessed))),
+        "display": storage.save(f"{name}.display.png",
+                                ContentFile(result.display_png or png_bytes(result.preprocessed))),
     }
-    timings = dict(result.timings_ms)
-    timings["store"] = round((time.perf_counter() - started) * 1000, 2)
-    written = claims.complete(
-        Prediction, prediction.pk, token, running=Prediction.Status.RUNNING, status=Prediction.Status.DONE,
+    result.timings_ms["store"] = round((time.perf_counter() - started) * 1000, 2)
+    return paths
+
+
+def _complete_done(pk: int, token: uuid.UUID, result: Any, version: Any, runtime: str,
+                   paths: dict[str, str]) -> bool:
+    """Write the outcome row if this process still holds the claim; True when written."""
+    return claims.complete(
+        Prediction, pk, token, running=Prediction.Status.RUNNING, status=Prediction.Status.DONE,
         model_version=version, probabilities=result.probabilities, label=result.label,
         p_abnormal=result.p_abnormal, flag=result.flag, threshold=result.threshold,
-        thresholds=version.thresholds, runtime=runtime, timings_ms=timings, error_code="", error_message="",
-        finished_at=timezone.now(), lease_expires_at=None, **paths)
-    if not written:  # lost the claim to a reclaim: the other attempt owns the outcome
-        for path in paths.values():
-            storage.delete(path)
-    return bool(written)
+        thresholds=version.thresholds, runtime=runtime, timings_ms=result.timings_ms, error_code="",
+        error_message="", finished_at=timezone.now(), lease_expires_at=None, **paths)
 
 
 @transaction.atomic
