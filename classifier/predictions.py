@@ -25,7 +25,7 @@ from django.utils import timezone
 from classifier import claims
 from classifier.models import Image, Prediction, Study
 from classifier.triage import priority_score
-from classifier.webhook_tasks import prediction_finished
+from classifier.webhook_tasks import prediction_finished, webhook_sweep
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a worker killed this often on one image means the image kills workers
@@ -72,27 +72,21 @@ def prediction_run(*, prediction_id: int) -> list[int]:
         return []
     batch = [(prediction_id, token)] + _claim_more(prediction_id, lease)
     version = active_version()
-    finished: list[int] = []  # outcomes committed here; their webhooks go out at the end
+    live = _fail_exhausted(batch)
+    if version is None:
+        for pk, tok in live:
+            _fail(pk, tok, "no_active_model", "No model version is active; an administrator must activate one.")
+        return [pk for pk, _ in live]
     try:
-        live = _fail_exhausted(batch, finished)
-        if version is None:
-            for pk, tok in live:
-                _fail(pk, tok, "no_active_model", "No model version is active; an administrator must activate one.",
-                      finished)
-            return [pk for pk, _ in live]
-        try:
-            return _run_batch(live, version, finished)
-        except (OSError, OperationalError):
-            raise  # transient: the task releases the claims and retries with backoff
-        except Exception:  # a defect or a broken artifact must not strand the rows as RUNNING
-            log.exception("prediction batch %s failed unexpectedly with %s", [pk for pk, _ in live], version)
-            for pk, tok in live:
-                _fail(pk, tok, "internal_error", "The analysis failed because of an internal error; "
-                                                 "it needs to be read without AI support.", finished)
-            return [pk for pk, _ in live]
-    finally:
-        for pk in finished:
-            prediction_finished(pk)
+        return _run_batch(live, version)
+    except (OSError, OperationalError):
+        raise  # transient: the task releases the claims and retries with backoff
+    except Exception:  # a defect or a broken artifact must not strand the rows as RUNNING
+        log.exception("prediction batch %s failed unexpectedly with %s", [pk for pk, _ in live], version)
+        for pk, tok in live:
+            _fail(pk, tok, "internal_error", "The analysis failed because of an internal error; "
+                                             "it needs to be read without AI support.")
+        return [pk for pk, _ in live]
 
 
 def _claim_more(first_id: int, lease: float) -> list[tuple[int, uuid.UUID]]:
@@ -108,7 +102,7 @@ def _claim_more(first_id: int, lease: float) -> list[tuple[int, uuid.UUID]]:
     return [(pk, token) for pk in claimed]
 
 
-def _fail_exhausted(batch: list[tuple[int, uuid.UUID]], finished: list[int]) -> list[tuple[int, uuid.UUID]]:
+def _fail_exhausted(batch: list[tuple[int, uuid.UUID]]) -> list[tuple[int, uuid.UUID]]:
     """Fail the rows claimed more than MAX_ATTEMPTS times; returns the others."""
     attempts = dict(Prediction.objects.filter(pk__in=[pk for pk, _ in batch]).values_list("pk", "attempts"))
     live = []
@@ -117,16 +111,16 @@ def _fail_exhausted(batch: list[tuple[int, uuid.UUID]], finished: list[int]) -> 
             live.append((pk, token))
         else:
             _fail(pk, token, "worker_lost", "The analysis stopped unexpectedly several times on this image; "
-                                            "it needs to be read without AI support.", finished)
+                                            "it needs to be read without AI support.")
     return live
 
 
 @transaction.atomic
-def _fail(pk: int, token: uuid.UUID, code: str, message: str, finished: list[int]) -> None:
-    """FAILED with ``message``, and the study refreshed in the same transaction."""
+def _fail(pk: int, token: uuid.UUID, code: str, message: str) -> None:
+    """FAILED with ``message``; the study refresh and the webhook deliveries commit with it."""
     if _complete_failed(pk, token, code, message):
         study_refresh(Prediction.objects.filter(pk=pk).values_list("image__study_id", flat=True).get())
-        finished.append(pk)
+        prediction_finished(pk)
 
 
 def _complete_failed(pk: int, token: uuid.UUID, code: str, message: str) -> bool:
@@ -138,10 +132,10 @@ def _complete_failed(pk: int, token: uuid.UUID, code: str, message: str) -> bool
     return True
 
 
-def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any, finished: list[int]) -> list[int]:
+def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any) -> list[int]:
     """Run the batch, write each image's files, then commit every outcome row together
-    with its study's new status and priority, so no reader sees a finished prediction
-    in a study that still says queued."""
+    with its study's new status and priority (no reader sees a finished prediction in a
+    study that still says queued) and its webhook deliveries (none is lost to a crash)."""
     from classifier.imaging import ImagingError
     from classifier.inference.pipeline import get_pipeline
 
@@ -155,7 +149,7 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any, finished: list[
                 payloads.append(handle.read())
             kept.append((pk, token))
         except FileNotFoundError:
-            _fail(pk, token, "file_missing", "The stored image file could not be found.", finished)
+            _fail(pk, token, "file_missing", "The stored image file could not be found.")
     results = run_each(pipeline, payloads, batch_size=_cfg("INFERENCE_BATCH_SIZE"))
     files = {pk: _write_files(predictions[pk], result) for (pk, _), result in zip(kept, results)
              if not isinstance(result, ImagingError) and _finite(result)}
@@ -175,11 +169,12 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any, finished: list[
                 committed.append(pk)
         if committed:
             study_refresh(*{predictions[pk].image.study_id for pk in committed})
+        for pk in committed:
+            prediction_finished(pk)
     for pk, paths in files.items():
         if pk not in committed:  # lost the claim to a reclaim: the other attempt owns the outcome
             for path in paths.values():
                 predictions[pk].heatmap.storage.delete(path)
-    finished.extend(committed)
     return [pk for pk, _ in kept]
 
 
@@ -283,7 +278,8 @@ def _study_state(study: Study, states: list[Any], now: Any) -> tuple[str, float]
 
 
 def prediction_sweep(*, now: Any = None) -> dict[str, int]:
-    """Re-send stranded PENDING rows, reclaim RUNNING rows of dead workers, refresh priorities.
+    """Re-send stranded PENDING rows, reclaim RUNNING rows of dead workers, refresh
+    priorities, and re-send webhook deliveries whose task was lost.
 
     A RUNNING row is stranded when its lease (the hard time limit) has expired, or, sooner,
     when its claimant ran on this host and its process is gone.
@@ -310,8 +306,8 @@ def prediction_sweep(*, now: Any = None) -> dict[str, int]:
     study_ids = list(Study.objects.exclude(status=Study.Status.REVIEWED).values_list("pk", flat=True)[:2000])
     for start in range(0, len(study_ids), 100):  # short transactions: the web process locks studies too
         study_refresh(*study_ids[start:start + 100])
-    refreshed = len(study_ids)
-    return {"reclaimed": len(reclaimed), "resent": len(pending), "refreshed": refreshed}
+    return {"reclaimed": len(reclaimed), "resent": len(pending), "refreshed": len(study_ids),
+            "webhooks_resent": webhook_sweep(now=now)}
 
 
 def prediction_release(*, prediction_id: int) -> None:

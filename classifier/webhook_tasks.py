@@ -2,7 +2,8 @@
 
 ``webhook_emit`` stores one WebhookDelivery per interested webhook (the exact body) and
 sends the delivery task after commit; ``webhook_deliver_task`` POSTs it, retrying with
-exponential backoff. Delivery is at least once: receivers deduplicate on the event id
+exponential backoff; ``webhook_sweep`` (run by the prediction sweeper) re-sends
+deliveries whose task was lost. Delivery is at least once: receivers deduplicate on the event id
 (``X-CXR-Delivery`` and the body's ``id``), which is stable across retries.
 
 Signature: ``X-CXR-Signature: sha256=<hex HMAC-SHA256 of the raw body with the webhook
@@ -107,13 +108,17 @@ def webhook_emit(event: str, obj: Prediction | Review) -> list[int]:
 
 
 def prediction_finished(prediction_id: int) -> list[int]:
-    """Emit prediction.done or prediction.failed; call once the outcome is committed.
+    """Emit prediction.done or prediction.failed for a finished prediction.
 
-    Never raises: it runs in the worker right after a result is stored, and a webhook
-    problem must not turn a finished prediction into a retried task.
+    Call it in the transaction that writes the outcome: the delivery rows then commit
+    with it (an outbox), and the delivery tasks are sent after commit; a delivery whose
+    task never reached the broker is re-sent by ``webhook_sweep``.  Never raises, and
+    runs in a savepoint, so a webhook problem can neither fail the caller's transaction
+    nor turn a finished prediction into a retried task.
     """
     try:
-        return _prediction_finished(prediction_id)
+        with transaction.atomic():
+            return _prediction_finished(prediction_id)
     except Exception:  # noqa: BLE001 - logged; the prediction itself is safe
         log.exception("webhook emission for prediction %s failed", prediction_id)
         return []
@@ -175,14 +180,45 @@ def retry_countdown(retries: int) -> float:
 
 @shared_task(bind=True, acks_late=True, max_retries=None, soft_time_limit=30, time_limit=60)
 def webhook_deliver_task(self, delivery_id: int) -> str:  # noqa: ANN001 - celery's bound task
-    """Deliver one webhook event; retried with backoff up to WEBHOOK_MAX_ATTEMPTS attempts."""
+    """Deliver one webhook event; retried with backoff up to WEBHOOK_MAX_ATTEMPTS attempts.
+
+    Attempts are counted on the delivery row, not by the task, so a delivery re-sent by
+    the sweeper continues its schedule instead of starting a new one.
+    """
     try:
         return webhook_deliver(delivery_id=delivery_id)
     except WebhookDeliveryFailed as exc:
-        if self.request.retries + 1 >= int(_cfg("WEBHOOK_MAX_ATTEMPTS", 6)):
+        attempts = WebhookDelivery.objects.values_list("attempts", flat=True).get(pk=delivery_id)
+        if attempts >= int(_cfg("WEBHOOK_MAX_ATTEMPTS", 6)):
             webhook_give_up(delivery_id=delivery_id)
             return WebhookDelivery.Status.FAILED
-        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from None
+        raise self.retry(exc=exc, countdown=retry_countdown(attempts - 1)) from None
+
+
+def webhook_sweep(*, now: Any = None) -> int:
+    """Re-send pending deliveries whose next attempt is overdue by more than
+    CXR_SWEEP_INTERVAL_SECONDS (their task was lost: broker down when it was sent, or
+    a retry dropped with a broker restart).  Returns how many were re-sent.
+
+    The next attempt is due at creation, or ``retry_countdown`` after the last attempt,
+    the schedule ``webhook_deliver_task`` follows; a late duplicate is harmless, since
+    receivers deduplicate on the event id.
+    """
+    from datetime import timedelta
+
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.CXR["SWEEP_INTERVAL_SECONDS"])
+    overdue = []
+    for pk, attempts, created_at, last_attempt_at in (
+            WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING).order_by("pk")
+            .values_list("pk", "attempts", "created_at", "last_attempt_at")[:500]):
+        due = (last_attempt_at + timedelta(seconds=retry_countdown(attempts - 1))
+               if attempts and last_attempt_at else created_at)
+        if due + grace < now:
+            overdue.append(pk)
+    for pk in overdue:
+        webhook_deliver_task.delay(pk)
+    return len(overdue)
 
 
 @receiver(post_save, sender=Review, dispatch_uid="webhooks_review_created")

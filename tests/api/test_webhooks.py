@@ -95,3 +95,64 @@ def test_webhook_validation_and_visibility(client_for) -> None:  # noqa: ANN001
     assert client_for("Admin").get(f"/api/v1/webhooks/{hook['id']}/").status_code == 200
     assert clinician.delete(f"/api/v1/webhooks/{hook['id']}/").status_code == 204
     assert clinician.get(f"/api/v1/webhooks/{hook['id']}/").json()["is_active"] is False
+
+
+def _delivery(hook_id: int, *, age_seconds: float = 0, attempts: int = 0, last_attempt_age: float | None = None,
+              status: str = "pending") -> WebhookDelivery:
+    import uuid
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    delivery = WebhookDelivery.objects.create(webhook_id=hook_id, event="prediction.done", event_id=uuid.uuid4(),
+                                              body='{"id": "x"}', attempts=attempts, status=status)
+    now = timezone.now()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        created_at=now - timedelta(seconds=age_seconds),
+        last_attempt_at=None if last_attempt_age is None else now - timedelta(seconds=last_attempt_age))
+    return delivery
+
+
+def test_sweep_resends_only_deliveries_whose_next_attempt_is_overdue(client_for, settings, monkeypatch) -> None:  # noqa: ANN001
+    from classifier import webhook_tasks
+
+    settings.CXR = {**settings.CXR, "WEBHOOK_BACKOFF_SECONDS": 10, "SWEEP_INTERVAL_SECONDS": 60}
+    hook = _register(client_for("Clinician"), "https://example.org/hook")
+    lost = _delivery(hook["id"], age_seconds=600)                                     # never attempted
+    fresh = _delivery(hook["id"], age_seconds=5)                                      # task still on its way
+    waiting = _delivery(hook["id"], age_seconds=900, attempts=3, last_attempt_age=30)  # next retry due in 10 s
+    dropped = _delivery(hook["id"], age_seconds=900, attempts=3, last_attempt_age=200)  # its retry was due 160 s ago
+    _delivery(hook["id"], age_seconds=900, attempts=1, last_attempt_age=800, status="succeeded")
+    sent: list[int] = []
+    monkeypatch.setattr(webhook_tasks.webhook_deliver_task, "delay", sent.append)
+    assert webhook_tasks.webhook_sweep() == 2
+    assert sorted(sent) == sorted([lost.pk, dropped.pk])
+    assert fresh.pk not in sent and waiting.pk not in sent
+
+
+def test_a_resent_delivery_continues_its_attempt_count(client_for, webhook_receiver, eager_celery) -> None:  # noqa: ANN001
+    from classifier.webhook_tasks import webhook_deliver_task
+
+    hook = _register(client_for("Clinician"), webhook_receiver.url)
+    delivery = _delivery(hook["id"], age_seconds=600, attempts=2, last_attempt_age=500)
+    webhook_receiver.statuses = [500] * 10
+    webhook_deliver_task.delay(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == "failed" and delivery.attempts == 3  # WEBHOOK_MAX_ATTEMPTS, not 2 + 3
+    assert len(webhook_receiver.requests) == 1
+
+
+def test_a_finished_prediction_and_its_delivery_commit_together(client_for, role_users, active_tiny_model,
+                                                               django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+    from classifier.predictions import prediction_run
+    from classifier.services import StudyFields, image_upload
+    from tests.conftest import synthetic_png
+
+    _register(client_for("Clinician"), "https://example.org/hook", ["prediction.done"])
+    outcome = image_upload(data=synthetic_png(96), filename="a.png", uploaded_by=role_users["Clinician"],
+                           fields=StudyFields(mrn="W1", accession_number="W1"))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert prediction_run(prediction_id=outcome.prediction.pk) == [outcome.prediction.pk]
+    delivery = WebhookDelivery.objects.get(event="prediction.done")
+    assert delivery.status == "pending" and json.loads(delivery.body)["data"]["prediction"]["id"] == outcome.prediction.pk
+    assert callbacks  # the delivery task is sent once the outcome's transaction commits
