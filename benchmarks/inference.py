@@ -1,6 +1,6 @@
 """Inference benchmark on the real sample: the worker path against the source systems' baseline.
 
-    python benchmarks/inference.py [--limit N] [--batch-size 8]
+    python benchmarks/inference.py [--limit N] [--batch-size 8] [--processes N]
 
 Prints, for the active (shipped) model on ../shared/data/cxr (CXR_DATA_DIR overrides):
 - latency: end to end, file on disk -> stored prediction row with heatmap (the upload
