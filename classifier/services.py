@@ -24,6 +24,7 @@ from classifier.imaging import DecodeLimits, ImagingError
 from classifier.imaging.probe import probe_bytes
 from classifier.models import Image, Label, Patient, Prediction, Review, Study
 from classifier.predictions import prediction_request, study_refresh
+from classifier.triage import priority_score
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,12 @@ def study_get_or_create(*, fields: StudyFields, requested_by: Any) -> tuple[Stud
 def _study_create(*, fields: StudyFields, requested_by: Any) -> Study:
     patient, _ = Patient.objects.get_or_create(mrn=fields.mrn, defaults={
         "name": fields.patient_name[:200], "birth_date": fields.birth_date, "sex": fields.sex})
+    # A new study has no result yet: queued, at the triage score of "no result" (what
+    # study_refresh would compute), so its first upload need not refresh it again.
     return Study.objects.create(
+        status=Study.Status.QUEUED, priority=priority_score(p_abnormal=None, flag=None, failed=False,
+                                                            waited_minutes=0.0,
+                                                            max_wait_minutes=settings.CXR["TRIAGE_MAX_WAIT_MINUTES"]),
         patient=patient, accession_number=fields.accession_number,
         study_instance_uid=fields.study_instance_uid, modality=fields.modality[:16] or "CR",
         view_position=fields.view_position or Study.View.UNKNOWN, study_date=fields.study_date,
@@ -136,10 +142,11 @@ def image_upload(*, data: bytes, filename: str, uploaded_by: Any, fields: StudyF
     outcome = UploadOutcome(filename=filename[:255])
     try:
         header = probe_bytes(data, limits=upload_limits())
+        created = False
         if study is None:
-            study, _ = study_get_or_create(fields=fields_from_header(header.metadata, fields or StudyFields()),
-                                           requested_by=uploaded_by)
-        _store(outcome, study=study, data=data, header=header, uploaded_by=uploaded_by)
+            study, created = study_get_or_create(fields=fields_from_header(header.metadata, fields or StudyFields()),
+                                                 requested_by=uploaded_by)
+        _store(outcome, study=study, data=data, header=header, uploaded_by=uploaded_by, refresh_study=not created)
     except ImagingError as exc:
         outcome.error_code, outcome.error_message = exc.code, exc.message
     except ServiceError as exc:
@@ -150,7 +157,8 @@ def image_upload(*, data: bytes, filename: str, uploaded_by: Any, fields: StudyF
     return outcome
 
 
-def _store(outcome: UploadOutcome, *, study: Study, data: bytes, header: Any, uploaded_by: Any) -> None:
+def _store(outcome: UploadOutcome, *, study: Study, data: bytes, header: Any, uploaded_by: Any,
+           refresh_study: bool) -> None:
     sha = hashlib.sha256(data).hexdigest()
     sop = (header.metadata.get("sop_instance_uid") or "")[:64]
     duplicate = _find_duplicate(study=study, sha=sha, sop=sop)
@@ -173,7 +181,8 @@ def _store(outcome: UploadOutcome, *, study: Study, data: bytes, header: Any, up
             user = uploaded_by if getattr(uploaded_by, "pk", None) else None
             outcome.prediction = prediction_request(image=image, requested_by=user)
             outcome.image = image
-            transaction.on_commit(lambda: study_refresh(study.pk))
+            if refresh_study:  # a study created by this upload is already queued at the right priority
+                transaction.on_commit(lambda: study_refresh(study.pk))
     except IntegrityError:  # a concurrent upload of the same content won the race
         default_storage.delete(name)
         existing = _find_duplicate(study=study, sha=sha, sop=sop)

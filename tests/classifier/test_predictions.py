@@ -99,3 +99,16 @@ def test_the_batch_uses_the_configured_threads_and_gives_the_same_answers(active
         assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
         assert a.heatmap_png == b.heatmap_png and a.display_png == b.display_png
     assert settings.CXR["INFERENCE_THREADS"] >= 1
+
+
+def test_a_study_created_by_an_upload_starts_in_the_state_a_refresh_gives_it(role_users) -> None:  # noqa: ANN001
+    first = _upload(role_users["Clinician"], 1)
+    study = Study.objects.get(pk=first.image.study_id)
+    as_created = (study.status, study.priority)
+    study_refresh(study.pk)
+    study.refresh_from_db()
+    assert as_created[0] == study.status == "queued"
+    assert as_created[1] == pytest.approx(study.priority, abs=1e-3)
+    second = image_upload(data=synthetic_png(96, seed=2), filename="2.png", uploaded_by=role_users["Clinician"],
+                          fields=StudyFields(mrn="MRN1", accession_number="ACC1"))
+    assert second.ok and second.image.study_id == study.pk  # an existing study is refreshed on commit
