@@ -29,7 +29,8 @@ def study_image_states(study_ids: list[int]) -> dict[int, list[ImageState]]:
     any number of studies: this runs after every batch of predictions, where one query
     with correlated subqueries per study cost more to compile than to run.
     """
-    images = list(Image.objects.filter(study_id__in=study_ids).order_by("pk").values_list("pk", "study_id"))
+    images = list(Image.objects.filter(study_id__in=study_ids).order_by("created_at", "pk")
+                  .values_list("pk", "study_id"))
     latest: dict[int, tuple[str, float | None, bool | None]] = {}
     for image_id, status, p_abnormal, flag in (
             Prediction.objects.filter(image__study_id__in=study_ids).order_by("-created_at", "-id")

@@ -115,7 +115,8 @@ def study_detail(study_id: int) -> tuple[Study, list[ImagePanel], list[Study]]:
 def study_pending(study_id: int) -> dict[str, Any]:
     """What the study page polls: the study status and its latest predictions' statuses."""
     study = Study.objects.get(pk=study_id)
-    statuses = [p.status for p in (selectors.prediction_latest(image) for image in study.images.all()) if p]
+    statuses = [state.status for state in selectors.study_image_states([study_id]).get(study_id, [])
+                if state.status is not None]
     return {"status": study.status, "pending": any(s in ("pending", "running") for s in statuses),
             "predictions": statuses}
 
