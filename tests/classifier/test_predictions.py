@@ -6,7 +6,6 @@ these pin down what one task does with the rows it finds waiting.
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 
 from classifier import claims
 from classifier.models import Prediction, Review, Study
