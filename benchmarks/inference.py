@@ -52,7 +52,8 @@ def files(limit: int | None) -> list[Path]:
 
 
 def _upload(path: Path, tag: str) -> tuple[int, float]:
-    from classifier.services import StudyFields, image_upload
+    from classifier.services.studies import StudyFields
+    from classifier.services.uploads import image_upload
 
     t0 = time.perf_counter()
     outcome = image_upload(data=path.read_bytes(), filename=path.name, uploaded_by=None,
@@ -63,7 +64,7 @@ def _upload(path: Path, tag: str) -> tuple[int, float]:
 def _worker_setup(batch_size: int) -> None:
     from django.conf import settings
 
-    import classifier.predictions as predictions
+    import classifier.services.predictions as predictions
 
     predictions._enqueue_on_commit = lambda pk: None  # the benchmark is the worker; no broker hop
     settings.CXR = {**settings.CXR, "INFERENCE_BATCH_SIZE": batch_size}
@@ -72,7 +73,7 @@ def _worker_setup(batch_size: int) -> None:
 def latency(paths: list[Path]) -> tuple[dict[str, list[float]], float]:
     """Each file uploaded, then run by the worker code at once (batch of one): per-stage
     and end-to-end timings (file on disk -> prediction row with heatmap), images/s."""
-    import classifier.predictions as predictions
+    import classifier.services.predictions as predictions
     from classifier.models import Prediction
 
     _worker_setup(1)
@@ -109,7 +110,7 @@ def throughput(paths: list[Path], batch_size: int) -> tuple[float, float]:
     """Upload every file, then let this process drain the queue as one worker process
     does in production: one task per upload, each claiming up to ``batch_size`` waiting
     rows (most tasks then find their row done).  Returns (upload, worker) images/s."""
-    import classifier.predictions as predictions
+    import classifier.services.predictions as predictions
 
     _worker_setup(batch_size)
     ids, upload_rate = _upload_all(paths, f"T{batch_size}")
@@ -129,7 +130,7 @@ def _pool_process(ids: list[int], batch_size: int, ready: Any, go: Any, peaks: A
     django.setup()
     from django.conf import settings
 
-    import classifier.predictions as predictions
+    import classifier.services.predictions as predictions
     from classifier.inference.pipeline import get_pipeline
     from training.registry import active_version
 

@@ -1,7 +1,16 @@
-"""Admin: read-mostly views of the clinical rows; the audit log is append-only."""
-from django.contrib import admin
+"""Admin: read-mostly views of the clinical rows (the audit log is append-only) and the
+integrations: create an API token (shown once), revoke, see webhooks and deliveries."""
+from __future__ import annotations
 
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from classifier.integrations import ApiToken, Webhook, WebhookDelivery
 from classifier.models import AuditEvent, Image, Patient, Prediction, Review, Study
+from classifier.services.tokens import api_token_create, api_token_revoke
 
 
 @admin.register(Patient)
@@ -52,4 +61,62 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
 
-from classifier.api import admin as _integrations_admin  # noqa: E402,F401 - API tokens and webhooks
+class ApiTokenCreateForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["name", "role", "rate", "expires_at"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "role", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("role",)
+    search_fields = ("name", "prefix")
+    actions = ["revoke_tokens"]
+    readonly_fields = ("name", "role", "user", "prefix", "rate", "created_by", "created_at", "expires_at",
+                       "last_used_at", "revoked_at")
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiTokenCreateForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else ()
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else ApiTokenCreateForm.Meta.fields
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
+        if change:
+            return  # tokens are immutable; revoke and create a new one instead
+        token, raw = api_token_create(name=obj.name, role=obj.role, rate=obj.rate, expires_at=obj.expires_at,
+                                      created_by=request.user, request=request)
+        obj.pk = token.pk
+        messages.warning(request, f"Copy the token now, it will not be shown again: {raw}")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoke instead: the audit trail refers to the token's user
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke_tokens(self, request: HttpRequest, queryset: Any) -> None:
+        for token in queryset:
+            api_token_revoke(token=token, actor=request.user, request=request)
+        self.message_user(request, f"Revoked {queryset.count()} token(s).")
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = ("id", "url", "owner", "events", "is_active", "created_at")
+    list_filter = ("is_active",)
+    readonly_fields = ("owner", "secret", "created_at")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("id", "webhook", "event", "status", "attempts", "last_status_code", "created_at")
+    list_filter = ("status", "event")
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

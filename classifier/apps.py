@@ -8,4 +8,4 @@ class ClassifierConfig(AppConfig):
 
     def ready(self) -> None:
         from classifier import signals  # noqa: F401 - connects login auditing
-        from classifier import webhook_tasks  # noqa: F401 - the webhook delivery task and the Review signal
+        from classifier.services import webhooks  # noqa: F401 - connects the Review signal

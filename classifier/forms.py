@@ -5,8 +5,9 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from classifier.models import Label, Patient, Review, Study
-from classifier.services import StudyFields
-from classifier.views_queries import AuditFilters, WorklistFilters
+from classifier.services.studies import StudyFields
+from classifier.selectors.audit import AuditFilters
+from classifier.selectors.worklist import WorklistFilters
 
 _YES_NO = [("", "Any"), ("yes", "Yes"), ("no", "No")]
 

@@ -1,8 +1,8 @@
 """Rows of the hospital-system integrations: API tokens, idempotency records, webhooks.
 
 Re-exported by ``classifier.models`` so that migrations and the admin see them as part
-of the ``classifier`` app. Writes go through ``classifier.api.services`` and
-``classifier.webhook_tasks``; nothing here has behaviour beyond small properties.
+of the ``classifier`` app. Writes go through ``classifier.services.tokens`` and
+``classifier.services.webhooks``; nothing here has behaviour beyond small properties.
 """
 from __future__ import annotations
 

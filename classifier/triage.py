@@ -1,6 +1,6 @@
 """Worklist priority: disease probability, the AI flag and waiting time, with escalation.
 
-Pure functions; :func:`classifier.predictions.study_refresh` stores the result and
+Pure functions; :func:`classifier.services.studies.study_refresh` stores the result and
 the periodic sweeper refreshes it, so waiting time keeps counting while nothing happens.
 
 Scale (higher is read first):

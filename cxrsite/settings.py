@@ -230,7 +230,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 # Inference pool processes load and trace the active model before taking work
-# (classifier.worker); that takes seconds, so the parent must wait longer than 4 s.
+# (classifier.tasks.warmup); that takes seconds, so the parent must wait longer than 4 s.
 CELERY_WORKER_PROC_ALIVE_TIMEOUT = 120
 
 # --- The product -------------------------------------------------------------------

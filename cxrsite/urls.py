@@ -1,15 +1,15 @@
-"""URL map: pages (classifier.views), admin, health."""
+"""URL map: pages (classifier.views, training.views), the API, admin, health."""
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from classifier import views
+from classifier.views import health
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),
     path("", include("classifier.api.urls")),
     path("", include("training.urls")),
     path("", include("classifier.urls")),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from classifier.models import QueueProbe
-from classifier.tasks import queue_probe_task
+from classifier.tasks.probe import queue_probe_task
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]

@@ -69,7 +69,7 @@ def test_embedded_default_needs_no_environment(tmp_path: Path) -> None:
 
 
 def test_wsgi_import_does_not_import_tensorflow(tmp_path: Path) -> None:
-    code = ("import sys, cxrsite.wsgi, classifier.views, classifier.predictions, training.registry;"
+    code = ("import sys, cxrsite.wsgi, classifier.views.worklist, classifier.services.predictions, training.registry;"
             "from django.urls import resolve; resolve('/');"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras', 'ai_edge_litert'});"
             "print('IMPORTED:' + ','.join(bad))")

@@ -34,11 +34,11 @@ class CandidateBuild:
 class Arrays:
     x: np.ndarray          # uint8 (n, h, w, c)
     y: np.ndarray          # soft targets (n, k)
-    items: list[Any]       # the training.services.Item of each row
+    items: list[Any]       # the training.services.runs.Item of each row
 
 
 def _load(items: Sequence[Any], labels: list[str], config: Any) -> Arrays:
-    from training.services import targets
+    from training.targets import targets
     from training.trainers.data import PreprocessedCache
 
     cache = PreprocessedCache(Path(settings.VAR_DIR) / "preprocessed-cache", workers=2)

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from classifier.audit import audit_record
+from classifier.services.audit import audit_record
 from training.models import ModelVersion
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from django.conf import settings
              time_limit=settings.CXR["TRAINING_HARD_TIME_LIMIT"])
 def training_run_task(run_id: int) -> str:
     """Execute a queued training run; a redelivered message for a claimed run does nothing."""
-    from training.services import training_run_execute
+    from training.services.runs import training_run_execute
 
     run = training_run_execute(run_id=run_id)
     return "skipped" if run is None else run.status
@@ -19,7 +19,7 @@ def training_run_task(run_id: int) -> str:
 @shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
 def retrain_check_task() -> int | None:
     """Periodic: start a run when enough reviewed images have arrived (see retrain_check)."""
-    from training.services import retrain_check
+    from training.services.runs import retrain_check
 
     run = retrain_check()
     return run.pk if run else None

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 from classifier.roles import action_required
 from training import registry
 from training.models import Dataset, ModelVersion, TrainingRun
-from training.services import reviewed_images_waiting, training_run_start
+from training.services.runs import reviewed_images_waiting, training_run_start
 from training.trainers.architectures import ARCHITECTURES
 
 PLOTS = {"roc": "ROC curve (validation)", "confusion_matrix": "Confusion matrix (validation)",

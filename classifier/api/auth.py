@@ -6,7 +6,6 @@ the session instead (SessionAuthentication, with its CSRF check).
 """
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from typing import Any
 
@@ -17,15 +16,11 @@ from rest_framework import authentication, exceptions, throttling
 from rest_framework.request import Request
 
 from classifier.integrations import ApiToken
+from classifier.services.tokens import TOKEN_PREFIX, token_hash
 
-TOKEN_PREFIX = "cxr_"
 DEFAULT_RATES = {"api_token": "600/min", "api_user": "600/min"}
 # last_used_at is written at most this often per token, so a busy token costs no write per call.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-
-def token_hash(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):

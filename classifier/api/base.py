@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from classifier.api.auth import ApiTokenAuthentication, CsrfSessionAuthentication, TokenRateThrottle
 from classifier.api.errors import ApiError, api_exception_handler
 from classifier.api.permissions import ActionPermission
-from classifier.audit import audit_record
+from classifier.services.audit import audit_record
 
 NOTICE = "decision support, not a diagnosis"
 

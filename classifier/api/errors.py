@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from classifier.imaging import FileTooLarge, ImageTooLarge, ImagingError, UnsupportedFormat
-from classifier.services import ServiceError
+from classifier.services.errors import ServiceError
 
 # ServiceError codes that image_upload reports in its outcome (the exception itself is swallowed).
 SERVICE_STATUS = {"patient_mismatch": status.HTTP_409_CONFLICT}

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from classifier.api.base import NOTICE, Api
 from classifier.api.schema import extend_schema
 from classifier.models import Label, Patient, Prediction, Study
-from classifier.selectors import review_latest
+from classifier.selectors.reviews import review_latest
 
 LOINC, DICOM_UID = "http://loinc.org", "urn:dicom:uid"
 MRN_SYSTEM = "urn:cxr-triage:mrn"

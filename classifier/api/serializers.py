@@ -14,7 +14,7 @@ from rest_framework.reverse import reverse
 
 from classifier.api.base import NOTICE
 from classifier.models import Image, Label, Patient, Prediction, Review, Study
-from classifier.selectors import prediction_latest
+from classifier.selectors.studies import prediction_latest
 from training.models import ModelVersion
 
 SUMMARY_ARTIFACT = "model.tflite"

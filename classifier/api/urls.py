@@ -1,8 +1,10 @@
 """API routes: /api/v1/ (REST), /api/schema/ + /api/docs/ (OpenAPI), /dicomweb/, /fhir/."""
 from django.urls import path, re_path
 
-from classifier.api import (dicomweb, docs, errors, fhir, images, models_api, patients, predictions, reviews, studies,
-                            tokens, webhooks)
+from classifier.api import docs, errors, fhir
+from classifier.api.dicomweb import views as dicomweb
+from classifier.api.v1 import images, patients, predictions, reviews, studies, tokens, webhooks
+from training import api as training_api
 
 app_name = "api"
 
@@ -23,12 +25,12 @@ urlpatterns = [
     path(f"{v1}/predictions/<int:pk>/rerun/", predictions.PredictionRerunApi.as_view(), name="prediction-rerun"),
     path(f"{v1}/predictions/<int:pk>/reviews/", reviews.PredictionReviewListCreateApi.as_view(),
          name="prediction-reviews"),
-    path(f"{v1}/models/", models_api.ModelVersionListApi.as_view(), name="model-list"),
-    path(f"{v1}/models/rollback/", models_api.ModelVersionRollbackApi.as_view(), name="model-rollback"),
-    path(f"{v1}/models/<int:pk>/", models_api.ModelVersionDetailApi.as_view(), name="model-detail"),
-    path(f"{v1}/models/<int:pk>/activate/", models_api.ModelVersionActivateApi.as_view(), name="model-activate"),
-    path(f"{v1}/training-runs/", models_api.TrainingRunListCreateApi.as_view(), name="training-run-list"),
-    path(f"{v1}/training-runs/<int:pk>/", models_api.TrainingRunDetailApi.as_view(), name="training-run-detail"),
+    path(f"{v1}/models/", training_api.ModelVersionListApi.as_view(), name="model-list"),
+    path(f"{v1}/models/rollback/", training_api.ModelVersionRollbackApi.as_view(), name="model-rollback"),
+    path(f"{v1}/models/<int:pk>/", training_api.ModelVersionDetailApi.as_view(), name="model-detail"),
+    path(f"{v1}/models/<int:pk>/activate/", training_api.ModelVersionActivateApi.as_view(), name="model-activate"),
+    path(f"{v1}/training-runs/", training_api.TrainingRunListCreateApi.as_view(), name="training-run-list"),
+    path(f"{v1}/training-runs/<int:pk>/", training_api.TrainingRunDetailApi.as_view(), name="training-run-detail"),
     path(f"{v1}/tokens/", tokens.ApiTokenListCreateApi.as_view(), name="token-list"),
     path(f"{v1}/tokens/<int:pk>/", tokens.ApiTokenDetailApi.as_view(), name="token-detail"),
     path(f"{v1}/tokens/<int:pk>/revoke/", tokens.ApiTokenRevokeApi.as_view(), name="token-revoke"),

@@ -16,7 +16,6 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-import classifier.webhook_tasks  # noqa: F401 - connects the Review signal until apps.ready imports it
 
 ROLES = ("Clinician", "Radiologist", "Admin")
 
@@ -31,7 +30,7 @@ def _fast_api_tests(settings) -> None:  # noqa: ANN001
 @pytest.fixture
 def api_tokens(role_users) -> dict[str, str]:  # noqa: ANN001
     """A raw API token per role (created by the admin user), high rate so tests are not throttled."""
-    from classifier.api.services import api_token_create
+    from classifier.services.tokens import api_token_create
 
     return {role: api_token_create(name=f"{role} system", role=role, created_by=role_users["Admin"],
                                    rate="100000/min")[1] for role in ROLES}

@@ -9,7 +9,8 @@ from typing import Any
 from django.utils import timezone
 
 from classifier.models import Prediction
-from classifier.services import StudyFields, image_upload
+from classifier.services.studies import StudyFields
+from classifier.services.uploads import image_upload
 from tests.conftest import synthetic_png
 
 LABELS = ["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"]

@@ -8,7 +8,7 @@ from fhir.resources.imagingstudy import ImagingStudy
 from fhir.resources.observation import Observation
 from fhir.resources.patient import Patient as FhirPatient
 
-from classifier.services import review_submit
+from classifier.services.reviews import review_submit
 from tests.api.helpers import finished_prediction, registered_version
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +52,8 @@ def test_report_is_preliminary_then_final_after_review(client_for, role_users, t
 
 
 def test_unfinished_or_unknown_resources_are_operation_outcomes(client_for, role_users) -> None:  # noqa: ANN001
-    from classifier.services import StudyFields, image_upload
+    from classifier.services.studies import StudyFields
+    from classifier.services.uploads import image_upload
     from tests.conftest import synthetic_png
 
     outcome = image_upload(data=synthetic_png(96), filename="x.png", uploaded_by=role_users["Clinician"],

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from classifier.models import Patient, Prediction
-from classifier.services import StudyFields, image_upload
+from classifier.services.studies import StudyFields
+from classifier.services.uploads import image_upload
 from tests.api.conftest import synthetic_dicom
 from tests.conftest import synthetic_png
 
@@ -64,7 +65,7 @@ def _endpoints() -> list[Endpoint]:
 
 @pytest.fixture
 def rows(role_users) -> dict[str, int]:  # noqa: ANN001
-    from classifier.api.services import api_token_create
+    from classifier.services.tokens import api_token_create
     from training.models import ModelVersion
 
     outcome = image_upload(data=synthetic_png(96), filename="m.png", uploaded_by=role_users["Clinician"],

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from classifier.integrations import WebhookDelivery
-from classifier.webhook_tasks import prediction_finished
+from classifier.services.webhooks import prediction_finished
 from tests.api.helpers import finished_prediction, registered_version
 
 pytestmark = pytest.mark.django_db
@@ -114,7 +114,8 @@ def _delivery(hook_id: int, *, age_seconds: float = 0, attempts: int = 0, last_a
 
 
 def test_sweep_resends_only_deliveries_whose_next_attempt_is_overdue(client_for, settings, monkeypatch) -> None:  # noqa: ANN001
-    from classifier import webhook_tasks
+    from classifier.services import webhooks as webhook_services
+    from classifier.tasks import webhooks as webhook_tasks
 
     settings.CXR = {**settings.CXR, "WEBHOOK_BACKOFF_SECONDS": 10, "SWEEP_INTERVAL_SECONDS": 60}
     hook = _register(client_for("Clinician"), "https://example.org/hook")
@@ -125,13 +126,13 @@ def test_sweep_resends_only_deliveries_whose_next_attempt_is_overdue(client_for,
     _delivery(hook["id"], age_seconds=900, attempts=1, last_attempt_age=800, status="succeeded")
     sent: list[int] = []
     monkeypatch.setattr(webhook_tasks.webhook_deliver_task, "delay", sent.append)
-    assert webhook_tasks.webhook_sweep() == 2
+    assert webhook_services.webhook_sweep() == 2
     assert sorted(sent) == sorted([lost.pk, dropped.pk])
     assert fresh.pk not in sent and waiting.pk not in sent
 
 
 def test_a_resent_delivery_continues_its_attempt_count(client_for, webhook_receiver, eager_celery) -> None:  # noqa: ANN001
-    from classifier.webhook_tasks import webhook_deliver_task
+    from classifier.tasks.webhooks import webhook_deliver_task
 
     hook = _register(client_for("Clinician"), webhook_receiver.url)
     delivery = _delivery(hook["id"], age_seconds=600, attempts=2, last_attempt_age=500)
@@ -144,8 +145,9 @@ def test_a_resent_delivery_continues_its_attempt_count(client_for, webhook_recei
 
 def test_a_finished_prediction_and_its_delivery_commit_together(client_for, role_users, active_tiny_model,
                                                                django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
-    from classifier.predictions import prediction_run
-    from classifier.services import StudyFields, image_upload
+    from classifier.services.predictions import prediction_run
+    from classifier.services.studies import StudyFields
+    from classifier.services.uploads import image_upload
     from tests.conftest import synthetic_png
 
     _register(client_for("Clinician"), "https://example.org/hook", ["prediction.done"])

@@ -9,8 +9,9 @@ from django.conf import settings
 
 from classifier.claims import claimant_is_dead
 from classifier.models import Prediction, Study
-from classifier.predictions import prediction_sweep
-from classifier.services import StudyFields, image_upload
+from classifier.services.predictions import prediction_sweep
+from classifier.services.studies import StudyFields
+from classifier.services.uploads import image_upload
 from training import registry
 from tests.conftest import synthetic_png, wait_for
 

@@ -9,8 +9,10 @@ import pytest
 
 from classifier import claims
 from classifier.models import Prediction, Review, Study
-from classifier.predictions import prediction_run, study_refresh
-from classifier.services import StudyFields, image_upload
+from classifier.services.predictions import prediction_run
+from classifier.services.studies import study_refresh
+from classifier.services.studies import StudyFields
+from classifier.services.uploads import image_upload
 from tests.conftest import synthetic_png
 
 pytestmark = pytest.mark.django_db

@@ -53,7 +53,7 @@ def test_shipped_model_is_active_after_migrate() -> None:
 @pytest.mark.slow
 def test_shipped_model_scores_the_real_test_split_above_floor() -> None:
     """Floors well below what it scored when shipped (see the model card): a regression alarm."""
-    from training.evaluate import evaluate_files, files_from_label_folders
+    from training.services.evaluate import evaluate_files, files_from_label_folders
 
     version = registry.active_version()
     report = evaluate_files(version.artifact_dir, files_from_label_folders(data_dir() / "cxr" / "test"),

@@ -13,9 +13,9 @@ from PIL import Image as PILImage
 
 from classifier.models import Label, Review
 from training import registry
-from training.datasets import assign_splits, dataset_import, kermany_patient
+from training.services.datasets import assign_splits, dataset_import, kermany_patient
 from training.models import DatasetImage, ModelVersion, TrainingRun
-from training.services import retrain_check, split_items, training_items, training_run_execute, training_run_start
+from training.services.runs import retrain_check, split_items, training_items, training_run_execute, training_run_start
 from tests.conftest import synthetic_png
 
 LABELS = ["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"]

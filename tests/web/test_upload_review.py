@@ -139,7 +139,7 @@ def test_review_next_opens_the_waiting_study(clients, done_study) -> None:  # no
 
 
 def test_agreement_stats(clients, done_study, role_users, model_version) -> None:  # noqa: ANN001
-    from classifier.stats import cohen_kappa, review_agreement
+    from classifier.selectors.agreement import cohen_kappa, review_agreement
 
     prediction = Prediction.objects.get(image__study=done_study)
     Review.objects.create(prediction=prediction, image=prediction.image, radiologist=role_users["Radiologist"],

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.models import QueueProbe
-from classifier.tasks import queue_probe_task
+from classifier.tasks.probe import queue_probe_task
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.imaging import ImagingError, PreprocessConfig, inspect_bytes
-from classifier.services import upload_limits
+from classifier.services.uploads import upload_limits
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from training import registry
-from training.evaluate import evaluate_files, files_from_label_folders
+from training.services.evaluate import evaluate_files, files_from_label_folders
 from training.models import Evaluation, ModelVersion
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from training.datasets import SCANNERS, dataset_import
+from training.services.datasets import SCANNERS, dataset_import
 
 
 class Command(BaseCommand):

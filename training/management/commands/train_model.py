@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from training.models import Dataset, TrainingRun
-from training.services import training_run_execute, training_run_start
+from training.services.runs import training_run_execute, training_run_start
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""DICOMweb (PS3.18): STOW-RS, QIDO-RS and WADO-RS."""

@@ -1,0 +1,1 @@
+"""REST API v1 for hospital systems: one module per resource."""

@@ -1,0 +1,113 @@
+"""Reads of studies and their images' latest predictions. Views, the API and the
+workers go through these, never through ad-hoc queries."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from django.db.models import QuerySet
+
+from classifier.models import Image, Label, Prediction, Review, Study
+
+
+def prediction_latest(image: Image) -> Prediction | None:
+    """The most recent prediction of an image, whatever its status."""
+    return image.predictions.select_related("model_version").order_by("-created_at", "-id").first()
+
+
+class ImageState(NamedTuple):
+    """What a study's status and priority depend on, per image."""
+
+    status: str | None          # latest prediction's status; None: no prediction yet
+    p_abnormal: float | None
+    flag: bool | None
+    reviewed: bool
+
+
+def study_image_states(study_ids: list[int]) -> dict[int, list[ImageState]]:
+    """Each image of the studies with its latest prediction's outcome, by study id.
+
+    Three plain queries (images, their predictions newest first, reviewed images) for
+    any number of studies: this runs after every batch of predictions, where one query
+    with correlated subqueries per study cost more to compile than to run.
+    """
+    images = list(Image.objects.filter(study_id__in=study_ids).order_by("created_at", "pk")
+                  .values_list("pk", "study_id"))
+    latest: dict[int, tuple[str, float | None, bool | None]] = {}
+    for image_id, status, p_abnormal, flag in (
+            Prediction.objects.filter(image__study_id__in=study_ids).order_by("-created_at", "-id")
+            .values_list("image_id", "status", "p_abnormal", "flag")):
+        latest.setdefault(image_id, (status, p_abnormal, flag))
+    reviewed = set(Review.objects.filter(image__study_id__in=study_ids).values_list("image_id", flat=True))
+    states: dict[int, list[ImageState]] = {}
+    for image_id, study_id in images:
+        states.setdefault(study_id, []).append(
+            ImageState(*latest.get(image_id, (None, None, None)), reviewed=image_id in reviewed))
+    return states
+
+
+def worklist(*, status: str | None = None, flagged: bool | None = None) -> QuerySet[Study]:
+    """Studies in reading order: priority first, then oldest first."""
+    studies = Study.objects.select_related("patient").order_by("-priority", "created_at", "id")
+    if status:
+        studies = studies.filter(status=status)
+    if flagged is not None:
+        studies = studies.filter(images__predictions__flag=flagged).distinct()
+    return studies
+
+
+@dataclass
+class ImagePanel:
+    """One image of a study page: its latest prediction, history and reviews."""
+
+    image: Image
+    latest: Prediction | None
+    predictions: list[Prediction]
+    reviews: list[Review]
+    probability_rows: list[dict[str, Any]] = field(default_factory=list)
+    form: Any = None  # the review form, set by the view for users who may review
+
+    @property
+    def reviewable(self) -> bool:
+        return self.latest is not None and self.latest.status == Prediction.Status.DONE
+
+    @property
+    def failed(self) -> list[Prediction]:
+        return [p for p in self.predictions if p.status == Prediction.Status.FAILED]
+
+
+def _probability_rows(prediction: Prediction | None) -> list[dict[str, Any]]:
+    if prediction is None or not prediction.probabilities:
+        return []
+    names = dict(Label.choices)
+    rows = [{"label": key, "name": names.get(key, key), "p": float(value), "pct": round(float(value) * 100, 1)}
+            for key, value in prediction.probabilities.items()]
+    return sorted(rows, key=lambda row: -row["p"])
+
+
+def study_detail(study_id: int) -> tuple[Study, list[ImagePanel], list[Study]]:
+    """A study with its image panels and the patient's other studies (newest first).
+
+    Raises Study.DoesNotExist.
+    """
+    study = Study.objects.select_related("patient", "requesting_clinician").get(pk=study_id)
+    panels = []
+    for image in study.images.order_by("created_at", "id"):
+        predictions = list(image.predictions.select_related("model_version").order_by("-created_at", "-id"))
+        reviews = list(image.reviews.select_related("radiologist", "prediction__model_version")
+                       .order_by("-created_at", "-id"))
+        latest = predictions[0] if predictions else None
+        panels.append(ImagePanel(image=image, latest=latest, predictions=predictions, reviews=reviews,
+                                 probability_rows=_probability_rows(latest)))
+    previous = list(Study.objects.filter(patient=study.patient).exclude(pk=study.pk)
+                    .order_by("-created_at")[:20])
+    return study, panels, previous
+
+
+def study_pending(study_id: int) -> dict[str, Any]:
+    """What the study page polls: the study status and its latest predictions' statuses."""
+    study = Study.objects.get(pk=study_id)
+    statuses = [state.status for state in study_image_states([study_id]).get(study_id, [])
+                if state.status is not None]
+    return {"status": study.status, "pending": any(s in ("pending", "running") for s in statuses),
+            "predictions": statuses}

@@ -1,0 +1,32 @@
+"""Radiologist reviews: confirm or correct a finished prediction."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from classifier.models import Label, Prediction, Review
+from classifier.services.audit import audit_record
+from classifier.services.errors import ServiceError
+from classifier.services.studies import study_refresh
+
+
+@transaction.atomic
+def review_submit(*, prediction: Prediction, radiologist: Any, decision: str, label: str = "",
+                  comment: str = "", request: Any = None) -> Review:
+    """Record a radiologist's confirm/correct. The latest review becomes the image's label."""
+    if prediction.status != Prediction.Status.DONE:
+        raise ServiceError("prediction_not_done", "Only a finished prediction can be reviewed.", 409)
+    if decision == Review.Decision.CONFIRM:
+        label = prediction.label
+    elif decision == Review.Decision.CORRECT:
+        if label not in Label.values:
+            raise ServiceError("invalid_label", "Choose the correct label from the list.")
+    else:
+        raise ServiceError("invalid_decision", "The decision must be confirm or correct.")
+    review = Review.objects.create(prediction=prediction, image=prediction.image, radiologist=radiologist,
+                                   decision=decision, label=label, comment=comment.strip())
+    audit_record(actor=radiologist, action="review", obj=review, request=request,
+                 detail={"prediction": prediction.pk, "decision": decision, "label": label})
+    transaction.on_commit(lambda: study_refresh(prediction.image.study_id))
+    return review

@@ -1,0 +1,158 @@
+"""Patients and studies: find or create them from typed fields or a DICOM header, and
+recompute a study's status and priority from its images.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from classifier.models import Patient, Prediction, Study
+from classifier.services.audit import audit_record
+from classifier.services.errors import ServiceError
+from classifier.triage import priority_score
+
+
+@dataclass
+class StudyFields:
+    """What a person (or a DICOM header) tells us about the patient and the study."""
+
+    mrn: str = ""
+    patient_name: str = ""
+    birth_date: date | None = None
+    sex: str = ""
+    accession_number: str = ""
+    study_instance_uid: str = ""
+    view_position: str = ""
+    study_date: date | None = None
+    modality: str = ""
+    clinical_notes: str = ""
+
+
+def fields_from_header(metadata: dict[str, Any], given: StudyFields) -> StudyFields:
+    """Typed fields win over the DICOM header; the header fills what was left blank."""
+    def pick(typed: Any, key: str) -> Any:
+        return typed if typed else (metadata.get(key) or typed)
+
+    view = (metadata.get("view_position") or "").upper()
+    return StudyFields(
+        mrn=pick(given.mrn, "patient_id"), patient_name=pick(given.patient_name, "patient_name"),
+        birth_date=given.birth_date or _date(metadata.get("patient_birth_date")),
+        sex=given.sex or (metadata.get("patient_sex") or "")[:1].upper(),
+        accession_number=pick(given.accession_number, "accession_number"),
+        study_instance_uid=pick(given.study_instance_uid, "study_instance_uid"),
+        view_position=given.view_position or (view if view in {"PA", "AP", "LL"} else ""),
+        study_date=given.study_date or _date(metadata.get("study_date")),
+        modality=pick(given.modality, "modality"), clinical_notes=given.clinical_notes)
+
+
+def _date(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def study_get_or_create(*, fields: StudyFields, requested_by: Any) -> tuple[Study, bool]:
+    """Find the study by accession (or StudyInstanceUID) or create it with its patient."""
+    if not fields.mrn or not fields.accession_number:
+        missing = [name for name, value in (("patient MRN", fields.mrn), ("accession number",
+                                             fields.accession_number)) if not value]
+        raise ServiceError("missing_field", f"Please enter the {' and '.join(missing)}; "
+                                            "the file does not carry them.")
+    existing = Study.objects.filter(accession_number=fields.accession_number).select_related("patient").first()
+    if existing is None and fields.study_instance_uid:
+        existing = Study.objects.filter(study_instance_uid=fields.study_instance_uid).first()
+    if existing is not None:
+        if existing.patient.mrn != fields.mrn:
+            raise ServiceError("patient_mismatch", "This accession number belongs to a different patient.", 409)
+        return existing, False
+    try:
+        return _study_create(fields=fields, requested_by=requested_by), True
+    except IntegrityError:  # a concurrent request created it first: use theirs
+        existing = Study.objects.filter(accession_number=fields.accession_number).select_related("patient").first()
+        if existing is None or existing.patient.mrn != fields.mrn:
+            raise ServiceError("conflict", "This study was created at the same time with different details.", 409)
+        return existing, False
+
+
+@transaction.atomic
+def _study_create(*, fields: StudyFields, requested_by: Any) -> Study:
+    patient, _ = Patient.objects.get_or_create(mrn=fields.mrn, defaults={
+        "name": fields.patient_name[:200], "birth_date": fields.birth_date, "sex": fields.sex})
+    # A new study has no result yet: queued, at the triage score of "no result" (what
+    # study_refresh would compute), so its first upload need not refresh it again.
+    return Study.objects.create(
+        status=Study.Status.QUEUED, priority=priority_score(p_abnormal=None, flag=None, failed=False,
+                                                            waited_minutes=0.0,
+                                                            max_wait_minutes=settings.CXR["TRIAGE_MAX_WAIT_MINUTES"]),
+        patient=patient, accession_number=fields.accession_number,
+        study_instance_uid=fields.study_instance_uid, modality=fields.modality[:16] or "CR",
+        view_position=fields.view_position or Study.View.UNKNOWN, study_date=fields.study_date,
+        requesting_clinician=requested_by if getattr(requested_by, "is_authenticated", False) else None,
+        clinical_notes=fields.clinical_notes)
+
+
+def patient_get_or_create(*, mrn: str, name: str = "", birth_date: Any = None, sex: str = "",
+                          actor: Any, request: Any = None) -> tuple[Patient, bool]:
+    """The patient with this MRN, created when new; an existing row is returned unchanged."""
+    mrn = mrn.strip()
+    if not mrn:
+        raise ServiceError("missing_field", "Please enter the patient MRN.")
+    try:
+        with transaction.atomic():
+            patient, created = Patient.objects.get_or_create(
+                mrn=mrn, defaults={"name": name[:200], "birth_date": birth_date, "sex": sex})
+    except IntegrityError:  # a concurrent create of the same MRN won
+        patient, created = Patient.objects.get(mrn=mrn), False
+    if created:
+        audit_record(actor=actor, action="patient_create", obj=patient, request=request)
+    return patient, created
+
+
+@transaction.atomic
+def study_refresh(*study_ids: int) -> None:
+    """Recompute studies' status and priority from their images' latest predictions and reviews.
+
+    The study rows are locked first (in id order, so two refreshes of overlapping sets
+    cannot deadlock); concurrent refreshes (the web process after an upload, a worker
+    after a batch) run one after the other and the last one reads the newest
+    predictions: no refresh can overwrite a newer state with an older one.
+    """
+    from classifier.selectors.studies import study_image_states
+
+    studies = list(Study.objects.select_for_update().filter(pk__in=set(study_ids)).order_by("pk")
+                   .only("pk", "created_at"))
+    states = study_image_states([study.pk for study in studies])
+    now = timezone.now()
+    for study in studies:  # plain UPDATEs: bulk_update's CASE expression costs more to build
+        status, priority = _study_state(study, states.get(study.pk, []), now)
+        Study.objects.filter(pk=study.pk).update(status=status, priority=priority, updated_at=now)
+
+
+def _study_state(study: Study, states: list[Any], now: Any) -> tuple[str, float]:
+    """(status, priority) of a study from its images' states (``selectors.ImageState``)."""
+    reviewed = bool(states) and all(state.reviewed for state in states)
+    statuses = {state.status for state in states if state.status is not None}
+    if reviewed:
+        status = Study.Status.REVIEWED
+    elif Prediction.Status.RUNNING in statuses:
+        status = Study.Status.RUNNING
+    elif Prediction.Status.PENDING in statuses or not statuses:
+        status = Study.Status.QUEUED
+    elif statuses == {Prediction.Status.FAILED}:
+        status = Study.Status.FAILED
+    else:
+        status = Study.Status.DONE
+    done = [state for state in states if state.status == Prediction.Status.DONE]
+    worst = max(done, key=lambda state: state.p_abnormal or 0.0, default=None)
+    waited = (now - study.created_at).total_seconds() / 60
+    priority = 0.0 if reviewed else priority_score(
+        p_abnormal=worst.p_abnormal if worst else None, flag=worst.flag if worst else None,
+        failed=status == Study.Status.FAILED, waited_minutes=waited,
+        max_wait_minutes=settings.CXR["TRIAGE_MAX_WAIT_MINUTES"])
+    return status, priority

@@ -1,0 +1,240 @@
+"""Webhooks: signed JSON events to the integrations that registered a callback URL.
+
+``webhook_emit`` stores one WebhookDelivery per interested webhook (the exact body) and
+sends the delivery task after commit; ``webhook_deliver_task`` POSTs it, retrying with
+exponential backoff; ``webhook_sweep`` (run by the prediction sweeper) re-sends
+deliveries whose task was lost. Delivery is at least once: receivers deduplicate on the event id
+(``X-CXR-Delivery`` and the body's ``id``), which is stable across retries.
+
+Signature: ``X-CXR-Signature: sha256=<hex HMAC-SHA256 of the raw body with the webhook
+secret>``; ``X-CXR-Timestamp`` is the attempt's Unix time (the body carries ``created_at``).
+
+Importing this module connects the Review signal, so it must be imported at startup
+(classifier.apps.ClassifierConfig.ready); the delivery task is in classifier.tasks.webhooks.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+from django.utils import timezone
+
+from classifier.integrations import Webhook, WebhookDelivery
+from classifier.models import Prediction, Review
+from classifier.roles import user_can
+from classifier.services.audit import audit_record
+from classifier.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+NOTICE = "decision support, not a diagnosis"
+USER_AGENT = "cxr-triage-webhooks/1"
+
+
+def _cfg(key: str, default: float) -> float:
+    return float(settings.CXR.get(key, default))
+
+
+class WebhookDeliveryFailed(Exception):
+    """The receiver did not answer 2xx (or could not be reached); worth retrying."""
+
+
+def webhook_sign(secret: str, body: bytes) -> str:
+    """The X-CXR-Signature value for ``body``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _prediction_data(prediction: Prediction) -> dict[str, Any]:
+    version = prediction.model_version
+    study = prediction.image.study
+    return {
+        "prediction": {
+            "id": prediction.pk, "image": prediction.image_id, "study": study.pk, "status": prediction.status,
+            "label": prediction.label, "probabilities": prediction.probabilities,
+            "p_abnormal": prediction.p_abnormal, "flag": prediction.flag, "threshold": prediction.threshold,
+            "priority": study.priority,
+            "model": {"name": version.name, "version": version.version,
+                      "artifact_sha256": (version.artifact_sha256 or {}).get("model.tflite", "")} if version else None,
+            "error": {"code": prediction.error_code, "message": prediction.error_message}
+            if prediction.error_code else None,
+            "notice": NOTICE,
+        },
+        "study": {"id": study.pk, "accession_number": study.accession_number,
+                  "study_instance_uid": study.study_instance_uid},
+        "links": {"prediction": f"/api/v1/predictions/{prediction.pk}/",
+                  "fhir": f"/fhir/DiagnosticReport/{prediction.pk}"},
+    }
+
+
+def _review_data(review: Review) -> dict[str, Any]:
+    data = _prediction_data(review.prediction)
+    data["review"] = {"id": review.pk, "prediction": review.prediction_id, "decision": review.decision,
+                      "label": review.label, "created_at": review.created_at.isoformat()}
+    return data
+
+
+def webhook_emit(event: str, obj: Prediction | Review) -> list[int]:
+    """Queue ``event`` about ``obj`` for every active webhook that wants it. Returns delivery ids."""
+    webhooks = [hook for hook in Webhook.objects.filter(is_active=True).select_related("owner")
+                if hook.wants(event) and user_can(hook.owner, "view_studies")]
+    if not webhooks:
+        return []
+    data = _review_data(obj) if isinstance(obj, Review) else _prediction_data(obj)
+    event_id = uuid.uuid4()
+    body = json.dumps({"id": str(event_id), "event": event, "created_at": timezone.now().isoformat(),
+                       "data": data}, separators=(",", ":"), sort_keys=True)
+    ids = []
+    with transaction.atomic():
+        for hook in webhooks:
+            ids.append(WebhookDelivery.objects.create(webhook=hook, event=event, event_id=event_id, body=body).pk)
+
+    def send() -> None:
+        from classifier.tasks.webhooks import webhook_deliver_task
+
+        for pk in ids:
+            try:
+                webhook_deliver_task.delay(pk)
+            except Exception:  # broker down: the row stays pending with its body
+                log.warning("broker unavailable; webhook delivery %s not sent", pk, exc_info=True)
+
+    transaction.on_commit(send)
+    return ids
+
+
+def prediction_finished(prediction_id: int) -> list[int]:
+    """Emit prediction.done or prediction.failed for a finished prediction.
+
+    Call it in the transaction that writes the outcome: the delivery rows then commit
+    with it (an outbox), and the delivery tasks are sent after commit; a delivery whose
+    task never reached the broker is re-sent by ``webhook_sweep``.  Never raises, and
+    runs in a savepoint, so a webhook problem can neither fail the caller's transaction
+    nor turn a finished prediction into a retried task.
+    """
+    try:
+        with transaction.atomic():
+            return _prediction_finished(prediction_id)
+    except Exception:  # noqa: BLE001 - logged; the prediction itself is safe
+        log.exception("webhook emission for prediction %s failed", prediction_id)
+        return []
+
+
+def _prediction_finished(prediction_id: int) -> list[int]:
+    if not Webhook.objects.filter(is_active=True).exists():
+        return []  # the common case, one cheap query per finished prediction
+    prediction = (Prediction.objects.select_related("model_version", "image__study")
+                  .filter(pk=prediction_id).first())
+    if prediction is None or prediction.status not in (Prediction.Status.DONE, Prediction.Status.FAILED):
+        return []
+    event = "prediction.done" if prediction.status == Prediction.Status.DONE else "prediction.failed"
+    return webhook_emit(event, prediction)
+
+
+def webhook_deliver(*, delivery_id: int) -> str:
+    """One attempt. Returns the final status; raises WebhookDeliveryFailed to ask for a retry."""
+    delivery = WebhookDelivery.objects.select_related("webhook").get(pk=delivery_id)
+    if delivery.status != WebhookDelivery.Status.PENDING:
+        return delivery.status  # a redelivered message after success: nothing to do
+    hook = delivery.webhook
+    if not hook.is_active:
+        WebhookDelivery.objects.filter(pk=delivery_id).update(status=WebhookDelivery.Status.FAILED,
+                                                              last_error="The webhook was disabled.")
+        return WebhookDelivery.Status.FAILED
+    import requests
+
+    body = delivery.body.encode()
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-CXR-Event": delivery.event,
+               "X-CXR-Delivery": str(delivery.event_id), "X-CXR-Timestamp": str(int(time.time())),
+               "X-CXR-Signature": webhook_sign(hook.secret, body)}
+    code, error = None, ""
+    try:
+        response = requests.post(hook.url, data=body, headers=headers, allow_redirects=False,
+                                 timeout=(_cfg("WEBHOOK_CONNECT_TIMEOUT", 3), _cfg("WEBHOOK_READ_TIMEOUT", 10)))
+        code = response.status_code
+        error = "" if 200 <= code < 300 else f"HTTP {code}"
+    except requests.RequestException as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    ok = code is not None and 200 <= code < 300
+    WebhookDelivery.objects.filter(pk=delivery_id).update(
+        attempts=F("attempts") + 1, last_attempt_at=timezone.now(), last_status_code=code, last_error=error,
+        **({"status": WebhookDelivery.Status.SUCCEEDED, "delivered_at": timezone.now()} if ok else {}))
+    if not ok:
+        raise WebhookDeliveryFailed(error)
+    return WebhookDelivery.Status.SUCCEEDED
+
+
+def webhook_give_up(*, delivery_id: int) -> None:
+    WebhookDelivery.objects.filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING).update(
+        status=WebhookDelivery.Status.FAILED)
+
+
+def webhook_max_attempts() -> int:
+    """Attempts after which a delivery is given up as FAILED."""
+    return int(_cfg("WEBHOOK_MAX_ATTEMPTS", 6))
+
+
+def retry_countdown(retries: int) -> float:
+    """Exponential backoff: base, 2*base, 4*base ... capped at an hour."""
+    return min(_cfg("WEBHOOK_BACKOFF_SECONDS", 10) * (2 ** retries), 3600.0)
+
+
+def webhook_sweep(*, now: Any = None) -> int:
+    """Re-send pending deliveries whose next attempt is overdue by more than
+    CXR_SWEEP_INTERVAL_SECONDS (their task was lost: broker down when it was sent, or
+    a retry dropped with a broker restart).  Returns how many were re-sent.
+
+    The next attempt is due at creation, or ``retry_countdown`` after the last attempt,
+    the schedule ``webhook_deliver_task`` follows; a late duplicate is harmless, since
+    receivers deduplicate on the event id.
+    """
+    from datetime import timedelta
+
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.CXR["SWEEP_INTERVAL_SECONDS"])
+    overdue = []
+    for pk, attempts, created_at, last_attempt_at in (
+            WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING).order_by("pk")
+            .values_list("pk", "attempts", "created_at", "last_attempt_at")[:500]):
+        due = (last_attempt_at + timedelta(seconds=retry_countdown(attempts - 1))
+               if attempts and last_attempt_at else created_at)
+        if due + grace < now:
+            overdue.append(pk)
+    from classifier.tasks.webhooks import webhook_deliver_task
+
+    for pk in overdue:
+        webhook_deliver_task.delay(pk)
+    return len(overdue)
+
+
+@receiver(post_save, sender=Review, dispatch_uid="webhooks_review_created")
+def _review_created(sender: Any, instance: Review, created: bool, **kwargs: Any) -> None:
+    if created:
+        transaction.on_commit(lambda: webhook_emit("review.created", instance))
+
+
+def webhook_create(*, owner: Any, url: str, events: list[str], request: Any = None) -> Webhook:
+    """Register a callback URL for ``events`` (empty: all). The secret is in the returned row."""
+    unknown = sorted(set(events) - set(Webhook.Event.values))
+    if unknown:
+        raise ServiceError("invalid_event", f"Unknown events: {', '.join(unknown)}.")
+    if not url.lower().startswith(("http://", "https://")):
+        raise ServiceError("invalid_url", "The callback URL must be http or https.")
+    webhook = Webhook.objects.create(owner=owner, url=url, events=sorted(set(events)),
+                                     secret=secrets.token_urlsafe(32))
+    audit_record(actor=owner, action="webhook_create", obj=webhook, request=request, detail={"events": events})
+    return webhook
+
+
+def webhook_delete(*, webhook: Webhook, actor: Any, request: Any = None) -> None:
+    """Deactivate a webhook; its delivery history is kept."""
+    Webhook.objects.filter(pk=webhook.pk).update(is_active=False)
+    audit_record(actor=actor, action="webhook_delete", obj=webhook, request=request)

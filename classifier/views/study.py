@@ -1,0 +1,80 @@
+"""The study page, its status poll, role-checked image files and the re-run action.
+
+Images are never served from MEDIA_URL: every file goes through :func:`prediction_image`,
+which checks the role and writes a ``view_image`` audit event.
+"""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from classifier.services.predictions import prediction_rerun as prediction_rerun_service
+from classifier.services.audit import audit_record
+from classifier.forms import ReviewForm
+from classifier.models import Image, Label, Prediction, Study
+from classifier.roles import action_required, user_can
+from classifier.selectors.studies import study_detail as study_detail_query
+from classifier.selectors.studies import study_pending
+
+# Which stored file each image kind is; "display" exists once the worker stores it.
+IMAGE_KINDS = ("heatmap", "display")
+
+
+@action_required("view_studies")
+def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
+    """Everything about one study; writes a ``view_study`` audit event."""
+    try:
+        study, panels, previous = study_detail_query(study_id)
+    except Study.DoesNotExist:
+        raise Http404("No such study.") from None
+    audit_record(actor=request.user, action="view_study", obj=study, request=request)
+    can_review = user_can(request.user, "review")
+    for panel in panels:
+        panel.form = ReviewForm(initial={"prediction": panel.latest.pk}) if panel.reviewable and can_review else None
+    current = next((p for p in panels if p.reviewable and not p.reviews), None)
+    return render(request, "classifier/study.html", {
+        "study": study, "panels": panels, "previous": previous, "labels": Label.choices,
+        "current_panel": current, "queue": request.GET.get("queue") == "1",
+        "pending": any(p.latest and p.latest.status in ("pending", "running") for p in panels)})
+
+
+@action_required("view_studies")
+def study_status(request: HttpRequest, study_id: int) -> JsonResponse:
+    """Polled by the study page while a prediction is pending. Statuses only."""
+    try:
+        return JsonResponse(study_pending(study_id))
+    except Study.DoesNotExist:
+        raise Http404("No such study.") from None
+
+
+@action_required("view_studies")
+def prediction_image(request: HttpRequest, prediction_id: int, kind: str) -> FileResponse:
+    """A prediction's heatmap overlay or display PNG, role-checked and audited."""
+    if kind not in IMAGE_KINDS:
+        raise Http404("Unknown image kind.")
+    prediction = get_object_or_404(Prediction.objects.select_related("image"), pk=prediction_id)
+    stored = getattr(prediction, kind, None)
+    if not stored:
+        raise Http404("This image is not available.")
+    try:
+        handle = stored.open("rb")
+    except FileNotFoundError:
+        raise Http404("The stored image file is missing.") from None
+    audit_record(actor=request.user, action="view_image", obj=prediction.image, request=request,
+                 detail={"prediction": prediction.pk, "kind": kind})
+    response = FileResponse(handle, content_type="image/png")
+    # Patient images must not linger in shared caches or the browser's disk cache.
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@action_required("upload")
+@require_POST
+def prediction_rerun(request: HttpRequest, image_id: int) -> HttpResponse:
+    """Queue a new prediction on the active model; the earlier ones stay in the history."""
+    image = get_object_or_404(Image, pk=image_id)
+    prediction_rerun_service(image=image, requested_by=request.user, request=request)
+    messages.success(request, "A new analysis on the active model was queued; the earlier result is kept.")
+    return redirect("study_detail", study_id=image.study_id)

@@ -1,0 +1,129 @@
+"""Models and training (admins): versions with metrics, promote, roll back, training runs."""
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from classifier.api.base import Api, ListApi, RetrieveApi
+from classifier.api.errors import ApiError
+from classifier.api.idempotency import idempotent
+from classifier.api.schema import extend_schema
+from training import registry
+from training.models import Dataset, ModelVersion, TrainingRun
+from training.services.runs import training_run_start
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "name", "version", "status", "architecture", "input_size", "labels", "metrics",
+                  "thresholds", "artifact_sha256", "parent", "reviewed_images_used", "created_at", "activated_at"]
+        read_only_fields = fields
+
+
+class ModelVersionDetailSerializer(ModelVersionSerializer):
+    class Meta(ModelVersionSerializer.Meta):
+        fields = ModelVersionSerializer.Meta.fields + ["preprocess_config", "hyperparameters", "model_card"]
+        read_only_fields = fields
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    datasets = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = ["id", "status", "trigger", "name", "spec", "datasets", "include_reviews", "progress", "history",
+                  "model_version", "promotion", "error_message", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class TrainingRunInput(serializers.Serializer):
+    spec = serializers.DictField(required=False, help_text="Partial run spec; completed from the default recipe.")
+    datasets = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all(), many=True, required=False)
+    include_reviews = serializers.BooleanField(default=True)
+
+
+class RollbackInput(serializers.Serializer):
+    name = serializers.CharField(max_length=64, default=registry.DEFAULT_NAME)
+
+
+class ModelVersionListApi(ListApi):
+    role_actions = {"GET": "manage_models"}
+    serializer_class = ModelVersionSerializer
+    queryset = ModelVersion.objects.all()
+    filterset_fields = ["name", "status"]
+    ordering_fields = ["version", "created_at", "activated_at"]
+    audit_action = "api_list_models"
+
+
+class ModelVersionDetailApi(RetrieveApi):
+    role_actions = {"GET": "manage_models"}
+    serializer_class = ModelVersionDetailSerializer
+    queryset = ModelVersion.objects.all()
+    audit_action = "api_read_model"
+
+
+class ModelVersionActivateApi(Api):
+    """Promote a version: it becomes active, the previous one is archived."""
+
+    role_actions = {"POST": "manage_models"}
+
+    @extend_schema(request=None, responses={200: ModelVersionSerializer,
+                                            409: OpenApiResponse(description="Failed or incomplete artifact.")})
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        version = get_object_or_404(ModelVersion, pk=pk)
+        version = registry.version_activate(version=version, actor=request.user, request=request, reason="api")
+        return Response(ModelVersionSerializer(version).data)
+
+
+class ModelVersionRollbackApi(Api):
+    """Re-activate the version that was active before the current one."""
+
+    role_actions = {"POST": "manage_models"}
+
+    @extend_schema(request=RollbackInput, responses={200: ModelVersionSerializer,
+                                                     409: OpenApiResponse(description="Nothing to roll back to.")})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        form = RollbackInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        version = registry.version_rollback(name=form.validated_data["name"], actor=request.user, request=request)
+        return Response(ModelVersionSerializer(version).data)
+
+
+class TrainingRunListCreateApi(ListApi):
+    role_actions = {"GET": "start_training", "POST": "start_training"}
+    serializer_class = TrainingRunSerializer
+    queryset = TrainingRun.objects.prefetch_related("datasets")
+    filterset_fields = ["status", "trigger"]
+    ordering_fields = ["created_at"]
+    audit_action = "api_list_training"
+
+    @extend_schema(request=TrainingRunInput, responses={201: TrainingRunSerializer})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        form = TrainingRunInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            run = training_run_start(spec=form.validated_data.get("spec") or {},
+                                     datasets=form.validated_data.get("datasets") or [],
+                                     include_reviews=form.validated_data["include_reviews"],
+                                     created_by=request.user, request=request)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ApiError("invalid_spec", f"The training spec is invalid: {exc}", 400) from None
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": f"/api/v1/training-runs/{run.pk}/"})
+
+
+class TrainingRunDetailApi(RetrieveApi):
+    """A run with its progress (epoch, loss, metrics, ETA) and the promotion gate's decision."""
+
+    role_actions = {"GET": "start_training"}
+    serializer_class = TrainingRunSerializer
+    queryset = TrainingRun.objects.prefetch_related("datasets")
+    audit_action = "api_read_training"
+

@@ -1,0 +1,195 @@
+"""Training runs: start, execute (train -> calibrate -> evaluate -> register -> gate), retrain.
+
+``training_run_execute`` is what the Celery task and ``train_model`` both call. It claims
+the run row (one executor per run), writes progress to the row every epoch, and resumes
+from the last checkpoint when a crashed run is executed again (same work directory).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from classifier import claims
+from classifier.services.audit import audit_record
+from classifier.selectors.reviews import reviewed_images
+from training import registry
+from training.services.datasets import assign_splits
+from training.models import Dataset, DatasetImage, ModelVersion, TrainingRun
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class Item:
+    """One training example, wherever it came from."""
+
+    key: str
+    path: Path
+    label: str
+    patient: str
+    split: str
+    source: str
+    view: str = "unknown"
+
+
+def training_run_start(*, spec: dict, datasets: list[Dataset] | None = None, include_reviews: bool = True,
+                       created_by: Any = None, trigger: str = TrainingRun.Trigger.MANUAL,
+                       enqueue: bool = True, request: Any = None) -> TrainingRun:
+    """Create a QUEUED run; with ``enqueue`` it is sent to the training queue on commit."""
+    from training.runspec import spec_with_defaults
+
+    with transaction.atomic():
+        run = TrainingRun.objects.create(spec=spec_with_defaults(spec), include_reviews=include_reviews,
+                                         created_by=created_by, trigger=trigger)
+        run.datasets.set(datasets or [])
+        audit_record(actor=created_by, action="training_start", obj=run, request=request,
+                     detail={"trigger": trigger})
+        if enqueue:
+            from training.tasks import training_run_task
+
+            transaction.on_commit(lambda: training_run_task.delay(run.pk))
+    return run
+
+
+def training_items(run: TrainingRun) -> list[Item]:
+    """Dataset images of the run (all datasets when none chosen) plus reviewed images."""
+    datasets = list(run.datasets.all()) or list(Dataset.objects.all())
+    items = [Item(key=f"dataset:{row.pk}", path=Path(row.file.path), label=row.label, patient=row.patient_key,
+                  split=row.split, source=row.source or row.dataset.name, view=row.view_position)
+             for row in DatasetImage.objects.filter(dataset__in=datasets).select_related("dataset")]
+    if run.include_reviews:
+        for image in reviewed_images().select_related("study__patient"):
+            items.append(Item(key=f"image:{image.pk}", path=Path(image.file.path), label=image.reviewed_label,
+                              patient=f"site:{image.study.patient.mrn}", split="", source="site",
+                              view=image.study.view_position))
+    views = set(run.spec.get("views") or [])
+    return [item for item in items if not views or item.view.upper() in views]
+
+
+def split_items(items: list[Item], *, seed: int, val_fraction: float) -> dict[str, list[Item]]:
+    """Patient-disjoint train/val/test lists, recorded splits respected."""
+    rank = {"test": 3, "val": 2, "train": 1, "": 0}
+    patients: dict[str, tuple[str, str]] = {}
+    for item in items:
+        recorded, label = patients.get(item.patient, ("", item.label))
+        patients[item.patient] = (max(recorded, item.split, key=rank.__getitem__), label)
+    assigned = assign_splits(patients, seed=seed, val_fraction=val_fraction)
+    out: dict[str, list[Item]] = {"train": [], "val": [], "test": []}
+    for item in items:
+        out[assigned[item.patient]].append(item)
+    return out
+
+
+def training_run_execute(*, run_id: int) -> TrainingRun | None:
+    """Execute a run end to end. Returns None when another executor holds it."""
+    lease = settings.CXR["TRAINING_HARD_TIME_LIMIT"] + 60
+    token = claims.claim(TrainingRun, run_id, pending=TrainingRun.Status.QUEUED,
+                         running=TrainingRun.Status.RUNNING, lease_seconds=lease, started_at=timezone.now())
+    if token is None:
+        return None
+    run = TrainingRun.objects.get(pk=run_id)
+    try:
+        version = _execute(run)
+    except Exception as exc:  # the run row must always end in a final state with the reason
+        log.exception("training run %s failed", run_id)
+        claims.complete(TrainingRun, run_id, token, running=TrainingRun.Status.RUNNING,
+                        status=TrainingRun.Status.FAILED, error_message=f"{type(exc).__name__}: {exc}"[:2000],
+                        finished_at=timezone.now())
+        raise
+    claims.complete(TrainingRun, run_id, token, running=TrainingRun.Status.RUNNING,
+                    status=TrainingRun.Status.SUCCEEDED, model_version=version, finished_at=timezone.now())
+    return TrainingRun.objects.get(pk=run_id)
+
+
+def _execute(run: TrainingRun) -> ModelVersion:
+    from training.pipeline import build_candidate
+
+    spec = run.spec
+    splits = split_items(training_items(run), seed=int(spec["train"]["seed"]),
+                         val_fraction=float(spec.get("val_fraction", 0.15)))
+    if not splits["train"] or not splits["val"]:
+        raise ValueError("Training needs labelled images in both the train and validation splits.")
+    # Stable for the run (a resume finds its checkpoint) but unique across databases.
+    workdir = Path(settings.VAR_DIR) / "training-runs" / f"run-{run.pk}-{run.created_at:%Y%m%dT%H%M%S%f}"
+    staging = Path(tempfile.mkdtemp(prefix="artifact-", dir=workdir.parent if workdir.parent.exists() else None))
+    started = time.monotonic()
+
+    history: dict[str, list[float]] = {}
+
+    def progress(record: dict) -> None:
+        # The row carries the curve so far, so a page opened mid-run can draw all epochs.
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+            if isinstance(record.get(key), (int, float)):
+                history.setdefault(key, []).append(float(record[key]))
+        TrainingRun.objects.filter(pk=run.pk).update(progress=record, history=history)
+
+    try:
+        candidate = build_candidate(spec=spec, splits=splits, workdir=workdir, artifact_dir=staging / "artifact",
+                                    progress=progress)
+        champion = registry.active_version(run.name)
+        reviewed = sum(1 for item in splits["train"] + splits["val"] if item.key.startswith("image:"))
+        version = registry.version_register(
+            source_dir=staging / "artifact", name=run.name, created_by=run.created_by, parent=champion,
+            data_snapshot=candidate.snapshot, reviewed_images_used=reviewed)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    decision = _gate(version, champion, splits["val"])
+    TrainingRun.objects.filter(pk=run.pk).update(
+        history=candidate.history, promotion=decision,
+        progress={**TrainingRun.objects.get(pk=run.pk).progress, "seconds": round(time.monotonic() - started, 1)})
+    if decision["promote"]:
+        registry.version_activate(version=version, actor=run.created_by, reason=f"training run {run.pk} passed the gate")
+    return version
+
+
+def _gate(candidate: ModelVersion, champion: ModelVersion | None, val_items: list[Item]) -> dict[str, Any]:
+    """Champion/challenger on the same frozen validation files, through the served path."""
+    from training.services.evaluate import LabelledFile, evaluate_files
+    from training.evaluation import promotion_decision
+
+    files = [LabelledFile(path=item.path, label=item.label, source=item.source) for item in val_items]
+    runtime = settings.CXR["INFERENCE_RUNTIME"]
+
+    def report(version: ModelVersion) -> dict:
+        return evaluate_files(version.artifact_dir, files, threshold=float(version.thresholds["abnormal"]),
+                              labels=list(version.labels), runtime=runtime)
+
+    challenger = report(candidate)
+    incumbent = report(champion) if champion is not None else None
+    decision = promotion_decision(challenger, incumbent)
+    decision["candidate"] = candidate.version
+    decision["champion"] = champion.version if champion else None
+    return decision
+
+
+def retrain_check(*, name: str = registry.DEFAULT_NAME) -> TrainingRun | None:
+    """Start a scheduled run when enough new reviewed images arrived since the active version."""
+    if TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).exists():
+        return None
+    active = registry.active_version(name)
+    reviewed = reviewed_images()
+    if active is not None:
+        reviewed = reviewed.filter(reviewed_at__gt=active.created_at)
+    waiting = reviewed.count()
+    if waiting < settings.CXR["RETRAIN_MIN_REVIEWS"]:
+        return None
+    spec = dict(active.hyperparameters.get("run_spec", {})) if active is not None else {}
+    log.info("scheduled retraining: %s reviewed images since the active version", waiting)
+    return training_run_start(spec=spec, trigger=TrainingRun.Trigger.SCHEDULE)
+
+
+def reviewed_images_waiting(*, name: str = registry.DEFAULT_NAME) -> int:
+    """How many reviewed images the active version has not been trained on."""
+    active = registry.active_version(name)
+    reviewed = reviewed_images()
+    return reviewed.filter(reviewed_at__gt=active.created_at).count() if active else reviewed.count()
