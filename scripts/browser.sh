@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian chromium used by the Playwright browser tests (tests/web/).
+# Installs the Debian chromium used by the Playwright browser tests (tests/classifier/views/test_browser.py).
 # Idempotent: does nothing when /usr/bin/chromium is already there. Needs root (or sudo)
 # because it uses apt; the Playwright-managed browser download is deliberately not used
 # (offline machines, and one browser binary for every developer and CI).

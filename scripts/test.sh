@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need and runs the whole suite against
 # PostgreSQL and Redis (started or installed by scripts/services.sh) with real workers.
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/imaging -x`.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/classifier/imaging -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

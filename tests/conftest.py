@@ -1,4 +1,4 @@
-"""Shared fixtures: users per role, a real Celery worker subprocess, synthetic images."""
+"""Shared fixtures: users and API clients per role, a real Celery worker subprocess, synthetic images."""
 from __future__ import annotations
 
 import io
@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from PIL import Image as PILImage
+from rest_framework.test import APIClient
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +35,40 @@ def role_users(db) -> dict[str, object]:  # noqa: ANN001
             user.groups.add(groups[role])
         users[role] = user
     return users
+
+
+ROLES = ("Clinician", "Radiologist", "Admin")
+
+
+@pytest.fixture(autouse=True)
+def _fast_auth_and_fresh_throttles(settings) -> None:  # noqa: ANN001
+    """Fresh throttle counters; a fast password hasher (role_users hashes four passwords per test)."""
+    cache.clear()
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def api_tokens(role_users) -> dict[str, str]:  # noqa: ANN001
+    """A raw API token per role (created by the admin user), high rate so tests are not throttled."""
+    from classifier.services.tokens import api_token_create
+
+    return {role: api_token_create(name=f"{role} system", role=role, created_by=role_users["Admin"],
+                                   rate="100000/min")[1] for role in ROLES}
+
+
+@pytest.fixture
+def client_for(api_tokens, role_users) -> Callable[[str], APIClient]:  # noqa: ANN001
+    """An APIClient for a role: a token for the three roles, a session for 'none', anonymous for 'anon'."""
+
+    def make(role: str) -> APIClient:
+        client = APIClient()
+        if role in api_tokens:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_tokens[role]}")
+        elif role == "none":
+            client.force_login(role_users["none"])
+        return client
+
+    return make
 
 
 def synthetic_png(size: int = 96, seed: int = 0, bits: int = 8) -> bytes:

@@ -7,7 +7,7 @@ import pytest
 
 from classifier.integrations import WebhookDelivery
 from classifier.services.webhooks import prediction_finished
-from tests.api.helpers import finished_prediction, registered_version
+from tests.classifier.api.helpers import finished_prediction, registered_version
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ import pytest
 from classifier.models import Patient, Prediction
 from classifier.services.studies import StudyFields
 from classifier.services.uploads import image_upload
-from tests.api.conftest import synthetic_dicom
+from tests.classifier.api.conftest import synthetic_dicom
 from tests.conftest import synthetic_png
 
 pytestmark = pytest.mark.django_db

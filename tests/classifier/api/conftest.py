@@ -1,4 +1,4 @@
-"""API fixtures: a token per role, clients, synthetic DICOM files, a local webhook receiver."""
+"""API fixtures: synthetic DICOM files and a local webhook receiver (clients per role are in tests/conftest.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -13,42 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from django.core.cache import cache
-from rest_framework.test import APIClient
-
-
-ROLES = ("Clinician", "Radiologist", "Admin")
-
-
-@pytest.fixture(autouse=True)
-def _fast_api_tests(settings) -> None:  # noqa: ANN001
-    """Fresh throttle counters; a fast password hasher (role_users hashes four passwords per test)."""
-    cache.clear()
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def api_tokens(role_users) -> dict[str, str]:  # noqa: ANN001
-    """A raw API token per role (created by the admin user), high rate so tests are not throttled."""
-    from classifier.services.tokens import api_token_create
-
-    return {role: api_token_create(name=f"{role} system", role=role, created_by=role_users["Admin"],
-                                   rate="100000/min")[1] for role in ROLES}
-
-
-@pytest.fixture
-def client_for(api_tokens, role_users) -> Callable[[str], APIClient]:  # noqa: ANN001
-    """An APIClient for a role: a token for the three roles, a session for 'none', anonymous for 'anon'."""
-
-    def make(role: str) -> APIClient:
-        client = APIClient()
-        if role in api_tokens:
-            client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_tokens[role]}")
-        elif role == "none":
-            client.force_login(role_users["none"])
-        return client
-
-    return make
 
 
 def synthetic_dicom(*, mrn: str = "MRN-D1", accession: str = "ACC-D1", study_uid: str | None = None,

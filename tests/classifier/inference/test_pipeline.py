@@ -10,7 +10,7 @@ import pytest
 
 from classifier.imaging.errors import ImagingError
 from classifier.inference.pipeline import InferencePipeline, clear_pipelines, get_pipeline
-from tests.inference.conftest import blob_images, png_bytes
+from tests.classifier.inference.conftest import blob_images, png_bytes
 
 
 @pytest.mark.parametrize("runtime", ["tflite", "keras"])
@@ -71,4 +71,4 @@ def test_serving_a_pooled_head_model_with_heatmaps_never_imports_tensorflow(tmp_
             f"p = InferencePipeline({str(artifact)!r}, threads=2); assert p.head is not None; "
             f"r = p.run(open({str(image)!r}, 'rb').read()); assert r.heatmap_png and r.display_png; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])

@@ -18,7 +18,7 @@ from training.evaluation import (
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _assert_png(path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from classifier.models import AuditEvent, Image, Patient, Study
-from tests.api.conftest import synthetic_dicom
+from tests.classifier.api.conftest import synthetic_dicom
 from tests.conftest import synthetic_png
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from classifier.models import Prediction
-from tests.api.test_fhir import check_report
+from tests.classifier.api.test_fhir import check_report
 from tests.conftest import synthetic_png, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]

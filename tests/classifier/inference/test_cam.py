@@ -15,7 +15,7 @@ import pytest
 
 from classifier.inference.cam import PooledHead, tflite_with_features
 from classifier.inference.gradcam import default_layer, gradcam_batch
-from tests.inference.conftest import LABELS, SIZE, blob_images, png_bytes
+from tests.classifier.inference.conftest import LABELS, SIZE, blob_images, png_bytes
 
 
 def _model(name: str):  # noqa: ANN202

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from classifier.inference.gradcam import gradcam, overlay_png
-from tests.inference.conftest import blob_images
+from tests.classifier.inference.conftest import blob_images
 
 
 def test_gradcam_shape_and_range(trained_model) -> None:

@@ -9,7 +9,7 @@ from fhir.resources.observation import Observation
 from fhir.resources.patient import Patient as FhirPatient
 
 from classifier.services.reviews import review_submit
-from tests.api.helpers import finished_prediction, registered_version
+from tests.classifier.api.helpers import finished_prediction, registered_version
 
 pytestmark = pytest.mark.django_db
 

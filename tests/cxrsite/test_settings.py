@@ -10,7 +10,7 @@ import pytest
 
 from cxrsite.env import Env, EnvError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import pytest
 
 from classifier.inference.runtime import (ArtifactIntegrityError, Predictor, load_predictor,
                                           verify_manifest)
-from tests.inference.conftest import blob_images
+from tests.classifier.inference.conftest import blob_images
 
 
 def test_artifact_has_contract_layout(artifact_dir) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from training.models import ModelVersion, TrainingRun
-from tests.api.helpers import registered_version
+from tests.classifier.api.helpers import registered_version
 
 pytestmark = pytest.mark.django_db
 

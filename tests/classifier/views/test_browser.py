@@ -17,10 +17,10 @@ from django.core.files.storage import default_storage
 
 from classifier.models import Prediction, Review
 from tests.conftest import synthetic_png, wait_for
-from tests.web.test_upload_review import dicom_bytes
+from tests.classifier.views.test_upload_review import dicom_bytes
 
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+SHOTS = Path(__file__).resolve().parents[3] / "artifacts" / "screenshots"
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "pw-for-tests-1"  # tests.conftest.role_users

@@ -9,7 +9,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from classifier.models import Image, Study
-from tests.api.conftest import synthetic_dicom
+from tests.classifier.api.conftest import synthetic_dicom
 
 STOW_TYPE = 'multipart/related; type="application/dicom"; boundary=xyz'
 
