@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from django.db.models import QuerySet
+from django.db.models import BooleanField, Case, Exists, OuterRef, QuerySet, Subquery, Value, When
 
 from classifier.models import Image, Label, Prediction, Review, Study
 
@@ -46,14 +46,46 @@ def study_image_states(study_ids: list[int]) -> dict[int, list[ImageState]]:
     return states
 
 
-def worklist(*, status: str | None = None, flagged: bool | None = None) -> QuerySet[Study]:
+def worklist(*, status: str | None = None) -> QuerySet[Study]:
     """Studies in reading order: priority first, then oldest first."""
     studies = Study.objects.select_related("patient").order_by("-priority", "created_at", "id")
     if status:
         studies = studies.filter(status=status)
-    if flagged is not None:
-        studies = studies.filter(images__predictions__flag=flagged).distinct()
     return studies
+
+
+def _current(field: str) -> Subquery:
+    """``field`` of an image's current prediction (its latest, whatever its status), for an
+    Image queryset; the same order as ``prediction_latest``."""
+    return Subquery(Prediction.objects.filter(image=OuterRef("pk")).order_by("-created_at", "-id")
+                    .values(field)[:1])
+
+
+def study_annotate_current_result(studies: QuerySet[Study]) -> QuerySet[Study]:
+    """The one rule for "is this study flagged", as annotations every reader uses.
+
+    An image's current result is its latest prediction. ``flagged`` is True when any
+    current image result is flagged, False when none is but at least one is unflagged,
+    None while no image has a result (pending, failed, no image). ``current_p_abnormal``
+    is the highest current p(abnormal) of the study's images.
+    """
+    images = Image.objects.filter(study=OuterRef("pk")).annotate(current_flag=_current("flag"),
+                                                                 current_p=_current("p_abnormal"))
+    return studies.annotate(
+        _any_flagged=Exists(images.filter(current_flag=True)),
+        _any_unflagged=Exists(images.filter(current_flag=False)),
+        current_p_abnormal=Subquery(images.filter(current_p__isnull=False).order_by("-current_p")
+                                    .values("current_p")[:1]),
+    ).annotate(flagged=Case(When(_any_flagged=True, then=Value(True)),
+                            When(_any_unflagged=True, then=Value(False)),
+                            default=Value(None), output_field=BooleanField(null=True)))
+
+
+def study_filter_flagged(studies: QuerySet[Study], flagged: bool) -> QuerySet[Study]:
+    """Studies whose ``flagged`` (see ``study_annotate_current_result``) equals ``flagged``."""
+    if "flagged" not in studies.query.annotations:
+        studies = study_annotate_current_result(studies)
+    return studies.filter(flagged=flagged)
 
 
 @dataclass

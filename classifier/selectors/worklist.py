@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from classifier.models import Prediction, Review, Study
-from classifier.selectors.studies import worklist
+from classifier.models import Review, Study
+from classifier.selectors.studies import study_annotate_current_result, study_filter_flagged, worklist
 
 PENDING_STUDY_STATUSES = (Study.Status.QUEUED, Study.Status.RUNNING)
 
@@ -25,21 +25,17 @@ class WorklistFilters:
 
 
 def worklist_rows(filters: WorklistFilters | None = None) -> QuerySet[Study]:
-    """Studies in reading order, annotated with the latest prediction's flag and score.
+    """Studies in reading order, annotated with their current result (``flagged``,
+    ``current_p_abnormal``: see ``study_annotate_current_result``) and ``has_review``.
 
-    ``latest_*`` come from the most recent prediction of any image of the study, so a
-    re-run shows as pending until it finishes.
+    A re-run counts as the image's current result, so it shows as pending until it finishes.
     """
     filters = filters or WorklistFilters()
-    latest = Prediction.objects.filter(image__study=OuterRef("pk")).order_by("-created_at", "-id")
-    rows = (worklist(status=filters.status or None)
+    rows = (study_annotate_current_result(worklist(status=filters.status or None))
             .select_related("requesting_clinician")
-            .annotate(latest_flag=Subquery(latest.values("flag")[:1]),
-                      latest_p_abnormal=Subquery(latest.values("p_abnormal")[:1]),
-                      latest_status=Subquery(latest.values("status")[:1]),
-                      has_review=Exists(Review.objects.filter(image__study=OuterRef("pk")))))
+            .annotate(has_review=Exists(Review.objects.filter(image__study=OuterRef("pk")))))
     if filters.flag is not None:
-        rows = rows.filter(latest_flag=filters.flag)
+        rows = study_filter_flagged(rows, filters.flag)
     if filters.reviewed is not None:
         rows = rows.filter(has_review=filters.reviewed)
     if filters.date_from:

@@ -25,7 +25,7 @@ from classifier.api.serializers import (ImageSerializer, PredictionSerializer, S
                                         StudyDetailSerializer, StudySerializer, UploadResultSerializer)
 from classifier.imaging.probe import probe_bytes
 from classifier.models import Prediction, Study
-from classifier.selectors.studies import worklist
+from classifier.selectors.studies import study_filter_flagged, worklist
 from classifier.services.studies import StudyFields, study_get_or_create
 from classifier.services.uploads import UploadOutcome, image_upload, upload_limits
 
@@ -58,7 +58,9 @@ class StudyFilter(django_filters.FilterSet):
     study_instance_uid = django_filters.CharFilter()
     view_position = django_filters.ChoiceFilter(choices=Study.View.choices)
     modality = django_filters.CharFilter()
-    flagged = django_filters.BooleanFilter(method="filter_flagged", help_text="Any image flagged abnormal.")
+    flagged = django_filters.BooleanFilter(method="filter_flagged",
+                                           help_text="Any image's current result is flagged abnormal "
+                                                     "(false: results and none flagged).")
     created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
 
@@ -67,7 +69,7 @@ class StudyFilter(django_filters.FilterSet):
         fields = ["status", "accession_number"]
 
     def filter_flagged(self, queryset: Any, name: str, value: bool | None) -> Any:
-        return queryset if value is None else queryset.filter(images__predictions__flag=value).distinct()
+        return queryset if value is None else study_filter_flagged(queryset, value)
 
 
 StudyCreateResponse = inline_serializer("StudyCreateResponse", fields={

@@ -1,0 +1,88 @@
+"""factory_boy factories for the rows tests build by hand (files are names only, not stored)."""
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+
+from classifier.models import Image, Patient, Prediction, Review, Study
+from training.models import ModelVersion
+
+LABELS = ["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"]
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user-{n}")
+
+
+class PatientFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Patient
+
+    mrn = factory.Sequence(lambda n: f"MRN-F{n}")
+    name = factory.Sequence(lambda n: f"Patient {n}")
+
+
+class StudyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Study
+
+    patient = factory.SubFactory(PatientFactory)
+    accession_number = factory.Sequence(lambda n: f"ACC-F{n}")
+
+
+class ImageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Image
+
+    study = factory.SubFactory(StudyFactory)
+    file = factory.Sequence(lambda n: f"images/f/{n}.png")
+    sha256 = factory.Sequence(lambda n: f"{n:064x}")
+    size_bytes = 1
+    format = Image.Format.PNG
+    width = 64
+    height = 64
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    """A version row only (no artifact on disk): enough for rows that must name a model."""
+
+    class Meta:
+        model = ModelVersion
+
+    name = "factory-model"
+    version = factory.Sequence(lambda n: n + 1)
+    architecture = "s0_cnn"
+    input_size = 32
+    labels = LABELS
+    preprocess_config = factory.Dict({})
+    thresholds = factory.Dict({"abnormal": 0.5})
+    artifact_dir = "/nonexistent"
+
+
+class PredictionFactory(factory.django.DjangoModelFactory):
+    """A finished prediction; ``flag`` follows ``p_abnormal`` against the 0.5 threshold."""
+
+    class Meta:
+        model = Prediction
+
+    image = factory.SubFactory(ImageFactory)
+    status = Prediction.Status.DONE
+    label = "NORMAL"
+    p_abnormal = 0.2
+    threshold = 0.5
+    flag = factory.LazyAttribute(lambda o: None if o.p_abnormal is None else o.p_abnormal >= o.threshold)
+
+
+class ReviewFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Review
+
+    prediction = factory.SubFactory(PredictionFactory)
+    image = factory.SelfAttribute("prediction.image")
+    radiologist = factory.SubFactory(UserFactory)
+    decision = Review.Decision.CONFIRM
+    label = factory.SelfAttribute("prediction.label")
