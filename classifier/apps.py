@@ -8,4 +8,3 @@ class ClassifierConfig(AppConfig):
 
     def ready(self) -> None:
         from classifier import signals  # noqa: F401 - connects login auditing
-        from classifier.services import webhooks  # noqa: F401 - connects the Review signal

@@ -1,7 +1,8 @@
-"""The Celery application: queues `inference` and `training`, settings from Django.
+"""The Celery application: queues `inference`, `training` and `webhooks`, settings from Django.
 
 Workers are started per queue (see README): inference workers take many small tasks,
-the training worker takes one run at a time (concurrency 1).
+the training worker takes one run at a time (concurrency 1), webhook deliveries have
+their own worker so a slow receiver never delays a prediction.
 """
 from __future__ import annotations
 
@@ -19,5 +20,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (
     Queue("inference", Exchange("inference"), routing_key="inference"),
     Queue("training", Exchange("training"), routing_key="training"),
+    Queue("webhooks", Exchange("webhooks"), routing_key="webhooks"),
 )
 app.autodiscover_tasks()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The run command: a fresh machine with Python 3.11 gets the whole product on the
 # embedded default (SQLite, local media, kombu's SQLAlchemy broker on SQLite): web
-# server, an inference worker with the beat scheduler, and a training worker.
+# server, an inference worker with the beat scheduler, a training worker and a webhook
+# delivery worker.
 # Stop with Ctrl-C. Set PORT to change the port (default 8000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,11 +26,13 @@ trap cleanup EXIT INT TERM
   >"$CXR_VAR_DIR/worker-inference.log" 2>&1 & pids+=($!)
 .venv/bin/celery -A cxrsite worker -Q training -c 1 -n training@%h --loglevel=INFO \
   >"$CXR_VAR_DIR/worker-training.log" 2>&1 & pids+=($!)
+.venv/bin/celery -A cxrsite worker -Q webhooks -P threads -c 2 -n webhooks@%h --loglevel=INFO \
+  >"$CXR_VAR_DIR/worker-webhooks.log" 2>&1 & pids+=($!)
 .venv/bin/gunicorn cxrsite.wsgi -b "127.0.0.1:${PORT:-8000}" --workers 2 --timeout 60 \
   --access-logfile "$CXR_VAR_DIR/access.log" >"$CXR_VAR_DIR/web.log" 2>&1 & pids+=($!)
 sleep 3
 $py manage.py check_queue --timeout 60 || echo "warning: the inference worker did not answer yet; see $CXR_VAR_DIR/worker-inference.log"
 echo
 echo "CXR triage is running at http://127.0.0.1:${PORT:-8000}/  (decision support, not a diagnosis)"
-echo "Logs: $CXR_VAR_DIR/{web,worker-inference,worker-training}.log. Ctrl-C stops everything."
+echo "Logs: $CXR_VAR_DIR/{web,worker-inference,worker-training,worker-webhooks}.log. Ctrl-C stops everything."
 wait -n "${pids[@]}"

@@ -96,7 +96,7 @@ def png_bytes() -> Callable[..., bytes]:
 class WorkerProcess:
     """A real ``celery worker`` subprocess (prefork, one child) using the test database."""
 
-    def __init__(self, env: dict[str, str], queues: str = "inference,training") -> None:
+    def __init__(self, env: dict[str, str], queues: str = "inference,training,webhooks") -> None:
         self.env, self.queues = env, queues
         self.proc: subprocess.Popen | None = None
         self.log_path = Path(env["CXR_VAR_DIR"]) / f"worker-{time.time_ns()}.log"

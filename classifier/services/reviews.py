@@ -9,12 +9,16 @@ from classifier.models import Label, Prediction, Review
 from classifier.services.audit import audit_record
 from classifier.services.errors import ServiceError
 from classifier.services.studies import study_refresh
+from classifier.services.webhooks import review_created
 
 
 @transaction.atomic
 def review_submit(*, prediction: Prediction, radiologist: Any, decision: str, label: str = "",
                   comment: str = "", request: Any = None) -> Review:
-    """Record a radiologist's confirm/correct. The latest review becomes the image's label."""
+    """Record a radiologist's confirm/correct. The latest review becomes the image's label.
+
+    The review, its audit event and its review.created deliveries commit together.
+    """
     if prediction.status != Prediction.Status.DONE:
         raise ServiceError("prediction_not_done", "Only a finished prediction can be reviewed.", 409)
     if decision == Review.Decision.CONFIRM:
@@ -28,5 +32,6 @@ def review_submit(*, prediction: Prediction, radiologist: Any, decision: str, la
                                    decision=decision, label=label, comment=comment.strip())
     audit_record(actor=radiologist, action="review", obj=review, request=request,
                  detail={"prediction": prediction.pk, "decision": decision, "label": label})
+    review_created(review.pk)  # the event's delivery rows commit with the review
     transaction.on_commit(lambda: study_refresh(prediction.image.study_id))
     return review

@@ -1,7 +1,8 @@
-"""Webhooks: signed JSON events to the integrations that registered a callback URL.
+"""Webhooks, in one place: registration, payload, signing, emission, delivery, sweep.
 
-``webhook_emit`` stores one WebhookDelivery per interested webhook (the exact body) and
-sends the delivery task after commit; ``webhook_deliver_task`` POSTs it, retrying with
+``webhook_emit`` stores one WebhookDelivery per interested webhook (the exact body) in
+the caller's transaction (an outbox: the event commits with the change it reports, or
+not at all) and sends the delivery task, on the ``webhooks`` queue, after commit; ``webhook_deliver_task`` POSTs it, retrying with
 exponential backoff; ``webhook_sweep`` (run by the prediction sweeper) re-sends
 deliveries whose task was lost. Delivery is at least once: receivers deduplicate on the event id
 (``X-CXR-Delivery`` and the body's ``id``), which is stable across retries.
@@ -9,8 +10,7 @@ deliveries whose task was lost. Delivery is at least once: receivers deduplicate
 Signature: ``X-CXR-Signature: sha256=<hex HMAC-SHA256 of the raw body with the webhook
 secret>``; ``X-CXR-Timestamp`` is the attempt's Unix time (the body carries ``created_at``).
 
-Importing this module connects the Review signal, so it must be imported at startup
-(classifier.apps.ClassifierConfig.ready); the delivery task is in classifier.tasks.webhooks.
+The delivery task is ``classifier.tasks.webhooks.webhook_deliver_task``.
 """
 from __future__ import annotations
 
@@ -26,8 +26,6 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
-from django.db.models.signals import post_save
-from django.dispatch import receiver
 from django.utils import timezone
 
 from classifier.integrations import Webhook, WebhookDelivery
@@ -39,10 +37,9 @@ from classifier.services.errors import ServiceError
 log = logging.getLogger(__name__)
 NOTICE = "decision support, not a diagnosis"
 USER_AGENT = "cxr-triage-webhooks/1"
-
-
-def _cfg(key: str, default: float) -> float:
-    return float(settings.CXR.get(key, default))
+CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS = 3.0, 10.0
+BACKOFF_SECONDS = 10.0  # the first retry; each later one waits twice as long, at most an hour
+MAX_ATTEMPTS = 6
 
 
 class WebhookDeliveryFailed(Exception):
@@ -139,6 +136,24 @@ def _prediction_finished(prediction_id: int) -> list[int]:
     return webhook_emit(event, prediction)
 
 
+def review_created(review_id: int) -> list[int]:
+    """Emit review.created for a new review, in the transaction that creates it.
+
+    Same outbox contract as ``prediction_finished``: the delivery rows commit with the
+    review (a crash after commit loses no event), and a webhook problem never fails it.
+    """
+    try:
+        with transaction.atomic():
+            if not Webhook.objects.filter(is_active=True).exists():
+                return []
+            review = Review.objects.select_related("prediction__model_version", "prediction__image__study").get(
+                pk=review_id)
+            return webhook_emit("review.created", review)
+    except Exception:  # noqa: BLE001 - logged; the review itself is safe
+        log.exception("webhook emission for review %s failed", review_id)
+        return []
+
+
 def webhook_deliver(*, delivery_id: int) -> str:
     """One attempt. Returns the final status; raises WebhookDeliveryFailed to ask for a retry."""
     delivery = WebhookDelivery.objects.select_related("webhook").get(pk=delivery_id)
@@ -158,7 +173,7 @@ def webhook_deliver(*, delivery_id: int) -> str:
     code, error = None, ""
     try:
         response = requests.post(hook.url, data=body, headers=headers, allow_redirects=False,
-                                 timeout=(_cfg("WEBHOOK_CONNECT_TIMEOUT", 3), _cfg("WEBHOOK_READ_TIMEOUT", 10)))
+                                 timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS))
         code = response.status_code
         error = "" if 200 <= code < 300 else f"HTTP {code}"
     except requests.RequestException as exc:
@@ -179,12 +194,12 @@ def webhook_give_up(*, delivery_id: int) -> None:
 
 def webhook_max_attempts() -> int:
     """Attempts after which a delivery is given up as FAILED."""
-    return int(_cfg("WEBHOOK_MAX_ATTEMPTS", 6))
+    return MAX_ATTEMPTS
 
 
 def retry_countdown(retries: int) -> float:
     """Exponential backoff: base, 2*base, 4*base ... capped at an hour."""
-    return min(_cfg("WEBHOOK_BACKOFF_SECONDS", 10) * (2 ** retries), 3600.0)
+    return min(BACKOFF_SECONDS * (2**retries), 3600.0)
 
 
 def webhook_sweep(*, now: Any = None) -> int:
@@ -213,12 +228,6 @@ def webhook_sweep(*, now: Any = None) -> int:
     for pk in overdue:
         webhook_deliver_task.delay(pk)
     return len(overdue)
-
-
-@receiver(post_save, sender=Review, dispatch_uid="webhooks_review_created")
-def _review_created(sender: Any, instance: Review, created: bool, **kwargs: Any) -> None:
-    if created:
-        transaction.on_commit(lambda: webhook_emit("review.created", instance))
 
 
 def webhook_create(*, owner: Any, url: str, events: list[str], request: Any = None) -> Webhook:

@@ -13,11 +13,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def eager_celery(settings):  # noqa: ANN001, ANN201
+def eager_celery(monkeypatch):  # noqa: ANN001, ANN201
     """Run tasks inline (retries included) with no backoff delay."""
+    from classifier.services import webhooks
     from cxrsite.celery import app
 
-    settings.CXR = {**settings.CXR, "WEBHOOK_BACKOFF_SECONDS": 0, "WEBHOOK_MAX_ATTEMPTS": 3}
+    monkeypatch.setattr(webhooks, "BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(webhooks, "MAX_ATTEMPTS", 3)
     app.conf.task_always_eager = True
     yield app
     app.conf.task_always_eager = False
@@ -117,7 +119,8 @@ def test_sweep_resends_only_deliveries_whose_next_attempt_is_overdue(client_for,
     from classifier.services import webhooks as webhook_services
     from classifier.tasks import webhooks as webhook_tasks
 
-    settings.CXR = {**settings.CXR, "WEBHOOK_BACKOFF_SECONDS": 10, "SWEEP_INTERVAL_SECONDS": 60}
+    settings.CXR = {**settings.CXR, "SWEEP_INTERVAL_SECONDS": 60}
+    monkeypatch.setattr(webhook_services, "BACKOFF_SECONDS", 10.0)
     hook = _register(client_for("Clinician"), "https://example.org/hook")
     lost = _delivery(hook["id"], age_seconds=600)                                     # never attempted
     fresh = _delivery(hook["id"], age_seconds=5)                                      # task still on its way
@@ -139,7 +142,7 @@ def test_a_resent_delivery_continues_its_attempt_count(client_for, webhook_recei
     webhook_receiver.statuses = [500] * 10
     webhook_deliver_task.delay(delivery.pk)
     delivery.refresh_from_db()
-    assert delivery.status == "failed" and delivery.attempts == 3  # WEBHOOK_MAX_ATTEMPTS, not 2 + 3
+    assert delivery.status == "failed" and delivery.attempts == 3  # MAX_ATTEMPTS, not 2 + 3
     assert len(webhook_receiver.requests) == 1
 
 
@@ -158,3 +161,28 @@ def test_a_finished_prediction_and_its_delivery_commit_together(client_for, role
     delivery = WebhookDelivery.objects.get(event="prediction.done")
     assert delivery.status == "pending" and json.loads(delivery.body)["data"]["prediction"]["id"] == outcome.prediction.pk
     assert callbacks  # the delivery task is sent once the outcome's transaction commits
+
+
+def test_review_event_commits_in_the_review_transaction(client_for, role_users, tmp_path,
+                                                       django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+    """The review.created delivery row exists before commit (an outbox), so a crash between
+    commit and the on-commit callbacks cannot lose the event."""
+    from classifier.services.reviews import review_submit
+
+    _register(client_for("Clinician"), "https://example.org/hook", ["review.created"])
+    prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path))
+    with django_capture_on_commit_callbacks(execute=False):
+        review = review_submit(prediction=prediction, radiologist=role_users["Radiologist"], decision="confirm")
+        delivery = WebhookDelivery.objects.get(event="review.created")
+    assert json.loads(delivery.body)["data"]["review"]["id"] == review.pk
+
+
+def test_deliveries_are_routed_to_the_webhooks_queue() -> None:
+    from cxrsite.celery import app
+
+    def queue(name: str) -> str:
+        return app.amqp.router.route({}, name)["queue"].name
+
+    assert queue("classifier.tasks.webhook_deliver_task") == "webhooks"
+    assert queue("classifier.tasks.prediction_run_task") == "inference"
+    assert queue("training.tasks.training_run_task") == "training"
