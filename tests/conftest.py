@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import hypothesis
 import numpy as np
 import pytest
 from django.conf import settings
@@ -18,6 +19,22 @@ from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# No seed varies between runs: property tests draw the same examples every time (a
+# failure found once is found again), and keep no example database between runs.
+hypothesis.settings.register_profile("deterministic", derandomize=True, database=None)
+hypothesis.settings.load_profile("deterministic")
+
+
+def needs_shared_data(path: Path) -> None:
+    """Skip a test whose ``../shared`` data is missing; in CI (CI=true) fail it instead, so a
+    missing data set can never pass as a green run."""
+    if path.exists():
+        return
+    message = f"shared data {path} is missing (set CXR_DATA_DIR)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture
@@ -144,7 +161,13 @@ def worker_env(transactional_db) -> dict[str, str]:  # noqa: ANN001
     env = dict(os.environ)
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+        name = str(connection.settings_dict["NAME"])
+        if "mode=memory" in name or name == ":memory:":
+            # Passing it on made the worker create a file named "memorydb_default" in the
+            # project root instead of seeing the test database.
+            pytest.fail("worker tests need a database another process can open; "
+                        "settings give SQLite a file test database, do not override it with :memory:")
+        env["DATABASE_URL"] = f"sqlite:///{name}"
     else:
         env["DATABASE_URL"] = (f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
                                f"{db['PORT'] or 5432}/{connection.settings_dict['NAME']}")

@@ -15,10 +15,15 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from classifier.imaging import data_dir
+from tests.conftest import needs_shared_data
 from training import registry
 
-pytestmark = pytest.mark.skipif(not (data_dir() / "cxr" / "test").is_dir(), reason="shared sample data not present")
 SHIPPED = Path(settings.CXR["SHIPPED_MODEL_DIR"])
+
+
+@pytest.fixture(autouse=True)
+def _shared_sample() -> None:
+    needs_shared_data(data_dir() / "cxr" / "test")
 
 
 def dicom_from_png(png: bytes) -> bytes:

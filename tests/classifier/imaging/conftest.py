@@ -1,7 +1,7 @@
 """Fixtures for the imaging tests: real data locations and builders for synthetic files.
 
-Real data comes from ``data_dir()``; tests that need it skip (with a reason) only when
-that directory is missing. Synthetic files are built in memory, never written to the repo.
+Real data comes from ``data_dir()``; tests that need it skip (with a reason) when that
+directory is missing, and fail in CI (see tests.conftest.needs_shared_data). Synthetic files are built in memory, never written to the repo.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from classifier.imaging.datapaths import data_dir
+from tests.conftest import needs_shared_data
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 
@@ -25,8 +26,7 @@ CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     root = data_dir()
-    if not root.is_dir():
-        pytest.skip(f"shared data directory {root} is missing (set CXR_DATA_DIR)")
+    needs_shared_data(root)
     return root
 
 

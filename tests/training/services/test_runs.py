@@ -114,9 +114,17 @@ def test_assign_splits_is_patient_disjoint_seeded_and_respects_recorded_splits()
     assert per_label_val == [10, 10, 10, 10]  # stratified
 
 
+@pytest.fixture
+def no_model_versions(transactional_db) -> None:  # noqa: ANN001
+    """Start without any version: migrate (and every flush of a transactional test) registers
+    the shipped model, so whether a champion existed used to depend on the tests run before."""
+    ModelVersion.objects.all().delete()
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_train_register_gate_and_rollback(synthetic_dataset, role_users) -> None:  # noqa: ANN001
+def test_train_register_gate_and_rollback(no_model_versions, synthetic_dataset, role_users) -> None:  # noqa: ANN001
+    assert registry.active_version() is None
     run = training_run_start(spec=TINY, datasets=[synthetic_dataset], enqueue=False,
                              created_by=role_users["Admin"])
     splits = split_items(training_items(run), seed=run.spec["train"]["seed"], val_fraction=0.15)

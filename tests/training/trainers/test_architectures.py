@@ -13,7 +13,7 @@ from training.trainers.architectures import (ARCHITECTURES, backbone_layers, bui
                                        ("cxr_net", 32), ("mobilenet_v2", 32)])
 def test_build_model_outputs_logits_and_gradcam_layer(name: str, size: int) -> None:
     model = build_model(name, input_shape=(size, size, 1), num_classes=4)
-    out = model(np.random.rand(2, size, size, 1).astype("float32"))
+    out = model(np.random.default_rng(0).random((2, size, size, 1)).astype("float32"))
     assert tuple(out.shape) == (2, 4)
     assert model.layers[-1].name == "logits"
     assert model.layers[-1].activation.__name__ == "linear"
@@ -36,7 +36,7 @@ def test_weights_from_local_file_round_trip(tmp_path) -> None:
     path = tmp_path / "w.weights.h5"
     model.save_weights(path)
     again = build_model("cxr_net", input_shape=(32, 32, 1), num_classes=3, weights=str(path))
-    x = np.random.rand(1, 32, 32, 1).astype("float32")
+    x = np.random.default_rng(1).random((1, 32, 32, 1)).astype("float32")
     np.testing.assert_allclose(model(x), again(x), atol=1e-6)
 
 
