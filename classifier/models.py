@@ -5,9 +5,6 @@ TensorFlow or the imaging package.
 """
 from __future__ import annotations
 
-import uuid
-from pathlib import PurePosixPath
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -81,12 +78,6 @@ class Study(models.Model):
         return f"Study #{self.pk}"
 
 
-def image_upload_to(instance: "Image", filename: str) -> str:
-    """A generated name; the client's file name is kept only in ``original_filename``."""
-    suffix = {"DICOM": ".dcm", "PNG": ".png", "JPEG": ".jpg"}.get(instance.format, ".bin")
-    return str(PurePosixPath("images") / uuid.uuid4().hex[:2] / f"{uuid.uuid4().hex}{suffix}")
-
-
 class Image(models.Model):
     class Format(models.TextChoices):
         DICOM = "DICOM", "DICOM"
@@ -94,7 +85,9 @@ class Image(models.Model):
         JPEG = "JPEG", "JPEG"
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="images")
-    file = models.FileField(upload_to=image_upload_to, max_length=255)
+    # Stored by classifier.services.uploads under a generated name (classifier.storage);
+    # the client's file name is kept only in ``original_filename``.
+    file = models.FileField(upload_to="images/", max_length=255)
     sha256 = models.CharField(max_length=64, db_index=True)
     size_bytes = models.PositiveBigIntegerField()
     original_filename = models.CharField(max_length=255, blank=True)

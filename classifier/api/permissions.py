@@ -10,11 +10,8 @@ from typing import Any
 from rest_framework import permissions
 from rest_framework.request import Request
 
-from classifier.roles import ACTIONS, user_can
+from classifier.roles import user_can
 
-# Token and webhook administration. roles.ACTIONS has no dedicated action yet (see the
-# report to the lead: "manage_integrations"); until it does, model managers (admins) do it.
-INTEGRATIONS_ACTION = "manage_integrations" if "manage_integrations" in ACTIONS else "manage_models"
 
 
 class ActionPermission(permissions.BasePermission):
@@ -35,8 +32,3 @@ class ActionPermission(permissions.BasePermission):
             return False
         return True
 
-
-def required_action(view: Any, method: str) -> str | None:
-    """The action a view needs for ``method`` (used in the OpenAPI descriptions)."""
-    actions: dict[str, str] = getattr(view, "role_actions", {})
-    return actions.get(method) or actions.get("*")

@@ -8,16 +8,13 @@ Public API::
     preprocess(pixels, config=None) -> np.ndarray (S, S, C) float32
     preprocess_with_stages(pixels, config=None) -> (np.ndarray, list[StageReport])
     inspect_bytes(data, *, config=None, limits=None) -> dict
-    validate_upload(data, *, limits=None) -> DecodedImage
-    deidentify(ds, *, salt) -> pydicom.Dataset;  deidentify_bytes(data, *, salt) -> bytes
 """
 from .datapaths import data_dir
 from .decode import DecodedImage, decode_bytes, decode_file, sniff_format
-from .deid import deidentify, deidentify_bytes
 from .errors import (BlankImage, CorruptImage, EmptyFile, FileTooLarge, ImageTooLarge,
                      ImageTooSmall, ImagingError, LimitExceeded, MultiFrameImage, NoPixelData,
                      NotChestRadiograph, SuspiciousFile, UnsupportedFormat, UnsupportedImage)
-from .inspect import inspect_bytes, validate_upload
+from .inspect import inspect_bytes
 from .limits import DEFAULT_LIMITS, DecodeLimits
 from .lungcrop import CropResult, lung_crop, lung_crop_box
 from .preprocess import (PreprocessConfig, StageReport, apply_clahe, normalise, pad_square,
@@ -25,7 +22,7 @@ from .preprocess import (PreprocessConfig, StageReport, apply_clahe, normalise, 
 
 __all__ = [
     "data_dir", "DecodedImage", "decode_bytes", "decode_file", "sniff_format",
-    "deidentify", "deidentify_bytes", "inspect_bytes", "validate_upload",
+    "inspect_bytes",
     "DEFAULT_LIMITS", "DecodeLimits", "CropResult", "lung_crop", "lung_crop_box",
     "PreprocessConfig", "StageReport", "apply_clahe", "normalise", "pad_square", "preprocess",
     "preprocess_with_stages", "resize_fit", "resize_pad", "save_stages",

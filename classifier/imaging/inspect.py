@@ -1,4 +1,4 @@
-"""Upload validation and a diagnostic report of one image's path through the pipeline."""
+"""A diagnostic report of one image's path through the pipeline (``inspect_image``)."""
 from __future__ import annotations
 
 import time
@@ -11,21 +11,10 @@ from .errors import BlankImage
 from .limits import DecodeLimits
 from .preprocess import PreprocessConfig, preprocess_with_stages
 
-__all__ = ["inspect_bytes", "validate_upload", "pixel_statistics"]
+__all__ = ["inspect_bytes", "pixel_statistics"]
 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 BLANK_STD = 1e-3  # below this the image carries no usable contrast
-
-
-def validate_upload(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedImage:
-    """Decode fully and check the result is usable; what upload validation calls.
-
-    Raises an ImagingError subclass (BlankImage for a featureless image) on failure.
-    """
-    decoded = decode_bytes(data, limits=limits)
-    if float(decoded.pixels.std()) < BLANK_STD:
-        raise BlankImage()
-    return decoded
 
 
 def pixel_statistics(pixels: np.ndarray) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from classifier.api.base import Api, ListApi, RetrieveApi
-from classifier.api.permissions import INTEGRATIONS_ACTION
 from classifier.api.schema import extend_schema
 from classifier.services.tokens import api_token_create, api_token_revoke
 from classifier.integrations import ApiToken
@@ -42,7 +41,7 @@ class ApiTokenInput(serializers.Serializer):
 
 
 class ApiTokenListCreateApi(ListApi):
-    role_actions = {"GET": INTEGRATIONS_ACTION, "POST": INTEGRATIONS_ACTION}
+    role_actions = {"GET": "manage_integrations", "POST": "manage_integrations"}
     serializer_class = ApiTokenSerializer
     queryset = ApiToken.objects.select_related("user")
     filterset_fields = ["role"]
@@ -61,7 +60,7 @@ class ApiTokenListCreateApi(ListApi):
 
 
 class ApiTokenDetailApi(RetrieveApi):
-    role_actions = {"GET": INTEGRATIONS_ACTION}
+    role_actions = {"GET": "manage_integrations"}
     serializer_class = ApiTokenSerializer
     queryset = ApiToken.objects.select_related("user")
     audit_action = "api_read_token"
@@ -70,7 +69,7 @@ class ApiTokenDetailApi(RetrieveApi):
 class ApiTokenRevokeApi(Api):
     """Revoke a token; its service user is deactivated and its webhooks stop. Idempotent."""
 
-    role_actions = {"POST": INTEGRATIONS_ACTION}
+    role_actions = {"POST": "manage_integrations"}
 
     @extend_schema(request=None, responses={200: ApiTokenSerializer})
     def post(self, request: Request, pk: int) -> Response:

@@ -15,7 +15,6 @@ from rest_framework.response import Response
 
 from classifier.api.base import Api, ListApi
 from classifier.api.idempotency import idempotent
-from classifier.api.permissions import INTEGRATIONS_ACTION
 from classifier.api.schema import extend_schema
 from classifier.services.webhooks import webhook_create, webhook_delete
 from classifier.integrations import Webhook, WebhookDelivery
@@ -55,7 +54,7 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
 
 def visible_webhooks(user: Any) -> Any:
     hooks = Webhook.objects.select_related("owner")
-    return hooks if user_can(user, INTEGRATIONS_ACTION) else hooks.filter(owner=user)
+    return hooks if user_can(user, "manage_integrations") else hooks.filter(owner=user)
 
 
 class WebhookListCreateApi(ListApi):

@@ -1,4 +1,4 @@
-"""inspect_bytes reports and validate_upload, plus data_dir resolution."""
+"""inspect_bytes reports, plus data_dir resolution."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from classifier.imaging import (BlankImage, ImagingError, PreprocessConfig, UnsupportedFormat,
-                                data_dir, inspect_bytes, validate_upload)
+                                data_dir, inspect_bytes)
 from classifier.imaging.datapaths import repo_root
 
 from .conftest import encode
@@ -38,13 +38,6 @@ def test_inspect_honours_config() -> None:
 def test_inspect_raises_imaging_error() -> None:
     with pytest.raises(UnsupportedFormat):
         inspect_bytes(b"not an image at all")
-
-
-def test_validate_upload_accepts_real_image_and_refuses_blank(seed_files: dict[str, bytes]) -> None:
-    assert validate_upload(seed_files["jpeg"]).format == "JPEG"
-    with pytest.raises(BlankImage) as caught:
-        validate_upload(encode(np.full((100, 100), 128, np.uint8), "PNG"))
-    assert isinstance(caught.value, ImagingError) and caught.value.code == "blank_image"
 
 
 def test_data_dir_default_and_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

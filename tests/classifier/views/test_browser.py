@@ -65,7 +65,7 @@ def _training_dataset() -> object:
 
     Each split stays under 8 images: PreprocessedCache then preprocesses in-process. With
     more it opens a process pool, which a daemonic Celery prefork child may not do
-    ("daemonic processes are not allowed to have children"); reported to the lead.
+    ("daemonic processes are not allowed to have children").
     """
     from training.models import Dataset, DatasetImage
 
