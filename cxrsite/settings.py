@@ -198,14 +198,50 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o640
 
-# The API's base classes (classifier.api.base) set token authentication, role permissions,
-# per-token throttles, pagination and the JSON error handler themselves; naming them here
-# would import the API while settings load.
+# DRF resolves these import strings when a view first needs them, not while settings load.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["classifier.api.auth.ApiTokenAuthentication",
+                                       "classifier.api.auth.CsrfSessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["classifier.api.permissions.ActionPermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["classifier.api.auth.TokenRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_token": _cfg["api_rate"], "api_user": _cfg["api_rate"]},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "classifier.api.pagination.ApiPagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend",
+                                "rest_framework.filters.OrderingFilter"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "classifier.api.errors.api_exception_handler",
+}
+API_DESCRIPTION = """\
+REST API of the chest X-ray triage platform. Results are **decision support, not a diagnosis**.
+
+Authenticate with `Authorization: Bearer <token>` (an API token created by an
+administrator) or with the browser session. POSTs accept an `Idempotency-Key` header:
+a retry with the same key and body returns the original response. Errors are
+`{"error": {"code": ..., "message": ...}}`.
+"""
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CXR triage API",
+    "DESCRIPTION": API_DESCRIPTION,
+    "VERSION": "1.0.0",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "classifier.api.schema.postprocess"],
+    "ENUM_NAME_OVERRIDES": {
+        "StudyStatusEnum": "classifier.models.Study.Status",
+        "PredictionStatusEnum": "classifier.models.Prediction.Status",
+        "ModelVersionStatusEnum": "training.models.ModelVersion.Status",
+        "TrainingRunStatusEnum": "training.models.TrainingRun.Status",
+        "DeliveryStatusEnum": "classifier.integrations.WebhookDelivery.Status",
+        "ViewPositionEnum": "classifier.models.Study.View",
+    },
+    # The schema and Swagger UI pages read the browser session only, as before the API's
+    # own authentication became the default.
+    "SERVE_AUTHENTICATION": ["rest_framework.authentication.SessionAuthentication"],
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Celery ------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,7 +10,6 @@ from rest_framework.response import Response
 from classifier.api.base import Api, ListApi, RetrieveApi
 from classifier.api.errors import ApiError
 from classifier.api.idempotency import idempotent
-from classifier.api.schema import extend_schema
 from training import registry
 from training.models import Dataset, ModelVersion, TrainingRun
 from training.services.runs import training_run_start

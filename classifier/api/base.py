@@ -1,7 +1,7 @@
-"""Base classes of every API view: authentication, roles, throttling, errors, audit.
+"""Base classes of every API view: role actions, request size, audit.
 
-The API sets these on its own classes rather than relying on REST_FRAMEWORK defaults,
-so its behaviour does not change when other apps' DRF views tune the global settings.
+Authentication, permissions, throttling, rendering, pagination, filtering and the error
+handler are DRF settings (cxrsite.settings.REST_FRAMEWORK).
 """
 from __future__ import annotations
 
@@ -9,41 +9,22 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.openapi import AutoSchema
-from rest_framework import filters, generics, pagination
-from rest_framework.renderers import JSONRenderer
+from rest_framework import generics
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from classifier.api.auth import ApiTokenAuthentication, CsrfSessionAuthentication, TokenRateThrottle
-from classifier.api.errors import ApiError, api_exception_handler
-from classifier.api.permissions import ActionPermission
+from classifier.api.errors import ApiError
 from classifier.services.audit import audit_record
 
 NOTICE = "decision support, not a diagnosis"
 
 
-class ApiPagination(pagination.PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
-
-
 class ApiMixin:
     """Shared policy; ``role_actions`` maps HTTP methods to roles.ACTIONS keys."""
 
-    authentication_classes = [ApiTokenAuthentication, CsrfSessionAuthentication]
-    permission_classes = [ActionPermission]
-    throttle_classes = [TokenRateThrottle]
-    renderer_classes = [JSONRenderer]
-    schema = AutoSchema()
     role_actions: dict[str, str] = {}
     # The largest request body a view accepts, checked from Content-Length before parsing.
     max_body_bytes: int | None = None
-
-    def get_exception_handler(self) -> Any:
-        return api_exception_handler
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
@@ -70,8 +51,6 @@ class Api(ApiMixin, APIView):
 class ListApi(ApiMixin, generics.ListAPIView):
     """A paginated, filterable, ordered list that audits which rows it returned."""
 
-    pagination_class = ApiPagination
-    filter_backends = [DjangoFilterBackend, filters.OrderingFilter]
     audit_action = "api_list"
 
     def paginate_queryset(self, queryset: Any) -> list[Any] | None:

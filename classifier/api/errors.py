@@ -1,8 +1,9 @@
 """One error shape for every API answer: ``{"error": {"code": ..., "message": ...}}``.
 
-``api_exception_handler`` is DRF's EXCEPTION_HANDLER. It turns the domain's refusals
-(ServiceError, ImagingError, RegistryError) and DRF's own exceptions into that shape
-with the right status, so bad input never surfaces as a 500.
+``api_exception_handler`` is DRF's EXCEPTION_HANDLER. It translates the domain's
+refusals (ServiceError, ImagingError, RegistryError) and Django's exceptions into DRF
+exceptions and delegates to DRF's handler, then puts the answer in that shape, so bad
+input never surfaces as a 500.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import set_rollback
+from rest_framework.views import exception_handler
 
 from classifier.imaging import FileTooLarge, ImageTooLarge, ImagingError, UnsupportedFormat
 from classifier.services.errors import ServiceError
@@ -98,37 +99,39 @@ def fhir_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonRespo
     return JsonResponse(outcome, status=404, content_type="application/fhir+json")
 
 
-def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF exception handler; returns None (-> 500) only for genuine server faults."""
+def _translate(exc: Exception) -> Exception:
+    """The domain's refusals and Django's exceptions as DRF exceptions with our codes."""
     from training.registry import RegistryError
 
-    headers: dict[str, str] = {}
     if isinstance(exc, ServiceError):
-        code, message, http, extra = exc.code, exc.message, exc.status, {}
-    elif isinstance(exc, ImagingError):
-        code, message, http, extra = exc.code, exc.message, imaging_status(exc), {}
-    elif isinstance(exc, RegistryError):
-        code, message, http, extra = "registry_conflict", str(exc), status.HTTP_409_CONFLICT, {}
-    elif isinstance(exc, RequestDataTooBig):
-        code, message, http, extra = "request_too_large", "The request body is too large.", 413, {}
-    elif isinstance(exc, DataError):  # a value the database cannot represent: bad input, not a fault
-        code, message, http, extra = "invalid_value", "A value in the request is out of range.", 400, {}
-    elif isinstance(exc, TooManyFieldsSent):
-        code, message, http, extra = "too_many_fields", "The request has too many fields.", 400, {}
-    elif isinstance(exc, DjangoValidationError):
-        code, message, http, extra = "invalid", "; ".join(exc.messages), 400, {}
-    elif isinstance(exc, Http404):
-        code, message, http, extra = "not_found", "Not found.", status.HTTP_404_NOT_FOUND, {}
-    elif isinstance(exc, DjangoPermissionDenied):
-        code, message, http, extra = "permission_denied", str(exc) or "Your role does not allow this.", 403, {}
-    elif isinstance(exc, exceptions.APIException):
-        code, message, extra = _drf_error(exc)
-        http = exc.status_code
-        if getattr(exc, "auth_header", None):
-            headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
-    else:
-        return None
-    set_rollback()
-    return Response(error_body(code, message, **extra), status=http, headers=headers or None)
+        return ApiError(exc.code, exc.message, exc.status)
+    if isinstance(exc, ImagingError):
+        return ApiError(exc.code, exc.message, imaging_status(exc))
+    if isinstance(exc, RegistryError):
+        return ApiError("registry_conflict", str(exc), status.HTTP_409_CONFLICT)
+    if isinstance(exc, RequestDataTooBig):
+        return ApiError("request_too_large", "The request body is too large.", 413)
+    if isinstance(exc, DataError):  # a value the database cannot represent: bad input, not a fault
+        return ApiError("invalid_value", "A value in the request is out of range.", 400)
+    if isinstance(exc, TooManyFieldsSent):
+        return ApiError("too_many_fields", "The request has too many fields.", 400)
+    if isinstance(exc, DjangoValidationError):
+        return ApiError("invalid", "; ".join(exc.messages), 400)
+    if isinstance(exc, Http404):
+        return exceptions.NotFound("Not found.")
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied(str(exc) or "Your role does not allow this.")
+    return exc
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """REST_FRAMEWORK["EXCEPTION_HANDLER"]: translate, then let DRF's own handler answer
+    (status, WWW-Authenticate, Retry-After, rollback), in our error shape. None (-> 500)
+    only for genuine server faults."""
+    exc = _translate(exc)
+    response = exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    code, message, extra = _drf_error(exc)
+    response.data = error_body(code, message, **extra)
+    return response

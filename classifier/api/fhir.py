@@ -13,12 +13,12 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import renderers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from classifier.api.base import NOTICE, Api
-from classifier.api.schema import extend_schema
 from classifier.models import Label, Patient, Prediction, Study
 from classifier.selectors.reviews import review_latest
 

@@ -1,25 +1,8 @@
-"""``extend_schema`` that works whatever REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] says.
-
-drf-spectacular builds a method's schema class on top of DEFAULT_SCHEMA_CLASS unless the
-method names one; naming drf-spectacular's AutoSchema here keeps the API's schema correct
-before (and after) the project settings point at it.
-"""
+"""OpenAPI post-processing (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]): the shared error
+shape, the Idempotency-Key header and the standards' media types on every operation."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-
-from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import extend_schema as spectacular_extend_schema
-
-
-def extend_schema(**kwargs: Any) -> Callable[[Any], Any]:
-    def decorator(target: Any) -> Any:
-        if getattr(target, "schema", None) is None and not getattr(target, "kwargs", {}).get("schema"):
-            target.schema = AutoSchema
-        return spectacular_extend_schema(**kwargs)(target)
-
-    return decorator
 
 
 ERROR_SCHEMA = {

@@ -1,7 +1,9 @@
 """API routes: /api/v1/ (REST), /api/schema/ + /api/docs/ (OpenAPI), /dicomweb/, /fhir/."""
 from django.urls import path, re_path
 
-from classifier.api import docs, errors, fhir
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from classifier.api import errors, fhir
 from classifier.api.dicomweb import views as dicomweb
 from classifier.api.v1 import images, patients, predictions, reviews, studies, tokens, webhooks
 from training import api as training_api
@@ -38,10 +40,8 @@ urlpatterns = [
     path(f"{v1}/webhooks/<int:pk>/", webhooks.WebhookDetailApi.as_view(), name="webhook-detail"),
     path(f"{v1}/webhooks/<int:pk>/deliveries/", webhooks.WebhookDeliveryListApi.as_view(),
          name="webhook-deliveries"),
-    path("api/schema/", docs.SchemaApi.as_view(), name="schema"),
-    path("api/docs/", docs.swagger_page, name="docs"),
-    path("api/docs/init.js", docs.swagger_init, name="docs-init"),
-    path("api/docs/assets/<str:name>", docs.swagger_asset, name="docs-asset"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("dicomweb/studies", dicomweb.StowRsApi.as_view(), name="dicomweb-studies"),
     re_path(r"^dicomweb/studies/(?P<study_uid>[0-9.]+)/series/(?P<series_uid>[0-9.]+)/instances/"
             r"(?P<sop_uid>[0-9.]+)$", dicomweb.WadoInstanceApi.as_view(), name="dicomweb-instance"),

@@ -15,14 +15,13 @@ from typing import Any
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, parsers, renderers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from classifier.api.base import Api, upload_limit_bytes
 from classifier.api.idempotency import idempotent
-from classifier.api.schema import extend_schema
 from classifier.imaging import ImagingError, sniff_format
 from classifier.models import Image
 from classifier.services.uploads import image_upload

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import django_filters
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -16,7 +16,6 @@ from rest_framework.response import Response
 from classifier.api.base import ListApi, RetrieveApi, upload_limit_bytes
 from classifier.api.errors import ApiError, outcome_status
 from classifier.api.idempotency import idempotent
-from classifier.api.schema import extend_schema
 from classifier.api.serializers import ImageSerializer, ImageUploadInput, UploadResultSerializer
 from classifier.api.v1.studies import outcome_data, study_fields
 from classifier.models import Image, Study

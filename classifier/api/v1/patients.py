@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import django_filters
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,7 +10,6 @@ from rest_framework.response import Response
 from classifier.api.base import ListApi, RetrieveApi
 from classifier.api.filters import IsoDateTimeFilter
 from classifier.api.idempotency import idempotent
-from classifier.api.schema import extend_schema
 from classifier.api.serializers import PatientInput, PatientSerializer
 from classifier.services.studies import patient_get_or_create
 from classifier.models import Patient

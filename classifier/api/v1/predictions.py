@@ -7,7 +7,7 @@ import django_filters
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import renderers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,7 +16,6 @@ from classifier.api.base import Api, ListApi, RetrieveApi
 from classifier.api.errors import ApiError
 from classifier.api.filters import IsoDateTimeFilter
 from classifier.api.idempotency import idempotent
-from classifier.api.schema import extend_schema
 from classifier.api.serializers import PredictionSerializer
 from classifier.models import Label, Prediction
 from classifier.services.predictions import prediction_rerun

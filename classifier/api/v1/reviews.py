@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from classifier.api.base import ListApi
 from classifier.api.idempotency import idempotent
-from classifier.api.schema import extend_schema
 from classifier.api.serializers import ReviewInput, ReviewSerializer
 from classifier.models import Prediction, Review
 from classifier.services.reviews import review_submit

@@ -11,7 +11,7 @@ from typing import Any
 
 import django_filters
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -20,7 +20,6 @@ from rest_framework.response import Response
 from classifier.api.base import ListApi, RetrieveApi, upload_limit_bytes
 from classifier.api.filters import IsoDateTimeFilter
 from classifier.api.idempotency import idempotent
-from classifier.api.schema import extend_schema
 from classifier.api.serializers import (ImageSerializer, PredictionSerializer, StudyCreateInput,
                                         StudyDetailSerializer, StudySerializer, UploadResultSerializer)
 from classifier.imaging.probe import probe_bytes

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from classifier.api.base import Api, ListApi, RetrieveApi
-from classifier.api.schema import extend_schema
 from classifier.services.tokens import api_token_create, api_token_revoke
 from classifier.integrations import ApiToken
 

@@ -9,13 +9,13 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from classifier.api.base import Api, ListApi
 from classifier.api.idempotency import idempotent
-from classifier.api.schema import extend_schema
 from classifier.services.webhooks import webhook_create, webhook_delete
 from classifier.integrations import Webhook, WebhookDelivery
 from classifier.roles import user_can

@@ -28,14 +28,19 @@ def test_schema_is_valid_openapi_3_and_complete(client) -> None:  # noqa: ANN001
 
 @pytest.mark.django_db
 def test_swagger_ui_is_served_locally(client) -> None:  # noqa: ANN001
+    """drf-spectacular's Swagger UI view on the sidecar's static files: no external host."""
+    import re
+
+    from django.contrib.staticfiles import finders
+
     page = client.get("/api/docs/").content.decode()
-    assert "swagger-ui-bundle.js" in page and "//" not in page.replace("://", "")  # no external host
-    assert "cdn" not in page.lower() and "http" not in page
-    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
-        response = client.get(f"/api/docs/assets/{asset}")
-        assert response.status_code == 200 and b"".join(response.streaming_content)
-    assert client.get("/api/docs/init.js").status_code == 200
-    assert client.get("/api/docs/assets/..%2Fsettings.py").status_code == 404
+    assert "cdn" not in page.lower() and "https://" not in page and "http://" not in page
+    assets = re.findall(r'(?:src|href)="/static/([^"]+)"', page)
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
+    assert any(a.endswith("swagger-ui.css") for a in assets)
+    for asset in assets:  # collectstatic (Dockerfile, scripts/run.sh) serves these
+        assert finders.find(asset), asset
+    assert "/api/schema/" in page
 
 
 @schemathesis.serializer("multipart/related")
