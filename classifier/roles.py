@@ -10,9 +10,9 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
 
 CLINICIAN, RADIOLOGIST, ADMIN = "Clinician", "Radiologist", "Admin"
 
@@ -59,7 +59,7 @@ def action_required(action: str) -> Callable:
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
-                return redirect(f"/accounts/login/?next={request.path}")
+                return redirect_to_login(request.get_full_path())
             if not user_can(request.user, action):
                 raise PermissionDenied(f"Your role does not allow this ({action.replace('_', ' ')}).")
             return view(request, *args, **kwargs)

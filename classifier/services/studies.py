@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from pydicom.valuerep import PersonName
 
 from classifier.models import Patient, Prediction, Study
 from classifier.services.audit import audit_record
@@ -34,20 +35,31 @@ class StudyFields:
 
 
 def fields_from_header(metadata: dict[str, Any], given: StudyFields) -> StudyFields:
-    """Typed fields win over the DICOM header; the header fills what was left blank."""
+    """The one rule DICOM header -> study fields (web upload, its prefill, the API, STOW-RS):
+    typed fields win over the header; the header fills what was left blank."""
     def pick(typed: Any, key: str) -> Any:
         return typed if typed else (metadata.get(key) or typed)
 
-    view = (metadata.get("view_position") or "").upper()
+    view = Study.view_code(metadata.get("view_position"))
     return StudyFields(
-        mrn=pick(given.mrn, "patient_id"), patient_name=pick(given.patient_name, "patient_name"),
+        mrn=pick(given.mrn, "patient_id"),
+        patient_name=given.patient_name or person_name(metadata.get("patient_name") or ""),
         birth_date=given.birth_date or _date(metadata.get("patient_birth_date")),
         sex=given.sex or (metadata.get("patient_sex") or "")[:1].upper(),
         accession_number=pick(given.accession_number, "accession_number"),
         study_instance_uid=pick(given.study_instance_uid, "study_instance_uid"),
-        view_position=given.view_position or (view if view in {"PA", "AP", "LL"} else ""),
+        view_position=given.view_position or (view if view != Study.View.UNKNOWN else ""),
         study_date=given.study_date or _date(metadata.get("study_date")),
         modality=pick(given.modality, "modality"), clinical_notes=given.clinical_notes)
+
+
+def person_name(dicom_name: str) -> str:
+    """A DICOM PN ("Family^Given^Middle^Prefix^Suffix", alphabetic group) as "Family, Given
+    Middle", read by pydicom's PersonName; a name without components is kept as typed."""
+    name = PersonName(dicom_name)
+    family = name.family_name.strip()
+    given = " ".join(part.strip() for part in (name.given_name, name.middle_name) if part.strip())
+    return f"{family}, {given}" if given else family
 
 
 def _date(value: Any) -> date | None:

@@ -14,17 +14,12 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from classifier.services.studies import StudyFields
+from classifier.services.studies import StudyFields, fields_from_header
 from classifier.services.uploads import UploadOutcome, image_upload, upload_limits
 from classifier.forms import StudyFieldsForm
 from classifier.imaging import ImagingError
 from classifier.imaging.probe import probe_bytes
 from classifier.roles import action_required
-
-# Header keys the form may be prefilled with: the form's field name for each.
-PREFILL_KEYS = {"patient_id": "mrn", "patient_name": "patient_name", "patient_birth_date": "birth_date",
-                "patient_sex": "sex", "accession_number": "accession_number", "view_position": "view_position"}
-
 
 def _read(uploaded: UploadedFile) -> bytes | None:
     """The file's bytes, or None when it is over the limit (not read into memory at all)."""
@@ -56,15 +51,6 @@ def outcome_json(outcome: UploadOutcome) -> dict[str, Any]:
             "image_id": outcome.image.pk if outcome.image else None,
             "prediction_id": outcome.prediction.pk if outcome.prediction else None,
             "study_url": reverse("study_detail", args=[study_id]) if study_id else None}
-
-
-def _person_name(dicom_name: str) -> str:
-    """DICOM PN "Family^Given^Middle^Prefix^Suffix" as "Family, Given Middle" for the form."""
-    if "^" not in dicom_name:
-        return dicom_name.strip()
-    family, _, rest = dicom_name.partition("^")
-    given = " ".join(part for part in rest.split("^")[:2] if part)
-    return f"{family.strip()}, {given.strip()}" if given.strip() else family.strip()
 
 
 @action_required("upload")
@@ -121,10 +107,9 @@ def upload_probe(request: HttpRequest) -> JsonResponse:
         header = probe_bytes(data, limits=upload_limits())
     except ImagingError as exc:
         return JsonResponse({"ok": False, "error_code": exc.code, "error_message": exc.message}, status=400)
-    prefill = {field: header.metadata.get(key) or "" for key, field in PREFILL_KEYS.items()}
-    prefill["sex"] = prefill["sex"][:1].upper()
-    prefill["patient_name"] = _person_name(str(prefill["patient_name"]))
-    view = str(prefill["view_position"]).upper()
-    prefill["view_position"] = view if view in {"PA", "AP", "LL"} else ""
+    fields = fields_from_header(header.metadata, StudyFields())
+    prefill = {"mrn": fields.mrn, "patient_name": fields.patient_name,
+               "birth_date": fields.birth_date.isoformat() if fields.birth_date else "", "sex": fields.sex,
+               "accession_number": fields.accession_number, "view_position": fields.view_position}
     return JsonResponse({"ok": True, "format": header.format, "width": header.width, "height": header.height,
                          "prefill": prefill})

@@ -26,7 +26,7 @@ from django.db import transaction
 
 from classifier.imaging import ImagingError
 from classifier.imaging.probe import probe_bytes
-from classifier.models import Label
+from classifier.models import Label, Study
 from training.models import Dataset, DatasetImage
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def scan_folders(root: Path) -> Iterator[Candidate]:
         row = manifest.get(path.relative_to(root).as_posix(), {})
         patient = row.get("patient_id") or f"{root.name}:{kermany_patient(path.name)}"
         yield Candidate(path=path, label=label, patient_key=patient, split=row.get("split", split) or split,
-                        view=row.get("view") or "unknown", source=patient.split(":", 1)[0] if ":" in patient else root.name)
+                        view=Study.view_code(row.get("view")), source=patient.split(":", 1)[0] if ":" in patient else root.name)
 
 
 def _read_manifest(root: Path) -> dict[str, dict[str, str]]:
@@ -94,7 +94,7 @@ def scan_kermany(root: Path) -> Iterator[Candidate]:
         else:
             continue
         yield Candidate(path=path, label=label, patient_key=f"kermany:{kermany_patient(path.name)}",
-                        split=split, view="AP", source="kermany")
+                        split=split, view=Study.View.AP, source="kermany")
 
 
 def scan_covid_metadata(root: Path, csv_name: str = "metadata.csv") -> Iterator[Candidate]:
@@ -105,9 +105,8 @@ def scan_covid_metadata(root: Path, csv_name: str = "metadata.csv") -> Iterator[
             path = folder / (row.get("filename") or "")
             if label is None or not path.is_file():
                 continue
-            view = (row.get("view") or "unknown").split()[0].upper()
             yield Candidate(path=path, label=label, patient_key=f"covid:{row.get('patientid', path.stem)}",
-                            view=view if view in {"PA", "AP", "L"} else "unknown", source="covid-metadata")
+                            view=Study.view_code(row.get("view")), source="covid-metadata")
 
 
 SCANNERS = {"folders": scan_folders, "kermany": scan_kermany, "covid-metadata": scan_covid_metadata}

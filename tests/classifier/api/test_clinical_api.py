@@ -87,6 +87,7 @@ def test_dicom_alone_creates_patient_and_study_from_its_header(client_for) -> No
     assert response.status_code == 201, response.content
     study = Study.objects.get(accession_number="HA-1")
     assert study.patient.mrn == "H-1" and response.json()["image"]["study"] == study.pk
+    assert study.patient.name == "Test, Patient"  # the PN as the upload page shows it, not "Test^Patient"
     again = client.post("/api/v1/images/", {"file": _file(data, "x.dcm")}, format="multipart")
     assert again.status_code == 200 and again.json()["duplicate"] is True
     listed = client.get(f"/api/v1/images/?study={study.pk}").json()

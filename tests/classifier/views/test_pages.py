@@ -185,3 +185,14 @@ def test_training_start_form_creates_a_queued_run(clients, model_version) -> Non
 def test_upload_page_without_files_says_so(clients) -> None:  # noqa: ANN001
     response = clients["Clinician"].post("/studies/upload/", {"mrn": "M"})
     assert response.status_code == 400 and b"Choose at least one file" in response.content
+
+
+def test_login_redirect_keeps_the_query_string(client) -> None:  # noqa: ANN001
+    """An expired session on a filtered worklist returns to the same filters after login."""
+    from urllib.parse import parse_qs, urlsplit
+
+    response = client.get("/?status=done&flag=yes")
+    assert response.status_code == 302
+    location = urlsplit(response["Location"])
+    assert location.path == "/accounts/login/"
+    assert parse_qs(location.query)["next"] == ["/?status=done&flag=yes"]
