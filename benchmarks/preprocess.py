@@ -24,11 +24,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from classifier.imaging import (PreprocessConfig, decode_bytes, preprocess,  # noqa: E402
-                                preprocess_with_stages)
-from classifier.imaging.datapaths import data_dir  # noqa: E402
-from classifier.imaging.dicom import apply_luts, read_dataset  # noqa: E402
-from classifier.imaging.limits import DEFAULT_LIMITS  # noqa: E402
+from classifier.imaging import PreprocessConfig, decode_bytes, preprocess, preprocess_with_stages
+from classifier.imaging.datapaths import data_dir
+from classifier.imaging.dicom import apply_luts, read_dataset
+from classifier.imaging.limits import DEFAULT_LIMITS
 
 
 def sample_files(root: Path, limit: int | None) -> list[Path]:

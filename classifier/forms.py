@@ -5,9 +5,9 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from classifier.models import Label, Patient, Review, Study
-from classifier.services.studies import StudyFields
 from classifier.selectors.audit import AuditFilters
 from classifier.selectors.worklist import WorklistFilters
+from classifier.services.studies import StudyFields
 
 _YES_NO = [("", "Any"), ("yes", "Yes"), ("no", "No")]
 
@@ -20,7 +20,7 @@ class WorklistFilterForm(forms.Form):
     """GET filters of the worklist; invalid values are ignored rather than refused."""
 
     q = forms.CharField(required=False, label="MRN or accession", max_length=64)
-    status = forms.ChoiceField(required=False, choices=[("", "Any")] + Study.Status.choices)
+    status = forms.ChoiceField(required=False, choices=[("", "Any"), *Study.Status.choices])
     flag = forms.ChoiceField(required=False, label="AI flag", choices=[("", "Any"), ("yes", "Flagged"),
                                                                        ("no", "Not flagged")])
     reviewed = forms.ChoiceField(required=False, choices=_YES_NO)
@@ -55,7 +55,7 @@ class StudyFieldsForm(forms.Form):
     mrn = forms.CharField(label="Patient MRN", max_length=64, required=False)
     patient_name = forms.CharField(label="Patient name", max_length=200, required=False)
     birth_date = forms.DateField(label="Birth date", required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    sex = forms.ChoiceField(required=False, choices=[("", "—")] + Patient._meta.get_field("sex").choices)
+    sex = forms.ChoiceField(required=False, choices=[("", "—"), *Patient._meta.get_field("sex").choices])
     accession_number = forms.CharField(label="Accession number", max_length=64, required=False)
     view_position = forms.ChoiceField(label="View position", required=False,
                                       choices=[("", "From file / unknown")] + [
@@ -77,7 +77,7 @@ class ReviewForm(forms.Form):
 
     prediction = forms.IntegerField(widget=forms.HiddenInput)
     decision = forms.ChoiceField(choices=Review.Decision.choices, widget=forms.RadioSelect)
-    label = forms.ChoiceField(required=False, choices=[("", "—")] + Label.choices,
+    label = forms.ChoiceField(required=False, choices=[("", "—"), *Label.choices],
                               help_text="Required when correcting.")
     comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
 

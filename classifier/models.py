@@ -50,19 +50,6 @@ class Study(models.Model):
         LL = "LL", "Lateral"
         UNKNOWN = "unknown", "Unknown"
 
-    # The words for a lateral in DICOM ViewPosition and the datasets' metadata.
-    LATERAL_CODES = frozenset({"LL", "RL", "L", "LAT", "LATERAL"})
-
-    @classmethod
-    def view_code(cls, raw: str | None) -> str:
-        """The one mapping from a recorded view (DICOM ViewPosition, a dataset CSV's "AP
-        Supine") to a ``View`` value: its first word, laterals as LL, else "unknown"."""
-        words = (raw or "").split()
-        word = words[0].upper() if words else ""
-        if word in cls.LATERAL_CODES:
-            return cls.View.LL
-        return word if word in (cls.View.PA, cls.View.AP) else cls.View.UNKNOWN
-
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
     accession_number = models.CharField(max_length=64, unique=True)
     study_instance_uid = models.CharField(max_length=64, blank=True, default="")
@@ -89,6 +76,19 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return f"Study #{self.pk}"
+
+    # The words for a lateral in DICOM ViewPosition and the datasets' metadata.
+    LATERAL_CODES = frozenset({"LL", "RL", "L", "LAT", "LATERAL"})
+
+    @classmethod
+    def view_code(cls, raw: str | None) -> str:
+        """The one mapping from a recorded view (DICOM ViewPosition, a dataset CSV's "AP
+        Supine") to a ``View`` value: its first word, laterals as LL, else "unknown"."""
+        words = (raw or "").split()
+        word = words[0].upper() if words else ""
+        if word in cls.LATERAL_CODES:
+            return cls.View.LL
+        return word if word in (cls.View.PA, cls.View.AP) else cls.View.UNKNOWN
 
 
 class Image(models.Model):
@@ -241,4 +241,7 @@ class QueueProbe(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-from classifier.integrations import *  # noqa: E402,F401,F403 - integration rows live in their own module
+
+    def __str__(self) -> str:
+        return f"Queue probe #{self.pk} ({self.status})"
+from classifier.integrations import *  # noqa: E402, F403 - integration rows live in their own module

@@ -32,12 +32,8 @@ _CLINICIAN_PERMS = [
     "classifier.upload_study", "classifier.view_image", "classifier.add_image", "classifier.view_prediction",
     "classifier.view_review",
 ]
-_RADIOLOGIST_PERMS = _CLINICIAN_PERMS + ["classifier.review_prediction", "classifier.add_review"]
-_ADMIN_PERMS = _RADIOLOGIST_PERMS + [
-    "training.manage_models", "training.view_modelversion", "training.start_training",
-    "training.view_trainingrun", "training.add_trainingrun", "training.view_dataset",
-    "classifier.view_auditevent", "classifier.manage_integrations",
-]
+_RADIOLOGIST_PERMS = [*_CLINICIAN_PERMS, "classifier.review_prediction", "classifier.add_review"]
+_ADMIN_PERMS = [*_RADIOLOGIST_PERMS, "training.manage_models", "training.view_modelversion", "training.start_training", "training.view_trainingrun", "training.add_trainingrun", "training.view_dataset", "classifier.view_auditevent", "classifier.manage_integrations"]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     CLINICIAN: _CLINICIAN_PERMS,
     RADIOLOGIST: _RADIOLOGIST_PERMS,

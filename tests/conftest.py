@@ -38,7 +38,7 @@ def needs_shared_data(path: Path) -> None:
 
 
 @pytest.fixture
-def role_users(db) -> dict[str, object]:  # noqa: ANN001
+def role_users(db) -> dict[str, object]:
     """One active user per role plus one with no role, keyed by role name ('none' for none)."""
     from django.contrib.auth import get_user_model
 
@@ -58,14 +58,14 @@ ROLES = ("Clinician", "Radiologist", "Admin")
 
 
 @pytest.fixture(autouse=True)
-def _fast_auth_and_fresh_throttles(settings) -> None:  # noqa: ANN001
+def _fast_auth_and_fresh_throttles(settings) -> None:
     """Fresh throttle counters; a fast password hasher (role_users hashes four passwords per test)."""
     cache.clear()
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
-def api_tokens(role_users) -> dict[str, str]:  # noqa: ANN001
+def api_tokens(role_users) -> dict[str, str]:
     """A raw API token per role (created by the admin user), high rate so tests are not throttled."""
     from classifier.services.tokens import api_token_create
 
@@ -74,7 +74,7 @@ def api_tokens(role_users) -> dict[str, str]:  # noqa: ANN001
 
 
 @pytest.fixture
-def client_for(api_tokens, role_users) -> Callable[[str], APIClient]:  # noqa: ANN001
+def client_for(api_tokens, role_users) -> Callable[[str], APIClient]:
     """An APIClient for a role: a token for the three roles, a session for 'none', anonymous for 'anon'."""
 
     def make(role: str) -> APIClient:
@@ -118,7 +118,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
         self.log_path = Path(env["CXR_VAR_DIR"]) / f"worker-{time.time_ns()}.log"
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "cxrsite", "worker", "-Q", self.queues, "-c", "1",
@@ -154,7 +154,7 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def worker_env(transactional_db) -> dict[str, str]:  # noqa: ANN001
+def worker_env(transactional_db) -> dict[str, str]:
     """Environment for a worker subprocess that sees this test's (committed) database."""
     from django.db import connection
 
@@ -182,7 +182,7 @@ def worker_env(transactional_db) -> dict[str, str]:  # noqa: ANN001
 
 
 @pytest.fixture
-def celery_worker_proc(worker_env) -> Iterator[Callable[..., WorkerProcess]]:  # noqa: ANN001
+def celery_worker_proc(worker_env) -> Iterator[Callable[..., WorkerProcess]]:
     """Factory starting worker subprocesses; all are stopped after the test."""
     started: list[WorkerProcess] = []
 
@@ -244,7 +244,7 @@ def build_tiny_artifact(directory: Path, *, seed: int = 0, abnormal_threshold: f
 
 
 @pytest.fixture(scope="session")
-def tiny_artifacts(tmp_path_factory) -> list[Path]:  # noqa: ANN001
+def tiny_artifacts(tmp_path_factory) -> list[Path]:
     """Two different tiny artifacts, built once per session: cxr_net (closed-form
     heatmaps, active in most tests) and s0_cnn (GradientTape heatmaps, promoted in some)."""
     root = tmp_path_factory.mktemp("tiny-models")
@@ -253,7 +253,7 @@ def tiny_artifacts(tmp_path_factory) -> list[Path]:  # noqa: ANN001
 
 
 @pytest.fixture
-def active_tiny_model(tiny_artifacts, db):  # noqa: ANN001, ANN201
+def active_tiny_model(tiny_artifacts, db):
     """Register and activate the first tiny model (archiving whatever was active)."""
     from training import registry
 

@@ -60,7 +60,7 @@ def test_duplicate_accession_and_uid_rejected_but_blank_uids_allowed() -> None:
 @pytest.mark.django_db
 def test_same_content_twice_in_a_study_and_duplicate_sop_uid_rejected() -> None:
     study = _study()
-    fields = dict(file="images/x.png", size_bytes=1, format="PNG", width=1, height=1)
+    fields = {"file": "images/x.png", "size_bytes": 1, "format": "PNG", "width": 1, "height": 1}
     Image.objects.create(study=study, sha256="a" * 64, sop_instance_uid="9.9", **fields)
     with pytest.raises(IntegrityError), transaction.atomic():
         Image.objects.create(study=study, sha256="a" * 64, **fields)
@@ -70,7 +70,7 @@ def test_same_content_twice_in_a_study_and_duplicate_sop_uid_rejected() -> None:
 
 @pytest.mark.django_db
 def test_only_one_active_version_per_model_name() -> None:
-    fields = dict(architecture="x", input_size=8, labels=[], preprocess_config={}, artifact_dir="/nowhere")
+    fields = {"architecture": "x", "input_size": 8, "labels": [], "preprocess_config": {}, "artifact_dir": "/nowhere"}
     ModelVersion.objects.filter(name="m").delete()
     ModelVersion.objects.create(name="m", version=1, status="active", **fields)
     ModelVersion.objects.create(name="m", version=2, status="archived", **fields)

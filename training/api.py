@@ -25,7 +25,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 class ModelVersionDetailSerializer(ModelVersionSerializer):
     class Meta(ModelVersionSerializer.Meta):
-        fields = ModelVersionSerializer.Meta.fields + ["preprocess_config", "hyperparameters", "model_card"]
+        fields = [*ModelVersionSerializer.Meta.fields, "preprocess_config", "hyperparameters", "model_card"]
         read_only_fields = fields
 
 

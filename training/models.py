@@ -52,6 +52,9 @@ class DatasetImage(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["dataset", "sha256"], name="dataset_image_unique_content")]
 
+    def __str__(self) -> str:
+        return f"Dataset image #{self.pk} ({self.label})"
+
 
 class ModelVersion(models.Model):
     """An immutable, fully described trained model. One version per name is active."""
@@ -145,3 +148,6 @@ class Evaluation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Evaluation #{self.pk} of {self.model_version_id}"

@@ -17,8 +17,7 @@ from django.views.decorators.http import require_http_methods
 from classifier.roles import action_required
 from training import registry
 from training.models import Dataset, ModelVersion, TrainingRun
-from training.services.runs import reviewed_images_waiting, training_run_start
-from training.trainers.architectures import ARCHITECTURES
+from training.services.runs import architecture_names, reviewed_images_waiting, training_run_start
 
 PLOTS = {"roc": "ROC curve (validation)", "confusion_matrix": "Confusion matrix (validation)",
          "training_curves": "Training curves", "reliability": "Reliability (calibration)"}
@@ -28,7 +27,8 @@ SCHEDULED_TASKS = ("training.tasks.retrain_check_task", "classifier.tasks.predic
 class TrainingStartForm(forms.Form):
     """The few knobs an administrator sets; everything else comes from the default recipe."""
 
-    architecture = forms.ChoiceField(choices=[(a, a) for a in ARCHITECTURES], initial="cxr_net")
+    # A callable: the names come from the trainers when the form is built, not imported here.
+    architecture = forms.ChoiceField(choices=lambda: [(a, a) for a in architecture_names()], initial="cxr_net")
     epochs = forms.IntegerField(min_value=1, max_value=200, initial=20)
     batch_size = forms.IntegerField(min_value=1, max_value=256, initial=32)
     input_size = forms.TypedChoiceField(coerce=int, initial=224,

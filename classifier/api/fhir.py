@@ -12,7 +12,6 @@ from typing import Any
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import renderers
 from rest_framework.request import Request
@@ -185,7 +184,7 @@ class FhirObservationApi(FhirApi):
     @extend_schema(operation_id="fhir_observation_read",
                    responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT})
     def get(self, request: Request, observation_id: str) -> Response:
-        prediction_id, _, slug = observation_id.partition("-")
+        prediction_id, _, _slug = observation_id.partition("-")
         if not prediction_id.isdigit():
             raise Http404("No such observation.")
         prediction = finished_prediction(int(prediction_id))

@@ -1,7 +1,7 @@
 """Filter fields that refuse values the database cannot hold (400, never a database error)."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import django_filters
@@ -23,7 +23,7 @@ class BoundedIsoDateTimeField(IsoDateTimeField):
         if offset is not None and abs(offset) > MAX_OFFSET:
             raise forms.ValidationError("UTC offset out of range.")
         try:
-            parsed.astimezone(timezone.utc)
+            parsed.astimezone(UTC)
         except OverflowError:
             raise forms.ValidationError("Date out of range.") from None
         return parsed

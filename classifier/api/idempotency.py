@@ -83,7 +83,7 @@ def idempotency_run(*, view: Any, request: Request, key: str, run: Callable[[], 
         with transaction.atomic():  # a savepoint: refusals leave no partial work behind
             try:
                 response = run()
-            except Exception as exc:  # noqa: BLE001 - handle_exception re-raises server faults
+            except Exception as exc:
                 response = view.handle_exception(exc)
             if response.status_code >= 400:
                 transaction.set_rollback(True)

@@ -13,7 +13,6 @@ from rest_framework.request import Request
 from classifier.roles import user_can
 
 
-
 class ActionPermission(permissions.BasePermission):
     """Allow a request when its user may perform the view's action for that method."""
 

@@ -121,7 +121,7 @@ class StudyDetailSerializer(StudySerializer):
     images = ImageSerializer(many=True, read_only=True)
 
     class Meta(StudySerializer.Meta):
-        fields = StudySerializer.Meta.fields + ["images"]
+        fields = [*StudySerializer.Meta.fields, "images"]
         read_only_fields = fields
 
 

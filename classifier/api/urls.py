@@ -1,6 +1,5 @@
 """API routes: /api/v1/ (REST), /api/schema/ + /api/docs/ (OpenAPI), /dicomweb/, /fhir/."""
 from django.urls import path, re_path
-
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from classifier.api import errors, fhir

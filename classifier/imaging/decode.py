@@ -17,12 +17,21 @@ from typing import Any
 import numpy as np
 
 from .dicom import EXECUTABLE_MAGICS, decode_dicom
-from .errors import (CorruptImage, EmptyFile, FileTooLarge, ImageTooLarge, ImageTooSmall,
-                     ImagingError, LimitExceeded, SuspiciousFile, UnsupportedFormat)
+from .errors import (
+    CorruptImage,
+    EmptyFile,
+    FileTooLarge,
+    ImageTooLarge,
+    ImageTooSmall,
+    ImagingError,
+    LimitExceeded,
+    SuspiciousFile,
+    UnsupportedFormat,
+)
 from .limits import DEFAULT_LIMITS, DecodeLimits
 from .raster import decode_raster
 
-__all__ = ["DecodedImage", "sniff_format", "decode_bytes", "decode_file", "FORMATS"]
+__all__ = ["FORMATS", "DecodedImage", "decode_bytes", "decode_file", "sniff_format"]
 
 FORMATS = ("DICOM", "PNG", "JPEG")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

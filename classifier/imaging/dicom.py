@@ -22,15 +22,37 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
-                        JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes)
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000TransferSyntaxes,
+    JPEGLSTransferSyntaxes,
+    JPEGTransferSyntaxes,
+)
 
-from .errors import (CorruptImage, ImageTooLarge, ImageTooSmall, LimitExceeded, MultiFrameImage,
-                     NoPixelData, NotChestRadiograph, SuspiciousFile)
+from .errors import (
+    CorruptImage,
+    ImageTooLarge,
+    ImageTooSmall,
+    LimitExceeded,
+    MultiFrameImage,
+    NoPixelData,
+    NotChestRadiograph,
+    SuspiciousFile,
+)
 from .limits import DecodeLimits
 
-__all__ = ["DicomResult", "decode_dicom", "read_dataset", "apply_luts", "dicom_metadata",
-           "check_preamble", "EXECUTABLE_MAGICS"]
+__all__ = [
+    "EXECUTABLE_MAGICS",
+    "DicomResult",
+    "apply_luts",
+    "check_preamble",
+    "decode_dicom",
+    "dicom_metadata",
+    "read_dataset",
+]
 
 # Executable headers hidden in the 128-byte preamble make a file both a valid DICOM and a
 # runnable program (the "PE-DICOM" polyglot, CVE-2019-11687). Zeros or TIFF are legitimate.

@@ -8,20 +8,20 @@ which never contains file contents or stack traces. ``str(err) == err.message``.
 from __future__ import annotations
 
 __all__ = [
-    "ImagingError",
-    "UnsupportedFormat",
+    "BlankImage",
+    "CorruptImage",
     "EmptyFile",
-    "LimitExceeded",
     "FileTooLarge",
     "ImageTooLarge",
     "ImageTooSmall",
-    "CorruptImage",
-    "SuspiciousFile",
-    "UnsupportedImage",
+    "ImagingError",
+    "LimitExceeded",
     "MultiFrameImage",
     "NoPixelData",
     "NotChestRadiograph",
-    "BlankImage",
+    "SuspiciousFile",
+    "UnsupportedFormat",
+    "UnsupportedImage",
 ]
 
 

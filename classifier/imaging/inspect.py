@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .decode import DecodedImage, decode_bytes
-from .errors import BlankImage
+from .decode import decode_bytes
 from .limits import DecodeLimits
 from .preprocess import PreprocessConfig, preprocess_with_stages
 
@@ -23,7 +22,7 @@ def pixel_statistics(pixels: np.ndarray) -> dict[str, Any]:
     return {
         "min": round(float(pixels.min()), 5), "max": round(float(pixels.max()), 5),
         "mean": round(float(pixels.mean()), 5), "std": round(float(pixels.std()), 5),
-        "percentiles": {f"p{p}": round(float(v), 5) for p, v in zip(PERCENTILES, values)},
+        "percentiles": {f"p{p}": round(float(v), 5) for p, v in zip(PERCENTILES, values, strict=False)},
     }
 
 

@@ -6,10 +6,11 @@ oversized or hostile file is refused without allocating its pixel buffer.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-__all__ = ["DecodeLimits", "DEFAULT_LIMITS"]
+__all__ = ["DEFAULT_LIMITS", "DecodeLimits"]
 
 MIB = 1024 * 1024
 
@@ -46,7 +47,7 @@ class DecodeLimits:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "DecodeLimits":
+    def from_dict(cls, data: Mapping[str, Any]) -> DecodeLimits:
         """Build from a mapping; unknown keys raise ValueError, missing keys use defaults."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 from .errors import CorruptImage, ImageTooLarge, ImageTooSmall
 from .limits import DecodeLimits
 
-__all__ = ["RasterResult", "decode_raster", "EMPTY_METADATA_KEYS"]
+__all__ = ["EMPTY_METADATA_KEYS", "RasterResult", "decode_raster"]
 
 EMPTY_METADATA_KEYS = (
     "patient_id", "patient_name", "patient_birth_date", "patient_sex", "accession_number",

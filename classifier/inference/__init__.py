@@ -7,8 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["get_pipeline", "load_predictor", "InferencePipeline", "InferenceResult",
-           "ArtifactIntegrityError", "Predictor"]
+__all__ = [
+    "ArtifactIntegrityError",
+    "InferencePipeline",
+    "InferenceResult",
+    "Predictor",
+    "get_pipeline",
+    "load_predictor",
+]
 
 _EXPORTS = {
     "get_pipeline": "classifier.inference.pipeline",

@@ -72,7 +72,7 @@ class PooledHead:
         pre = self._forward(features.mean(axis=(1, 2)))
         grad = np.zeros_like(pre[-1])
         grad[np.arange(n), class_indices] = 1.0
-        for layer, z in zip(reversed(self.layers), reversed(pre)):
+        for layer, z in zip(reversed(self.layers), reversed(pre), strict=False):
             if layer.relu:
                 grad = grad * (z > 0)
             grad = grad @ layer.weight.T
@@ -94,7 +94,7 @@ class PooledHead:
         return bool(np.abs(self.logits(features) - expected).max() <= PARITY_TOLERANCE * scale)
 
     @classmethod
-    def from_keras(cls, model: Any, layer_name: str) -> "PooledHead | None":
+    def from_keras(cls, model: Any, layer_name: str) -> PooledHead | None:
         """The head after ``layer_name`` if it is GAP -> (Dropout | Dense)*, else None."""
         import keras
 
@@ -124,7 +124,7 @@ class PooledHead:
         return cls(tuple(dense))
 
 
-def tflite_with_features(model_bytes: bytes) -> tuple[bytes, "PooledHead"] | None:
+def tflite_with_features(model_bytes: bytes) -> tuple[bytes, PooledHead] | None:
     """The same TFLite model with its Grad-CAM feature map as a second output, and its head.
 
     Looks for MEAN over the spatial axes of a 4-D tensor followed only by FULLY_CONNECTED

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-_CACHE: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
@@ -25,7 +25,7 @@ def default_layer(model: Any) -> str:
     if "gradcam_target" in names:
         return "gradcam_target"
     for layer in reversed(model.layers):
-        if len(getattr(layer, "output").shape) == 4:
+        if len(layer.output.shape) == 4:
             return layer.name
     raise ValueError("model has no 4-D layer for Grad-CAM")
 

@@ -35,7 +35,7 @@ class Predictor(Protocol):
         ...
 
 
-def features_head(predictor: Predictor) -> "PooledHead | None":
+def features_head(predictor: Predictor) -> PooledHead | None:
     """The predictor's closed-form Grad-CAM head, or None (then Grad-CAM needs a tape).
 
     A predictor with a head also has ``predict_with_features(batch) -> (logits,

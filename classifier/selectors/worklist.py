@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from classifier.models import Review, Study

@@ -79,7 +79,7 @@ def prediction_run(*, prediction_id: int) -> list[int]:
     if token is None:
         log.info("prediction %s already claimed; nothing to do", prediction_id)
         return []
-    batch = [(prediction_id, token)] + _claim_more(prediction_id, lease)
+    batch = [(prediction_id, token), *_claim_more(prediction_id, lease)]
     version = active_version()
     live = _fail_exhausted(batch)
     if version is None:
@@ -160,11 +160,11 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any) -> list[int]:
         except FileNotFoundError:
             _fail(pk, token, "file_missing", "The stored image file could not be found.")
     results = run_each(pipeline, payloads, batch_size=_cfg("INFERENCE_BATCH_SIZE"))
-    files = {pk: _write_files(predictions[pk], result) for (pk, _), result in zip(kept, results)
+    files = {pk: _write_files(predictions[pk], result) for (pk, _), result in zip(kept, results, strict=False)
              if not isinstance(result, ImagingError) and _finite(result)}
     committed: list[int] = []
     with transaction.atomic():
-        for (pk, token), result in zip(kept, results):
+        for (pk, token), result in zip(kept, results, strict=False):
             if isinstance(result, ImagingError):
                 written = _complete_failed(pk, token, result.code, result.message)
             elif pk not in files:

@@ -88,7 +88,8 @@ def study_get_or_create(*, fields: StudyFields, requested_by: Any) -> tuple[Stud
     except IntegrityError:  # a concurrent request created it first: use theirs
         existing = Study.objects.filter(accession_number=fields.accession_number).select_related("patient").first()
         if existing is None or existing.patient.mrn != fields.mrn:
-            raise ServiceError("conflict", "This study was created at the same time with different details.", 409)
+            raise ServiceError("conflict", "This study was created at the same time with different details.",
+                               409) from None
         return existing, False
 
 

@@ -120,7 +120,7 @@ def prediction_finished(prediction_id: int) -> list[int]:
     try:
         with transaction.atomic():
             return _prediction_finished(prediction_id)
-    except Exception:  # noqa: BLE001 - logged; the prediction itself is safe
+    except Exception:
         log.exception("webhook emission for prediction %s failed", prediction_id)
         return []
 
@@ -149,7 +149,7 @@ def review_created(review_id: int) -> list[int]:
             review = Review.objects.select_related("prediction__model_version", "prediction__image__study").get(
                 pk=review_id)
             return webhook_emit("review.created", review)
-    except Exception:  # noqa: BLE001 - logged; the review itself is safe
+    except Exception:
         log.exception("webhook emission for review %s failed", review_id)
         return []
 

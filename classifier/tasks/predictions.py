@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
              retry_jitter=True, max_retries=settings.CXR["INFERENCE_MAX_RETRIES"],
              soft_time_limit=settings.CXR["INFERENCE_SOFT_TIME_LIMIT"],
              time_limit=settings.CXR["INFERENCE_HARD_TIME_LIMIT"])
-def prediction_run_task(self, prediction_id: int) -> list[int]:  # noqa: ANN001 - celery's bound task
+def prediction_run_task(self, prediction_id: int) -> list[int]:
     """Run one prediction (and any batch-mates). A transient error releases and retries."""
     from classifier.services.predictions import prediction_release, prediction_run
 

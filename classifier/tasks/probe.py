@@ -9,7 +9,7 @@ from django.utils import timezone
 
 
 @shared_task(name="classifier.tasks.queue_probe_task", bind=True, acks_late=True, reject_on_worker_lost=True, soft_time_limit=600, time_limit=660)
-def queue_probe_task(self, probe_id: int) -> str:  # noqa: ANN001
+def queue_probe_task(self, probe_id: int) -> str:
     """Hold for the probe's hold_seconds, then record one execution, exactly once."""
     from classifier import claims
     from classifier.models import QueueProbe

@@ -7,15 +7,20 @@ from celery import shared_task
 
 
 @shared_task(name="classifier.tasks.webhook_deliver_task", bind=True, acks_late=True, max_retries=None, soft_time_limit=30, time_limit=60)
-def webhook_deliver_task(self, delivery_id: int) -> str:  # noqa: ANN001 - celery's bound task
+def webhook_deliver_task(self, delivery_id: int) -> str:
     """Deliver one webhook event; retried with backoff up to ``MAX_ATTEMPTS`` attempts.
 
     Attempts are counted on the delivery row, not by the task, so a delivery re-sent by
     the sweeper continues its schedule instead of starting a new one.
     """
     from classifier.integrations import WebhookDelivery
-    from classifier.services.webhooks import (WebhookDeliveryFailed, retry_countdown, webhook_deliver,
-                                              webhook_give_up, webhook_max_attempts)
+    from classifier.services.webhooks import (
+        WebhookDeliveryFailed,
+        retry_countdown,
+        webhook_deliver,
+        webhook_give_up,
+        webhook_max_attempts,
+    )
 
     try:
         return webhook_deliver(delivery_id=delivery_id)

@@ -7,13 +7,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from classifier.services.errors import ServiceError
-from classifier.services.reviews import review_submit as review_submit_service
 from classifier.forms import ReviewForm
 from classifier.models import Prediction
 from classifier.roles import action_required
 from classifier.selectors.agreement import review_agreement
 from classifier.selectors.reviews import review_next_study
+from classifier.services.errors import ServiceError
+from classifier.services.reviews import review_submit as review_submit_service
 
 SKIPPED_KEY = "review_skipped"  # session: studies passed over with "n" in this sitting
 MAX_SKIPPED = 200
@@ -49,7 +49,7 @@ def review_next(request: HttpRequest) -> HttpResponse:
     skipped: list[int] = list(request.session.get(SKIPPED_KEY, []))
     skip = request.GET.get("skip", "")
     if skip.isdigit():
-        skipped = (skipped + [int(skip)])[-MAX_SKIPPED:]
+        skipped = ([*skipped, int(skip)])[-MAX_SKIPPED:]
     study = review_next_study(exclude=skipped)
     if study is None and skipped:
         skipped, study = [], review_next_study(exclude=[])  # everything was skipped once: start over

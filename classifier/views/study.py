@@ -10,13 +10,13 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from classifier.services.predictions import prediction_rerun as prediction_rerun_service
-from classifier.services.audit import audit_record
 from classifier.forms import ReviewForm
 from classifier.models import Image, Label, Prediction, Study
 from classifier.roles import action_required, user_can
 from classifier.selectors.studies import study_detail as study_detail_query
 from classifier.selectors.studies import study_pending
+from classifier.services.audit import audit_record
+from classifier.services.predictions import prediction_rerun as prediction_rerun_service
 
 # Which stored file each image kind is; "display" exists once the worker stores it.
 IMAGE_KINDS = ("heatmap", "display")

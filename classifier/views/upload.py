@@ -14,12 +14,13 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from classifier.services.studies import StudyFields, fields_from_header
-from classifier.services.uploads import UploadOutcome, image_upload, upload_limits
 from classifier.forms import StudyFieldsForm
 from classifier.imaging import ImagingError
 from classifier.imaging.probe import probe_bytes
 from classifier.roles import action_required
+from classifier.services.studies import StudyFields, fields_from_header
+from classifier.services.uploads import UploadOutcome, image_upload, upload_limits
+
 
 def _read(uploaded: UploadedFile) -> bytes | None:
     """The file's bytes, or None when it is over the limit (not read into memory at all)."""

@@ -17,12 +17,12 @@ EXPECTED = {
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", sorted(EXPECTED))
 @pytest.mark.parametrize("action", sorted(ACTIONS))
-def test_role_matrix(role_users, role: str, action: str) -> None:  # noqa: ANN001
+def test_role_matrix(role_users, role: str, action: str) -> None:
     assert user_can(role_users[role], action) is (action in EXPECTED[role])
 
 
 @pytest.mark.django_db
-def test_inactive_user_can_do_nothing(role_users) -> None:  # noqa: ANN001
+def test_inactive_user_can_do_nothing(role_users) -> None:
     admin = role_users["Admin"]
     admin.is_active = False
     admin.save()
@@ -30,7 +30,7 @@ def test_inactive_user_can_do_nothing(role_users) -> None:  # noqa: ANN001
 
 
 @pytest.mark.django_db
-def test_setup_roles_demo_creates_one_user_per_role(capsys) -> None:  # noqa: ANN001
+def test_setup_roles_demo_creates_one_user_per_role(capsys) -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from training.models import ModelVersion, TrainingRun
 from tests.classifier.api.helpers import registered_version
+from training.models import ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
 
-def test_list_promote_and_roll_back(client_for, tmp_path) -> None:  # noqa: ANN001
+def test_list_promote_and_roll_back(client_for, tmp_path) -> None:
     ModelVersion.objects.update(status=ModelVersion.Status.ARCHIVED, activated_at=None)  # the shipped model
     first, second = registered_version(tmp_path, 0), registered_version(tmp_path, 1)
     admin = client_for("Admin")
@@ -26,7 +26,7 @@ def test_list_promote_and_roll_back(client_for, tmp_path) -> None:  # noqa: ANN0
     assert detail["status"] == "active" and "model_card" in detail
 
 
-def test_registry_refusals_are_409(client_for, tmp_path) -> None:  # noqa: ANN001
+def test_registry_refusals_are_409(client_for, tmp_path) -> None:
     broken = ModelVersion.objects.create(name="broken", version=1, architecture="x", input_size=32, labels=[],
                                          preprocess_config={}, artifact_dir=str(tmp_path / "missing"))
     admin = client_for("Admin")
@@ -36,7 +36,7 @@ def test_registry_refusals_are_409(client_for, tmp_path) -> None:  # noqa: ANN00
 
 
 def test_start_a_training_run_and_read_its_progress(client_for, django_capture_on_commit_callbacks,
-                                                    monkeypatch) -> None:  # noqa: ANN001
+                                                    monkeypatch) -> None:
     sent = []
     monkeypatch.setattr("training.tasks.training_run_task.delay", sent.append)
     admin = client_for("Admin")

@@ -82,7 +82,7 @@ def test_dicom_and_png_of_the_same_radiograph_get_the_same_answer() -> None:
 
 
 @pytest.mark.django_db
-def test_predict_command_prints_one_json_object_per_file(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_predict_command_prints_one_json_object_per_file(tmp_path: Path, capsys) -> None:
     files = sorted((data_dir() / "cxr" / "test" / "COVID19").iterdir())[:2]
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"%PDF-1.7 not an image")
@@ -109,6 +109,6 @@ def test_shipped_heatmaps_equal_the_gradient_tape_grad_cam_on_real_images() -> N
     results = pipeline.run_many([path.read_bytes() for path in files], batch_size=8)
     seen = np.stack([r.preprocessed.astype(np.float32)[..., None] / 255.0 for r in results])
     tape = gradcam_batch(pipeline.keras_model, seen, [pipeline.labels.index(r.heatmap_class) for r in results])
-    for result, expected in zip(results, tape):
+    for result, expected in zip(results, tape, strict=False):
         assert np.abs(result.heatmap_raw - expected).max() < 1e-3
         assert result.heatmap_raw.max() == pytest.approx(1.0)

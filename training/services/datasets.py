@@ -168,7 +168,7 @@ def assign_splits(patients: dict[str, tuple[str, str]], *, seed: int, val_fracti
             result[key] = split
         else:
             by_label.setdefault(label, []).append(key)
-    for label, keys in sorted(by_label.items()):
+    for _label, keys in sorted(by_label.items()):
         keys.sort(key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
         n_val, n_test = round(len(keys) * val_fraction), round(len(keys) * test_fraction)
         for index, key in enumerate(keys):

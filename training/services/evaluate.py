@@ -17,8 +17,8 @@ import numpy as np
 
 from classifier.imaging import ImagingError
 from classifier.services.predictions import run_each
-from training.services.datasets import IMAGE_SUFFIXES
 from training.evaluation import evaluate_predictions
+from training.services.datasets import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def predict_files(artifact_dir: str | Path, files: Sequence[LabelledFile], *, ru
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
         payloads = [item.path.read_bytes() for item in chunk]
-        for item, result in zip(chunk, run_each(pipeline, payloads, batch_size=batch_size)):
+        for item, result in zip(chunk, run_each(pipeline, payloads, batch_size=batch_size), strict=False):
             if isinstance(result, ImagingError):
                 failed.append((item.path.name, result.message))
             else:

@@ -19,11 +19,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from classifier import claims
-from classifier.services.audit import audit_record
 from classifier.selectors.reviews import reviewed_images
+from classifier.services.audit import audit_record
 from training import registry
-from training.services.datasets import assign_splits
 from training.models import Dataset, DatasetImage, ModelVersion, TrainingRun
+from training.services.datasets import assign_splits
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,14 @@ class Item:
     split: str
     source: str
     view: str = "unknown"
+
+
+def architecture_names() -> tuple[str, ...]:
+    """The architectures a run may name. The trainers' module imports no TensorFlow, but the
+    web process reaches it only through this call, never by an import of its own."""
+    from training.trainers.architectures import ARCHITECTURES
+
+    return ARCHITECTURES
 
 
 def training_run_start(*, spec: dict, datasets: list[Dataset] | None = None, include_reviews: bool = True,
@@ -154,8 +162,8 @@ def _execute(run: TrainingRun) -> ModelVersion:
 
 def _gate(candidate: ModelVersion, champion: ModelVersion | None, val_items: list[Item]) -> dict[str, Any]:
     """Champion/challenger on the same frozen validation files, through the served path."""
-    from training.services.evaluate import LabelledFile, evaluate_files
     from training.evaluation import promotion_decision
+    from training.services.evaluate import LabelledFile, evaluate_files
 
     files = [LabelledFile(path=item.path, label=item.label, source=item.source) for item in val_items]
     runtime = settings.CXR["INFERENCE_RUNTIME"]

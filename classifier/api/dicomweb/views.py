@@ -114,7 +114,7 @@ def _ident(data: bytes) -> dict[str, str]:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
         return {key: str(ds.get(key, "") or "") for key in
                 ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")}
-    except Exception:  # noqa: BLE001 - an unreadable part is reported as failed, not a 500
+    except Exception:
         return {"SOPClassUID": "", "SOPInstanceUID": "", "StudyInstanceUID": "", "SeriesInstanceUID": ""}
 
 

@@ -44,7 +44,7 @@ class ImageListUploadApi(ListApi):
     ordering = ["-created_at"]
     max_body_bytes = upload_limit_bytes(1)
 
-    def get_queryset(self):  # noqa: ANN201 - DRF hook
+    def get_queryset(self):
         return Image.objects.all()
 
     @extend_schema(request={"multipart/form-data": ImageUploadInput},

@@ -11,8 +11,8 @@ from classifier.api.base import ListApi, RetrieveApi
 from classifier.api.filters import IsoDateTimeFilter
 from classifier.api.idempotency import idempotent
 from classifier.api.serializers import PatientInput, PatientSerializer
-from classifier.services.studies import patient_get_or_create
 from classifier.models import Patient
+from classifier.services.studies import patient_get_or_create
 
 
 class PatientFilter(django_filters.FilterSet):
@@ -36,7 +36,7 @@ class PatientListCreateApi(ListApi):
     ordering_fields = ["mrn", "created_at", "birth_date"]
     ordering = ["mrn"]
 
-    def get_queryset(self):  # noqa: ANN201 - DRF hook
+    def get_queryset(self):
         return Patient.objects.all()
 
     @extend_schema(request=PatientInput, responses={201: PatientSerializer,

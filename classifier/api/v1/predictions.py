@@ -64,7 +64,7 @@ class PredictionListApi(ListApi):
     ordering_fields = ["created_at", "p_abnormal", "finished_at"]
     ordering = ["-created_at"]
 
-    def get_queryset(self):  # noqa: ANN201 - DRF hook
+    def get_queryset(self):
         return prediction_queryset()
 
 
@@ -74,7 +74,7 @@ class PredictionDetailApi(RetrieveApi):
     role_actions = {"GET": "view_studies"}
     serializer_class = PredictionSerializer
 
-    def get_queryset(self):  # noqa: ANN201 - DRF hook
+    def get_queryset(self):
         return prediction_queryset()
 
 

@@ -22,7 +22,7 @@ class PredictionReviewListCreateApi(ListApi):
     ordering_fields = ["created_at"]
     ordering = ["-created_at"]
 
-    def get_queryset(self):  # noqa: ANN201 - DRF hook
+    def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request data
             return Review.objects.none()
         prediction = get_object_or_404(Prediction, pk=self.kwargs["pk"])

@@ -20,8 +20,14 @@ from rest_framework.response import Response
 from classifier.api.base import ListApi, RetrieveApi, upload_limit_bytes
 from classifier.api.filters import IsoDateTimeFilter
 from classifier.api.idempotency import idempotent
-from classifier.api.serializers import (ImageSerializer, PredictionSerializer, StudyCreateInput,
-                                        StudyDetailSerializer, StudySerializer, UploadResultSerializer)
+from classifier.api.serializers import (
+    ImageSerializer,
+    PredictionSerializer,
+    StudyCreateInput,
+    StudyDetailSerializer,
+    StudySerializer,
+    UploadResultSerializer,
+)
 from classifier.imaging.probe import probe_bytes
 from classifier.models import Prediction, Study
 from classifier.selectors.studies import study_filter_flagged, worklist
@@ -85,7 +91,7 @@ class StudyListCreateApi(ListApi):
     ordering_fields = ["priority", "created_at", "study_date", "accession_number"]
     max_body_bytes = upload_limit_bytes(MAX_FILES_PER_REQUEST)
 
-    def get_queryset(self):  # noqa: ANN201 - DRF hook
+    def get_queryset(self):
         return worklist()
 
     @extend_schema(request={"multipart/form-data": StudyCreateInput, "application/json": StudyCreateInput},
@@ -128,7 +134,7 @@ class StudyPredictionListApi(ListApi):
     ordering_fields = ["created_at", "p_abnormal"]
     ordering = ["-created_at"]
 
-    def get_queryset(self):  # noqa: ANN201 - DRF hook
+    def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request data
             return Prediction.objects.none()
         study = get_object_or_404(Study, pk=self.kwargs["pk"])

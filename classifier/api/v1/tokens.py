@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from classifier.api.base import Api, ListApi, RetrieveApi
-from classifier.services.tokens import api_token_create, api_token_revoke
 from classifier.integrations import ApiToken
+from classifier.services.tokens import api_token_create, api_token_revoke
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
@@ -28,7 +27,7 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
     token = serializers.CharField(read_only=True, help_text="The secret token. Shown only in this response.")
 
     class Meta(ApiTokenSerializer.Meta):
-        fields = ApiTokenSerializer.Meta.fields + ["token"]
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
         read_only_fields = fields
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -16,9 +15,9 @@ from rest_framework.response import Response
 
 from classifier.api.base import Api, ListApi
 from classifier.api.idempotency import idempotent
-from classifier.services.webhooks import webhook_create, webhook_delete
 from classifier.integrations import Webhook, WebhookDelivery
 from classifier.roles import user_can
+from classifier.services.webhooks import webhook_create, webhook_delete
 
 
 class WebhookSerializer(serializers.ModelSerializer):
@@ -34,7 +33,7 @@ class WebhookCreatedSerializer(WebhookSerializer):
     secret = serializers.CharField(read_only=True, help_text="HMAC key for X-CXR-Signature. Shown only here.")
 
     class Meta(WebhookSerializer.Meta):
-        fields = WebhookSerializer.Meta.fields + ["secret"]
+        fields = [*WebhookSerializer.Meta.fields, "secret"]
         read_only_fields = fields
 
 
@@ -64,7 +63,7 @@ class WebhookListCreateApi(ListApi):
     ordering_fields = ["created_at"]
     audit_action = "api_list_webhooks"
 
-    def get_queryset(self):  # noqa: ANN201 - DRF hook
+    def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Webhook.objects.none()
         return visible_webhooks(self.request.user)
@@ -106,7 +105,7 @@ class WebhookDeliveryListApi(ListApi):
     ordering = ["-created_at"]
     audit_action = "api_list_deliveries"
 
-    def get_queryset(self):  # noqa: ANN201 - DRF hook
+    def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return WebhookDelivery.objects.none()
         hook = get_object_or_404(visible_webhooks(self.request.user), pk=self.kwargs["pk"])

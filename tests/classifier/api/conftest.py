@@ -19,12 +19,11 @@ def synthetic_dicom(*, mrn: str = "MRN-D1", accession: str = "ACC-D1", study_uid
                     sop_uid: str | None = None, size: int = 96, seed: int = 0, modality: str = "CR",
                     body_part: str = "CHEST") -> bytes:
     """A CR chest radiograph with synthetic pixels, written with pydicom."""
+    from PIL import Image as PILImage
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     from tests.conftest import synthetic_png
-
-    from PIL import Image as PILImage
 
     pixels = np.asarray(PILImage.open(io.BytesIO(synthetic_png(size, seed=seed)))).astype(np.uint16) * 16
     meta = FileMetaDataset()
@@ -75,7 +74,7 @@ def webhook_receiver() -> Iterator[Receiver]:
     receiver = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server API
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             receiver.requests.append({"body": body, "headers": dict(self.headers.items()), "path": self.path})
             code = receiver.statuses.pop(0) if receiver.statuses else 200

@@ -10,13 +10,13 @@ from tests.conftest import synthetic_png
 pytestmark = pytest.mark.django_db
 
 
-def _error(response) -> dict:  # noqa: ANN001
+def _error(response) -> dict:
     body = response.json()
     assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
     return body["error"]
 
 
-def test_patient_create_is_idempotent_by_mrn_and_audited(client_for, role_users) -> None:  # noqa: ANN001
+def test_patient_create_is_idempotent_by_mrn_and_audited(client_for, role_users) -> None:
     client = client_for("Clinician")
     first = client.post("/api/v1/patients/", {"mrn": "P-1", "name": "Ann", "sex": "F"}, format="json")
     again = client.post("/api/v1/patients/", {"mrn": "P-1", "name": "Other"}, format="json")
@@ -27,7 +27,7 @@ def test_patient_create_is_idempotent_by_mrn_and_audited(client_for, role_users)
     assert event.actor.api_token.role == "Clinician"  # the token's service user is the actor
 
 
-def test_patient_list_is_paginated_filtered_and_ordered(client_for) -> None:  # noqa: ANN001
+def test_patient_list_is_paginated_filtered_and_ordered(client_for) -> None:
     client = client_for("Clinician")
     for mrn in ("B", "A", "C"):
         client.post("/api/v1/patients/", {"mrn": mrn, "sex": "M" if mrn == "B" else "F"}, format="json")
@@ -37,7 +37,7 @@ def test_patient_list_is_paginated_filtered_and_ordered(client_for) -> None:  # 
     assert AuditEvent.objects.filter(action="api_list").exists()
 
 
-def test_study_with_images_in_one_multipart_request(client_for) -> None:  # noqa: ANN001
+def test_study_with_images_in_one_multipart_request(client_for) -> None:
     client = client_for("Clinician")
     response = client.post("/api/v1/studies/", {
         "mrn": "M-1", "accession_number": "A-1", "view_position": "PA", "clinical_notes": "cough",
@@ -58,7 +58,7 @@ def test_study_with_images_in_one_multipart_request(client_for) -> None:  # noqa
     assert Study.objects.count() == 1 and Image.objects.count() == 2
 
 
-def test_study_json_without_images_and_patient_mismatch(client_for) -> None:  # noqa: ANN001
+def test_study_json_without_images_and_patient_mismatch(client_for) -> None:
     client = client_for("Clinician")
     assert client.post("/api/v1/studies/", {"mrn": "M-2", "accession_number": "A-2"},
                        format="json").status_code == 201
@@ -68,7 +68,7 @@ def test_study_json_without_images_and_patient_mismatch(client_for) -> None:  # 
     assert missing.status_code == 400 and _error(missing)["code"] == "invalid"
 
 
-def test_bad_file_refuses_the_whole_study_with_the_right_status(client_for) -> None:  # noqa: ANN001
+def test_bad_file_refuses_the_whole_study_with_the_right_status(client_for) -> None:
     client = client_for("Clinician")
     text = client.post("/api/v1/studies/", {"mrn": "M", "accession_number": "A",
                                             "images": [_file(b"hello, not an image", "x.png")]}, format="multipart")
@@ -80,7 +80,7 @@ def test_bad_file_refuses_the_whole_study_with_the_right_status(client_for) -> N
     assert Study.objects.count() == 0
 
 
-def test_dicom_alone_creates_patient_and_study_from_its_header(client_for) -> None:  # noqa: ANN001
+def test_dicom_alone_creates_patient_and_study_from_its_header(client_for) -> None:
     client = client_for("Clinician")
     data = synthetic_dicom(mrn="H-1", accession="HA-1")
     response = client.post("/api/v1/images/", {"file": _file(data, "x.dcm")}, format="multipart")
@@ -95,7 +95,7 @@ def test_dicom_alone_creates_patient_and_study_from_its_header(client_for) -> No
     assert client.get("/api/v1/studies/?mrn=H-1").json()["results"][0]["id"] == study.pk
 
 
-def test_image_errors_map_to_400_413_415(client_for, settings) -> None:  # noqa: ANN001
+def test_image_errors_map_to_400_413_415(client_for, settings) -> None:
     client = client_for("Clinician")
     png = client.post("/api/v1/images/", {"file": _file(synthetic_png(96), "p.png")}, format="multipart")
     assert png.status_code == 400 and _error(png)["code"] == "missing_field"  # no MRN/accession in a PNG
@@ -114,7 +114,7 @@ def test_image_errors_map_to_400_413_415(client_for, settings) -> None:  # noqa:
     assert wrong_type.status_code == 415 and _error(wrong_type)["code"] == "unsupported_media_type"
 
 
-def test_unknown_rows_are_json_404s(client_for) -> None:  # noqa: ANN001
+def test_unknown_rows_are_json_404s(client_for) -> None:
     client = client_for("Clinician")
     for path in ("/api/v1/patients/999999/", "/api/v1/studies/999999/", "/api/v1/predictions/999999/",
                  "/api/v1/studies/999999/predictions/", "/api/v1/predictions/999999/heatmap/"):
@@ -122,7 +122,7 @@ def test_unknown_rows_are_json_404s(client_for) -> None:  # noqa: ANN001
         assert response.status_code == 404 and _error(response)["code"] == "not_found", path
 
 
-def test_reads_are_audited_with_the_token_user(client_for) -> None:  # noqa: ANN001
+def test_reads_are_audited_with_the_token_user(client_for) -> None:
     client = client_for("Radiologist")
     patient = client.post("/api/v1/patients/", {"mrn": "AU-1"}, format="json").json()
     client.get(f"/api/v1/patients/{patient['id']}/")
@@ -130,7 +130,7 @@ def test_reads_are_audited_with_the_token_user(client_for) -> None:  # noqa: ANN
     assert event.actor.username.startswith("api-") and event.detail["api"] == f"/api/v1/patients/{patient['id']}/"
 
 
-def _file(data: bytes, name: str):  # noqa: ANN202
+def _file(data: bytes, name: str):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile(name, data)

@@ -20,7 +20,7 @@ def _multipart(*payloads: bytes, content_type: str = "application/dicom") -> byt
     return body + b"--xyz--\r\n"
 
 
-def test_stow_qido_wado_round_trip_with_dicomweb_client(live_server, transactional_db, api_tokens) -> None:  # noqa: ANN001
+def test_stow_qido_wado_round_trip_with_dicomweb_client(live_server, transactional_db, api_tokens) -> None:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {api_tokens['Clinician']}"
     client = DICOMwebClient(url=f"{live_server.url}/dicomweb", session=session)
@@ -47,12 +47,12 @@ def test_stow_qido_wado_round_trip_with_dicomweb_client(live_server, transaction
 
 
 @pytest.mark.django_db
-def test_stow_statuses_follow_the_standard(client_for) -> None:  # noqa: ANN001
+def test_stow_statuses_follow_the_standard(client_for) -> None:
     client = client_for("Clinician")
     good = synthetic_dicom(mrn="P-2", accession="PA-2")
     ct = synthetic_dicom(mrn="P-2", accession="PA-2", modality="CT", seed=3)
 
-    def stow(body: bytes, content_type: str = STOW_TYPE):  # noqa: ANN202
+    def stow(body: bytes, content_type: str = STOW_TYPE):
         return client.generic("POST", "/dicomweb/studies", body, content_type=content_type,
                               HTTP_ACCEPT="application/dicom+json")
 

@@ -14,14 +14,14 @@ from tests.classifier.api.helpers import finished_prediction, registered_version
 pytestmark = pytest.mark.django_db
 
 
-def fetch_valid(client, path: str, model):  # noqa: ANN001, ANN201
+def fetch_valid(client, path: str, model):
     response = client.get(path)
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("application/fhir+json")
     return model.parse_obj(response.json())
 
 
-def check_report(client, prediction_id: int, expected_status: str) -> DiagnosticReport:  # noqa: ANN001
+def check_report(client, prediction_id: int, expected_status: str) -> DiagnosticReport:
     """The report and everything it references, each validated against its R4 model."""
     assert __fhir_version__ == "4.0.1"
     report = fetch_valid(client, f"/fhir/DiagnosticReport/{prediction_id}", DiagnosticReport)
@@ -40,7 +40,7 @@ def check_report(client, prediction_id: int, expected_status: str) -> Diagnostic
     return report
 
 
-def test_report_is_preliminary_then_final_after_review(client_for, role_users, tmp_path) -> None:  # noqa: ANN001
+def test_report_is_preliminary_then_final_after_review(client_for, role_users, tmp_path) -> None:
     prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path))
     client = client_for("Clinician")
     report = check_report(client, prediction.pk, "preliminary")
@@ -51,7 +51,7 @@ def test_report_is_preliminary_then_final_after_review(client_for, role_users, t
     assert "Radiologist confirmed" in final.conclusion
 
 
-def test_unfinished_or_unknown_resources_are_operation_outcomes(client_for, role_users) -> None:  # noqa: ANN001
+def test_unfinished_or_unknown_resources_are_operation_outcomes(client_for, role_users) -> None:
     from classifier.services.studies import StudyFields
     from classifier.services.uploads import image_upload
     from tests.conftest import synthetic_png

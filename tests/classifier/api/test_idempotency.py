@@ -12,7 +12,7 @@ from tests.conftest import synthetic_png
 
 
 @pytest.mark.django_db
-def test_retry_returns_the_original_response(client_for) -> None:  # noqa: ANN001
+def test_retry_returns_the_original_response(client_for) -> None:
     client = client_for("Clinician")
     body = {"mrn": "I-1", "accession_number": "IA-1"}
     first = client.post("/api/v1/studies/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
@@ -23,7 +23,7 @@ def test_retry_returns_the_original_response(client_for) -> None:  # noqa: ANN00
 
 
 @pytest.mark.django_db
-def test_same_key_with_a_different_body_is_409(client_for) -> None:  # noqa: ANN001
+def test_same_key_with_a_different_body_is_409(client_for) -> None:
     client = client_for("Clinician")
     client.post("/api/v1/patients/", {"mrn": "I-2"}, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
     clash = client.post("/api/v1/patients/", {"mrn": "I-3"}, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
@@ -34,7 +34,7 @@ def test_same_key_with_a_different_body_is_409(client_for) -> None:  # noqa: ANN
 
 
 @pytest.mark.django_db
-def test_keys_are_scoped_per_user_and_refusals_are_replayed_without_side_effects(client_for) -> None:  # noqa: ANN001
+def test_keys_are_scoped_per_user_and_refusals_are_replayed_without_side_effects(client_for) -> None:
     body = {"mrn": "I-4", "accession_number": "IA-4"}
     assert client_for("Clinician").post("/api/v1/studies/", body, format="json",
                                         HTTP_IDEMPOTENCY_KEY="shared").status_code == 201
@@ -52,7 +52,7 @@ def test_keys_are_scoped_per_user_and_refusals_are_replayed_without_side_effects
 
 
 def test_concurrent_retries_create_one_study_and_answer_identically(live_server, transactional_db,
-                                                                     api_tokens) -> None:  # noqa: ANN001
+                                                                     api_tokens) -> None:
     """Eight threads send the same upload with the same key at once (PostgreSQL, real server threads)."""
     png = synthetic_png(96, seed=9)
     barrier = threading.Barrier(8)
@@ -67,7 +67,7 @@ def test_concurrent_retries_create_one_study_and_answer_identically(live_server,
                 headers={"Authorization": f"Bearer {api_tokens['Clinician']}", "Idempotency-Key": "upload-42"},
                 data={"mrn": "C-1", "accession_number": "CA-1"}, files={"images": ("c.png", png, "image/png")})
             results.append((response.status_code, response.json()))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=send) for _ in range(8)]

@@ -11,7 +11,7 @@ from tests.conftest import synthetic_png, wait_for
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 
-def test_upload_to_reviewed_report(celery_worker_proc, active_tiny_model, client_for) -> None:  # noqa: ANN001
+def test_upload_to_reviewed_report(celery_worker_proc, active_tiny_model, client_for) -> None:
     worker = celery_worker_proc()
     clinician, radiologist = client_for("Clinician"), client_for("Radiologist")
     created = clinician.post("/api/v1/studies/", {

@@ -64,7 +64,7 @@ def _endpoints() -> list[Endpoint]:
 
 
 @pytest.fixture
-def rows(role_users) -> dict[str, int]:  # noqa: ANN001
+def rows(role_users) -> dict[str, int]:
     from classifier.services.tokens import api_token_create
     from training.models import ModelVersion
 
@@ -78,7 +78,7 @@ def rows(role_users) -> dict[str, int]:  # noqa: ANN001
             "model": version.pk, "token": token.pk}
 
 
-def _call(client, endpoint: Endpoint, rows: dict[str, int], role: str):  # noqa: ANN001, ANN202
+def _call(client, endpoint: Endpoint, rows: dict[str, int], role: str):
     path = endpoint.path.format(**rows)
     if endpoint.method == "get":
         return client.get(path)
@@ -96,7 +96,7 @@ def _call(client, endpoint: Endpoint, rows: dict[str, int], role: str):  # noqa:
     return client.post(path, body, format=endpoint.format)
 
 
-def _code(endpoint: Endpoint, response) -> str:  # noqa: ANN001
+def _code(endpoint: Endpoint, response) -> str:
     body = response.json()
     if endpoint.path.startswith("/fhir/"):  # FHIR answers errors as OperationOutcome
         assert body["resourceType"] == "OperationOutcome"
@@ -105,7 +105,7 @@ def _code(endpoint: Endpoint, response) -> str:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("endpoint", _endpoints(), ids=lambda e: f"{e.method} {e.path}")
-def test_role_matrix(endpoint: Endpoint, client_for, rows) -> None:  # noqa: ANN001
+def test_role_matrix(endpoint: Endpoint, client_for, rows) -> None:
     for role in ("anon", "none", "Clinician", "Radiologist", "Admin"):
         response = _call(client_for(role), endpoint, rows, role)
         assert response.status_code < 500, (role, response.content)

@@ -5,12 +5,15 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
-                                               status_code_conformance)
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 
 @pytest.mark.django_db
-def test_schema_is_valid_openapi_3_and_complete(client) -> None:  # noqa: ANN001
+def test_schema_is_valid_openapi_3_and_complete(client) -> None:
     from drf_spectacular.validation import validate_schema
 
     response = client.get("/api/schema/?format=json")
@@ -27,7 +30,7 @@ def test_schema_is_valid_openapi_3_and_complete(client) -> None:  # noqa: ANN001
 
 
 @pytest.mark.django_db
-def test_swagger_ui_is_served_locally(client) -> None:  # noqa: ANN001
+def test_swagger_ui_is_served_locally(client) -> None:
     """drf-spectacular's Swagger UI view on the sidecar's static files: no external host."""
     import re
 
@@ -44,7 +47,7 @@ def test_swagger_ui_is_served_locally(client) -> None:  # noqa: ANN001
 
 
 @schemathesis.serializer("multipart/related")
-def _multipart_related(ctx, value) -> bytes:  # noqa: ANN001
+def _multipart_related(ctx, value) -> bytes:
     """Generated STOW-RS bodies: whatever bytes were drawn, sent as one application/dicom part."""
     data = value if isinstance(value, bytes) else str(value).encode()
     return b"--fuzz\r\nContent-Type: application/dicom\r\n\r\n" + data + b"\r\n--fuzz--\r\n"
@@ -61,7 +64,7 @@ schema = _load_schema()
 
 
 @pytest.fixture
-def wsgi_in_test_transaction():  # noqa: ANN201
+def wsgi_in_test_transaction():
     """Keep the test's connection open across WSGI calls, as Django's own test client does."""
     from django.core.signals import request_finished, request_started
     from django.db import close_old_connections
@@ -77,7 +80,7 @@ def wsgi_in_test_transaction():  # noqa: ANN201
 @settings(max_examples=6, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
 @pytest.mark.django_db
-def test_api_conforms_to_its_schema(case, api_tokens, wsgi_in_test_transaction) -> None:  # noqa: ANN001
+def test_api_conforms_to_its_schema(case, api_tokens, wsgi_in_test_transaction) -> None:
     """No 500 for any generated input; statuses, content types and bodies match the schema."""
     case.call_and_validate(headers={"Authorization": f"Bearer {api_tokens['Admin']}"},
                            checks=[not_a_server_error, status_code_conformance, content_type_conformance,

@@ -17,7 +17,7 @@ def _bearer(token: str) -> APIClient:
     return client
 
 
-def test_admin_creates_a_token_shown_once_and_stored_hashed(client_for) -> None:  # noqa: ANN001
+def test_admin_creates_a_token_shown_once_and_stored_hashed(client_for) -> None:
     admin = client_for("Admin")
     created = admin.post("/api/v1/tokens/", {"name": "RIS", "role": "Radiologist"}, format="json")
     assert created.status_code == 201
@@ -34,7 +34,7 @@ def test_admin_creates_a_token_shown_once_and_stored_hashed(client_for) -> None:
     assert _bearer(raw).get("/api/v1/models/").status_code == 403
 
 
-def test_revoked_expired_or_malformed_tokens_are_401(client_for, api_tokens) -> None:  # noqa: ANN001
+def test_revoked_expired_or_malformed_tokens_are_401(client_for, api_tokens) -> None:
     admin = client_for("Admin")
     token = ApiToken.objects.get(token_hash=token_hash(api_tokens["Clinician"]))
     assert admin.post(f"/api/v1/tokens/{token.pk}/revoke/").json()["revoked"] is True
@@ -50,7 +50,7 @@ def test_revoked_expired_or_malformed_tokens_are_401(client_for, api_tokens) -> 
     assert bad_rate.status_code == 400 and bad_rate.json()["error"]["code"] == "invalid_rate"
 
 
-def test_throttling_is_per_token(client_for) -> None:  # noqa: ANN001
+def test_throttling_is_per_token(client_for) -> None:
     admin = client_for("Admin")
     slow = admin.post("/api/v1/tokens/", {"name": "slow", "role": "Clinician", "rate": "3/min"},
                       format="json").json()["token"]
@@ -61,7 +61,7 @@ def test_throttling_is_per_token(client_for) -> None:  # noqa: ANN001
     assert client_for("Clinician").get("/api/v1/patients/").status_code == 200  # other tokens unaffected
 
 
-def test_session_auth_works_for_the_browser(role_users) -> None:  # noqa: ANN001
+def test_session_auth_works_for_the_browser(role_users) -> None:
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(role_users["Clinician"])
     assert client.get("/api/v1/studies/").status_code == 200

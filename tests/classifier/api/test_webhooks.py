@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def eager_celery(monkeypatch):  # noqa: ANN001, ANN201
+def eager_celery(monkeypatch):
     """Run tasks inline (retries included) with no backoff delay."""
     from classifier.services import webhooks
     from cxrsite.celery import app
@@ -25,14 +25,14 @@ def eager_celery(monkeypatch):  # noqa: ANN001, ANN201
     app.conf.task_always_eager = False
 
 
-def _register(client, url: str, events: list[str] | None = None) -> dict:  # noqa: ANN001
+def _register(client, url: str, events: list[str] | None = None) -> dict:
     response = client.post("/api/v1/webhooks/", {"url": url, "events": events or []}, format="json")
     assert response.status_code == 201, response.content
     return response.json()
 
 
 def test_prediction_done_is_delivered_signed(client_for, role_users, webhook_receiver, eager_celery, tmp_path,
-                                             django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+                                             django_capture_on_commit_callbacks) -> None:
     hook = _register(client_for("Clinician"), webhook_receiver.url, ["prediction.done"])
     assert "secret" in hook and "secret" not in client_for("Clinician").get(f"/api/v1/webhooks/{hook['id']}/").json()
     prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path))
@@ -56,7 +56,7 @@ def test_prediction_done_is_delivered_signed(client_for, role_users, webhook_rec
 
 
 def test_failed_deliveries_are_retried_then_given_up(client_for, role_users, webhook_receiver, eager_celery,
-                                                     tmp_path, django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+                                                     tmp_path, django_capture_on_commit_callbacks) -> None:
     _register(client_for("Clinician"), webhook_receiver.url)
     webhook_receiver.statuses = [500, 503]  # then 200
     version = registered_version(tmp_path)
@@ -73,7 +73,7 @@ def test_failed_deliveries_are_retried_then_given_up(client_for, role_users, web
 
 
 def test_review_lands_as_an_event(client_for, role_users, webhook_receiver, eager_celery, tmp_path,
-                                  django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+                                  django_capture_on_commit_callbacks) -> None:
     hook = _register(client_for("Clinician"), webhook_receiver.url, ["review.created"])
     prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path))
     with django_capture_on_commit_callbacks(execute=True):
@@ -87,7 +87,7 @@ def test_review_lands_as_an_event(client_for, role_users, webhook_receiver, eage
     assert webhook_receiver.events()[0]["data"]["review"]["label"] == "NORMAL"
 
 
-def test_webhook_validation_and_visibility(client_for) -> None:  # noqa: ANN001
+def test_webhook_validation_and_visibility(client_for) -> None:
     clinician = client_for("Clinician")
     assert clinician.post("/api/v1/webhooks/", {"url": "ftp://x/y"}, format="json").status_code == 400
     assert clinician.post("/api/v1/webhooks/", {"url": "http://127.0.0.1/h", "events": ["nope"]},
@@ -115,7 +115,7 @@ def _delivery(hook_id: int, *, age_seconds: float = 0, attempts: int = 0, last_a
     return delivery
 
 
-def test_sweep_resends_only_deliveries_whose_next_attempt_is_overdue(client_for, settings, monkeypatch) -> None:  # noqa: ANN001
+def test_sweep_resends_only_deliveries_whose_next_attempt_is_overdue(client_for, settings, monkeypatch) -> None:
     from classifier.services import webhooks as webhook_services
     from classifier.tasks import webhooks as webhook_tasks
 
@@ -134,7 +134,7 @@ def test_sweep_resends_only_deliveries_whose_next_attempt_is_overdue(client_for,
     assert fresh.pk not in sent and waiting.pk not in sent
 
 
-def test_a_resent_delivery_continues_its_attempt_count(client_for, webhook_receiver, eager_celery) -> None:  # noqa: ANN001
+def test_a_resent_delivery_continues_its_attempt_count(client_for, webhook_receiver, eager_celery) -> None:
     from classifier.tasks.webhooks import webhook_deliver_task
 
     hook = _register(client_for("Clinician"), webhook_receiver.url)
@@ -147,7 +147,7 @@ def test_a_resent_delivery_continues_its_attempt_count(client_for, webhook_recei
 
 
 def test_a_finished_prediction_and_its_delivery_commit_together(client_for, role_users, active_tiny_model,
-                                                               django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+                                                               django_capture_on_commit_callbacks) -> None:
     from classifier.services.predictions import prediction_run
     from classifier.services.studies import StudyFields
     from classifier.services.uploads import image_upload
@@ -164,7 +164,7 @@ def test_a_finished_prediction_and_its_delivery_commit_together(client_for, role
 
 
 def test_review_event_commits_in_the_review_transaction(client_for, role_users, tmp_path,
-                                                       django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+                                                       django_capture_on_commit_callbacks) -> None:
     """The review.created delivery row exists before commit (an outbox), so a crash between
     commit and the on-commit callbacks cannot lose the event."""
     from classifier.services.reviews import review_submit

@@ -10,8 +10,16 @@ import pydicom
 import pytest
 from PIL import Image, ImageOps
 
-from classifier.imaging import (CorruptImage, DecodeLimits, ImagingError, MultiFrameImage,
-                                NoPixelData, NotChestRadiograph, decode_bytes, decode_file)
+from classifier.imaging import (
+    CorruptImage,
+    DecodeLimits,
+    ImagingError,
+    MultiFrameImage,
+    NoPixelData,
+    NotChestRadiograph,
+    decode_bytes,
+    decode_file,
+)
 
 from .conftest import dataset_bytes, read_pydicom
 
@@ -27,7 +35,7 @@ def _assert_valid(decoded, fmt: str) -> None:
     assert decoded.format == fmt
     assert decoded.pixels.dtype == np.float32 and decoded.pixels.ndim == 2
     assert decoded.pixels.shape == (decoded.height, decoded.width)
-    assert 0.0 <= float(decoded.pixels.min()) and float(decoded.pixels.max()) <= 1.0
+    assert float(decoded.pixels.min()) >= 0.0 and float(decoded.pixels.max()) <= 1.0
     json.dumps(decoded.metadata)
 
 

@@ -10,8 +10,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from classifier.imaging import (DecodeLimits, EmptyFile, UnsupportedFormat, decode_bytes,
-                                sniff_format)
+from classifier.imaging import DecodeLimits, EmptyFile, UnsupportedFormat, decode_bytes, sniff_format
 from classifier.imaging.dicom import window
 
 from .conftest import build_dataset, dataset_bytes, encode, gradient_u16
@@ -39,7 +38,7 @@ def test_rescale_then_window_follows_the_dicom_formula(make_dicom) -> None:
 
 
 def test_monochrome1_is_one_minus_monochrome2(make_dicom) -> None:
-    attrs = dict(RescaleSlope="2", RescaleIntercept="-100", WindowCenter="3000", WindowWidth="2001")
+    attrs = {"RescaleSlope": "2", "RescaleIntercept": "-100", "WindowCenter": "3000", "WindowWidth": "2001"}
     mono2 = decode_bytes(make_dicom(gradient_u16(), **attrs)).pixels
     mono1 = decode_bytes(make_dicom(gradient_u16(), PhotometricInterpretation="MONOCHROME1",
                                     **attrs)).pixels

@@ -55,7 +55,7 @@ def check(data: bytes) -> None:
     assert decoded.pixels.dtype == np.float32 and decoded.pixels.ndim == 2
     assert decoded.pixels.shape == (decoded.height, decoded.width)
     assert np.isfinite(decoded.pixels).all()
-    assert 0.0 <= decoded.pixels.min() and decoded.pixels.max() <= 1.0
+    assert decoded.pixels.min() >= 0.0 and decoded.pixels.max() <= 1.0
 
 
 @pytest.mark.parametrize("kind", ["png", "jpeg", "dicom", "dicom_jpeg"])

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.imaging import (BlankImage, ImagingError, PreprocessConfig, UnsupportedFormat,
-                                data_dir, inspect_bytes)
+from classifier.imaging import PreprocessConfig, UnsupportedFormat, data_dir, inspect_bytes
 from classifier.imaging.datapaths import repo_root
 
 from .conftest import encode

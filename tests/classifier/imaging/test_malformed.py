@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from classifier.imaging import (CorruptImage, DecodeLimits, EmptyFile, FileTooLarge,
-                                ImageTooLarge, ImageTooSmall, ImagingError, LimitExceeded,
-                                MultiFrameImage, NoPixelData, NotChestRadiograph, SuspiciousFile,
-                                UnsupportedFormat, decode_bytes, decode_file)
+from classifier.imaging import (
+    CorruptImage,
+    DecodeLimits,
+    EmptyFile,
+    FileTooLarge,
+    ImageTooLarge,
+    ImageTooSmall,
+    ImagingError,
+    LimitExceeded,
+    MultiFrameImage,
+    NoPixelData,
+    NotChestRadiograph,
+    SuspiciousFile,
+    UnsupportedFormat,
+    decode_bytes,
+    decode_file,
+)
 
-from .conftest import encode, gradient_u16, read_pydicom, dataset_bytes
+from .conftest import dataset_bytes, encode, gradient_u16, read_pydicom
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.filterwarnings("ignore::UserWarning")]
 

@@ -9,9 +9,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier.imaging import (PreprocessConfig, apply_clahe, decode_file, lung_crop, lung_crop_box,
-                                normalise, pad_square, preprocess, preprocess_with_stages,
-                                resize_fit, resize_pad, save_stages)
+from classifier.imaging import (
+    PreprocessConfig,
+    apply_clahe,
+    decode_file,
+    lung_crop,
+    lung_crop_box,
+    normalise,
+    pad_square,
+    preprocess,
+    preprocess_with_stages,
+    resize_fit,
+    resize_pad,
+    save_stages,
+)
 
 
 def synthetic_chest(height: int = 600, width: int = 500) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -153,7 +164,7 @@ def test_preprocess_accepts_integer_input_and_does_not_modify_it() -> None:
     before = img.copy()
     out = preprocess(img)
     assert np.array_equal(img, before)
-    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.min() >= 0.0 and out.max() <= 1.0
     with pytest.raises(ValueError):
         preprocess(np.zeros((4, 4, 3), np.float32))
 
@@ -168,12 +179,12 @@ def test_stage_reports_are_json_and_images_save(tmp_path: Path) -> None:
     for report in reports:
         assert report.debug_image.dtype == np.uint8
     paths = save_stages(reports, tmp_path / "stages")
-    assert [p.name for p in paths][0] == "01_lung_crop.png"
+    assert next(p.name for p in paths) == "01_lung_crop.png"
     assert all(Image.open(p).size[0] > 0 for p in paths)
 
 
 def test_real_radiographs_preprocess(cxr_files: list[Path], dicom_dir: Path) -> None:
-    for path in cxr_files[::60] + [dicom_dir / "RG1_J2KI.dcm"]:
+    for path in [*cxr_files[::60], dicom_dir / "RG1_J2KI.dcm"]:
         out, reports = preprocess_with_stages(decode_file(path).pixels)
         assert out.shape == (224, 224, 1) and np.isfinite(out).all()
         assert reports[0].summary["box"][2] > 0

@@ -18,7 +18,7 @@ from classifier.inference.gradcam import default_layer, gradcam_batch
 from tests.classifier.inference.conftest import LABELS, SIZE, blob_images, png_bytes
 
 
-def _model(name: str):  # noqa: ANN202
+def _model(name: str):
     import keras
 
     from training.trainers.architectures import build_model
@@ -27,7 +27,7 @@ def _model(name: str):  # noqa: ANN202
     return build_model(name, input_shape=(SIZE, SIZE, 1), num_classes=4, dropout=0.3)
 
 
-def _artifact(model, out: Path) -> Path:  # noqa: ANN001
+def _artifact(model, out: Path) -> Path:
     from classifier.imaging.preprocess import PreprocessConfig
     from training.trainers.export import write_artifact
 
@@ -40,12 +40,12 @@ def _artifact(model, out: Path) -> Path:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module", params=["cxr_net", "regularised_cnn"])
-def pooled(request, tmp_path_factory):  # noqa: ANN001, ANN201
+def pooled(request, tmp_path_factory):
     model = _model(request.param)
     return model, _artifact(model, tmp_path_factory.mktemp(request.param))
 
 
-def test_keras_head_reproduces_logits_and_tape_gradcam(pooled) -> None:  # noqa: ANN001
+def test_keras_head_reproduces_logits_and_tape_gradcam(pooled) -> None:
     import keras
 
     model, _ = pooled
@@ -63,7 +63,7 @@ def test_keras_head_reproduces_logits_and_tape_gradcam(pooled) -> None:  # noqa:
     assert np.abs(closed - tape).max() < 1e-4
 
 
-def test_tflite_with_features_keeps_logits_bit_for_bit(pooled) -> None:  # noqa: ANN001
+def test_tflite_with_features_keeps_logits_bit_for_bit(pooled) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
     model, artifact = pooled
@@ -90,7 +90,7 @@ def test_tflite_with_features_keeps_logits_bit_for_bit(pooled) -> None:  # noqa:
 
 
 @pytest.mark.parametrize("runtime", ["tflite", "keras"])
-def test_pipeline_uses_the_closed_form_for_pooled_heads(pooled, runtime) -> None:  # noqa: ANN001
+def test_pipeline_uses_the_closed_form_for_pooled_heads(pooled, runtime) -> None:
     from classifier.inference.pipeline import InferencePipeline
 
     model, artifact = pooled
@@ -100,12 +100,12 @@ def test_pipeline_uses_the_closed_form_for_pooled_heads(pooled, runtime) -> None
     results = pipeline.run_many([png_bytes(image[..., 0]) for image in x], batch_size=3)
     seen = np.stack([r.preprocessed.astype(np.float32)[..., None] / 255.0 for r in results])
     tape = gradcam_batch(model, seen, [LABELS.index(r.heatmap_class) for r in results])
-    for result, expected in zip(results, tape):
+    for result, expected in zip(results, tape, strict=False):
         assert result.heatmap_png.startswith(b"\x89PNG")
         assert np.abs(result.heatmap_raw - expected).max() < 1e-3
 
 
-def test_head_that_does_not_reproduce_the_logits_falls_back_to_the_tape(pooled, caplog) -> None:  # noqa: ANN001
+def test_head_that_does_not_reproduce_the_logits_falls_back_to_the_tape(pooled, caplog) -> None:
     from classifier.inference.cam import DenseLayer
     from classifier.inference.pipeline import InferencePipeline
 
@@ -119,7 +119,7 @@ def test_head_that_does_not_reproduce_the_logits_falls_back_to_the_tape(pooled, 
     assert "does not reproduce the logits" in caplog.text
     seen = np.stack([r.preprocessed.astype(np.float32)[..., None] / 255.0 for r in results])
     tape = gradcam_batch(model, seen, [LABELS.index(r.heatmap_class) for r in results])
-    for result, expected in zip(results, tape):
+    for result, expected in zip(results, tape, strict=False):
         np.testing.assert_allclose(result.heatmap_raw, expected, atol=1e-6)
 
 

@@ -33,7 +33,7 @@ def test_run_many_matches_run(artifact_dir) -> None:
     many = pipeline.run_many(items, batch_size=2)
     single = [pipeline.run(item) for item in items]
     assert len(many) == 5 and many[0].heatmap_png is None
-    for a, b in zip(many, single):
+    for a, b in zip(many, single, strict=False):
         assert a.p_abnormal == pytest.approx(b.p_abnormal, abs=1e-5)
 
 
@@ -59,7 +59,7 @@ def test_importing_packages_does_not_import_tensorflow() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_serving_a_pooled_head_model_with_heatmaps_never_imports_tensorflow(tmp_path) -> None:  # noqa: ANN001
+def test_serving_a_pooled_head_model_with_heatmaps_never_imports_tensorflow(tmp_path) -> None:
     """The TFLite worker path, heatmaps included, runs without TensorFlow or Keras (a
     pool process stays at a few hundred MB and starts in a second or two)."""
     from tests.conftest import build_tiny_artifact, synthetic_png

@@ -6,8 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from classifier.inference.runtime import (ArtifactIntegrityError, Predictor, load_predictor,
-                                          verify_manifest)
+from classifier.inference.runtime import ArtifactIntegrityError, Predictor, load_predictor, verify_manifest
 from tests.classifier.inference.conftest import blob_images
 
 
@@ -36,7 +35,7 @@ def test_tampered_artifact_is_rejected(artifact_dir, tmp_path) -> None:
     shutil.copytree(artifact_dir, copy)
     with open(copy / "thresholds.json", "a") as fh:
         fh.write(" ")
-    with pytest.raises(ArtifactIntegrityError, match="thresholds.json"):
+    with pytest.raises(ArtifactIntegrityError, match=r"thresholds\.json"):
         load_predictor(copy)
 
 

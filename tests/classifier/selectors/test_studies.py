@@ -42,7 +42,7 @@ def test_worklist_flag_is_any_current_image_flagged(studies: dict[str, int]) -> 
     assert not_flagged == {studies["rerun"], studies["unflagged"]}
 
 
-def test_api_flagged_filter_agrees_with_the_worklist(studies: dict[str, int], client_for) -> None:  # noqa: ANN001
+def test_api_flagged_filter_agrees_with_the_worklist(studies: dict[str, int], client_for) -> None:
     client = client_for("Clinician")
 
     def ids(value: str) -> set[int]:

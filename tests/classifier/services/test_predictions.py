@@ -10,15 +10,14 @@ import pytest
 from classifier import claims
 from classifier.models import Prediction, Review, Study
 from classifier.services.predictions import prediction_run
-from classifier.services.studies import study_refresh
-from classifier.services.studies import StudyFields
+from classifier.services.studies import StudyFields, study_refresh
 from classifier.services.uploads import image_upload
 from tests.conftest import synthetic_png
 
 pytestmark = pytest.mark.django_db
 
 
-def _upload(user, n: int, data: bytes | None = None):  # noqa: ANN001, ANN202
+def _upload(user, n: int, data: bytes | None = None):
     outcome = image_upload(data=data or synthetic_png(96, seed=n), filename=f"{n}.png", uploaded_by=user,
                            fields=StudyFields(mrn=f"MRN{n}", accession_number=f"ACC{n}"))
     assert outcome.ok, outcome.error_message
@@ -26,14 +25,14 @@ def _upload(user, n: int, data: bytes | None = None):  # noqa: ANN001, ANN202
 
 
 @pytest.fixture
-def batch_of(settings):  # noqa: ANN001, ANN201
+def batch_of(settings):
     def set_size(size: int) -> None:
         settings.CXR = {**settings.CXR, "INFERENCE_BATCH_SIZE": size}
     return set_size
 
 
 def test_one_task_runs_the_waiting_rows_as_a_batch_and_later_tasks_are_no_ops(
-        active_tiny_model, role_users, batch_of) -> None:  # noqa: ANN001
+        active_tiny_model, role_users, batch_of) -> None:
     batch_of(4)
     pending = [_upload(role_users["Clinician"], n) for n in range(6)]
     first = prediction_run(prediction_id=pending[0].pk)
@@ -64,7 +63,7 @@ def test_a_corrupt_file_fails_alone_and_its_batch_mates_complete(active_tiny_mod
 
 def test_claim_many_takes_only_rows_still_waiting(active_tiny_model, role_users) -> None:
     rows = [_upload(role_users["Clinician"], n) for n in range(3)]
-    kwargs = dict(pending=Prediction.Status.PENDING, running=Prediction.Status.RUNNING, lease_seconds=60)
+    kwargs = {"pending": Prediction.Status.PENDING, "running": Prediction.Status.RUNNING, "lease_seconds": 60}
     mine = claims.claim(Prediction, rows[0].pk, **kwargs)
     assert mine is not None
     token, claimed = claims.claim_many(Prediction, [r.pk for r in rows], **kwargs)
@@ -90,19 +89,19 @@ def test_study_refresh_of_several_studies_sets_each_state(active_tiny_model, rol
 
 
 def test_the_batch_uses_the_configured_threads_and_gives_the_same_answers(active_tiny_model, role_users,
-                                                                          batch_of, settings) -> None:  # noqa: ANN001
+                                                                          batch_of, settings) -> None:
     from classifier.inference.pipeline import InferencePipeline
 
     data = [synthetic_png(96, seed=n) for n in range(4)]
     one = InferencePipeline(active_tiny_model.artifact_dir, threads=1).run_many(data, batch_size=4)
     two = InferencePipeline(active_tiny_model.artifact_dir, threads=2).run_many(data, batch_size=4)
-    for a, b in zip(one, two):
+    for a, b in zip(one, two, strict=False):
         assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
         assert a.heatmap_png == b.heatmap_png and a.display_png == b.display_png
     assert settings.CXR["INFERENCE_THREADS"] >= 1
 
 
-def test_a_study_created_by_an_upload_starts_in_the_state_a_refresh_gives_it(role_users) -> None:  # noqa: ANN001
+def test_a_study_created_by_an_upload_starts_in_the_state_a_refresh_gives_it(role_users) -> None:
     first = _upload(role_users["Clinician"], 1)
     study = Study.objects.get(pk=first.image.study_id)
     as_created = (study.status, study.priority)

@@ -12,13 +12,13 @@ from classifier.models import Prediction, Study
 from classifier.services.predictions import prediction_sweep
 from classifier.services.studies import StudyFields
 from classifier.services.uploads import image_upload
-from training import registry
 from tests.conftest import synthetic_png, wait_for
+from training import registry
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 
-def _upload(user, data: bytes, accession: str = "ACC1", name: str = "chest.png"):  # noqa: ANN001, ANN202
+def _upload(user, data: bytes, accession: str = "ACC1", name: str = "chest.png"):
     return image_upload(data=data, filename=name, uploaded_by=user,
                         fields=StudyFields(mrn="MRN1", accession_number=accession))
 
@@ -42,7 +42,7 @@ def test_upload_becomes_a_done_prediction_with_heatmap(celery_worker_proc, activ
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     with prediction.heatmap_raw.open("rb") as handle:
         raw = np.load(io.BytesIO(handle.read()))
-    assert raw.ndim == 2 and 0 <= raw.min() and raw.max() <= 1
+    assert raw.ndim == 2 and raw.min() >= 0 and raw.max() <= 1
     assert Study.objects.get(pk=prediction.image.study_id).status == "done"
 
 
@@ -96,7 +96,7 @@ def test_worker_killed_mid_prediction_completes_exactly_once(celery_worker_proc,
 
 
 @pytest.fixture
-def redis_broker_outage():  # noqa: ANN201
+def redis_broker_outage():
     """Stop the test Redis for the duration of a block, then start it again."""
     import contextlib
     import os
@@ -108,7 +108,7 @@ def redis_broker_outage():  # noqa: ANN201
         pytest.skip("needs the test script's own local Redis")
 
     @contextlib.contextmanager
-    def outage():  # noqa: ANN202
+    def outage():
         subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True, timeout=20)
         try:
             yield

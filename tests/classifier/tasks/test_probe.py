@@ -10,7 +10,7 @@ from tests.conftest import wait_for
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 
-def test_worker_runs_task_that_writes_to_the_database(celery_worker_proc) -> None:  # noqa: ANN001
+def test_worker_runs_task_that_writes_to_the_database(celery_worker_proc) -> None:
     worker = celery_worker_proc()
     probe = QueueProbe.objects.create()
     queue_probe_task.delay(probe.pk)
@@ -18,7 +18,7 @@ def test_worker_runs_task_that_writes_to_the_database(celery_worker_proc) -> Non
     assert QueueProbe.objects.get(pk=probe.pk).executions == 1
 
 
-def test_killed_worker_mid_task_still_completes_exactly_once(celery_worker_proc) -> None:  # noqa: ANN001
+def test_killed_worker_mid_task_still_completes_exactly_once(celery_worker_proc) -> None:
     worker = celery_worker_proc()
     probe = QueueProbe.objects.create(hold_seconds=4)
     queue_probe_task.delay(probe.pk)

@@ -14,7 +14,7 @@ ROLES = ("Clinician", "Radiologist", "Admin", "none", "anonymous")
 
 
 @pytest.fixture
-def clients(role_users) -> dict[str, Client]:  # noqa: ANN001
+def clients(role_users) -> dict[str, Client]:
     """A logged-in test client per role, plus an anonymous one."""
     out = {}
     for role in ROLES:
@@ -26,7 +26,7 @@ def clients(role_users) -> dict[str, Client]:  # noqa: ANN001
 
 
 @pytest.fixture
-def model_version(db, tmp_path: Path):  # noqa: ANN001, ANN201
+def model_version(db, tmp_path: Path):
     """A registered (not necessarily loadable) version with plots and metrics, made active."""
     from training.models import ModelVersion
 
@@ -47,7 +47,7 @@ def model_version(db, tmp_path: Path):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def done_study(role_users, model_version):  # noqa: ANN001, ANN201
+def done_study(role_users, model_version):
     """A study with one image whose prediction is DONE and has a stored heatmap."""
     from classifier.models import Image, Patient, Prediction, Study
 

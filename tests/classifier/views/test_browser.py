@@ -16,8 +16,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from classifier.models import Prediction, Review
-from tests.conftest import synthetic_png, wait_for
 from tests.classifier.views.test_upload_review import dicom_bytes
+from tests.conftest import synthetic_png, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[3] / "artifacts" / "screenshots"
@@ -32,7 +32,7 @@ pytestmark = [
 
 
 @pytest.fixture
-def browser(monkeypatch) -> Iterator[object]:  # noqa: ANN001
+def browser(monkeypatch) -> Iterator[object]:
     playwright_api = pytest.importorskip("playwright.sync_api")
     # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
     # between browser steps are still plain synchronous calls.
@@ -44,7 +44,7 @@ def browser(monkeypatch) -> Iterator[object]:  # noqa: ANN001
         instance.close()
 
 
-def _login(browser, base: str, username: str):  # noqa: ANN001, ANN202
+def _login(browser, base: str, username: str):
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -56,7 +56,7 @@ def _login(browser, base: str, username: str):  # noqa: ANN001, ANN202
     return page
 
 
-def _shot(page, name: str) -> None:  # noqa: ANN001
+def _shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
@@ -81,7 +81,7 @@ def _training_dataset() -> object:
     return dataset
 
 
-def test_clinician_radiologist_admin_journey(browser, live_server, role_users, active_tiny_model,  # noqa: ANN001
+def test_clinician_radiologist_admin_journey(browser, live_server, role_users, active_tiny_model,
                                              celery_worker_proc) -> None:
     worker = celery_worker_proc()  # inference and training queues
     base = live_server.url

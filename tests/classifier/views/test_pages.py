@@ -17,7 +17,7 @@ ALLOWED = {  # url name -> roles that may open it
 }
 
 
-def _pages(study, version, run) -> list[tuple[str, str, int]]:  # noqa: ANN001
+def _pages(study, version, run) -> list[tuple[str, str, int]]:
     """(url, action, status when allowed)."""
     prediction = Prediction.objects.get(image__study=study)
     return [
@@ -42,7 +42,7 @@ def _pages(study, version, run) -> list[tuple[str, str, int]]:  # noqa: ANN001
 
 
 @pytest.fixture
-def run(role_users):  # noqa: ANN001, ANN201
+def run(role_users):
     from training.models import TrainingRun
 
     return TrainingRun.objects.create(spec={"train": {"architecture": "s0_cnn", "epochs": 2},
@@ -52,7 +52,7 @@ def run(role_users):  # noqa: ANN001, ANN201
 
 
 @pytest.mark.parametrize("role", ["Clinician", "Radiologist", "Admin", "none", "anonymous"])
-def test_page_matrix(clients, role: str, done_study, model_version, run) -> None:  # noqa: ANN001
+def test_page_matrix(clients, role: str, done_study, model_version, run) -> None:
     client = clients[role]
     failures = []
     for url, action, ok_status in _pages(done_study, model_version, run):
@@ -72,14 +72,14 @@ def test_page_matrix(clients, role: str, done_study, model_version, run) -> None
     assert not failures, "\n".join(failures)
 
 
-def test_login_page_renders_with_disclaimer(client) -> None:  # noqa: ANN001
+def test_login_page_renders_with_disclaimer(client) -> None:
     response = client.get("/accounts/login/")
     assert response.status_code == 200
     assert b"Decision support, not a diagnosis" in response.content
     assert b'name="password"' in response.content
 
 
-def test_login_lockout_shows_a_clear_message(client, role_users, settings) -> None:  # noqa: ANN001
+def test_login_lockout_shows_a_clear_message(client, role_users, settings) -> None:
     settings.AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
     for _ in range(settings.AXES_FAILURE_LIMIT):
         client.post("/accounts/login/", {"username": "u-clinician", "password": "wrong"}, REMOTE_ADDR="10.0.0.9")
@@ -90,13 +90,13 @@ def test_login_lockout_shows_a_clear_message(client, role_users, settings) -> No
     assert b"Decision support, not a diagnosis" in response.content
 
 
-def test_unknown_study_is_a_404_page(clients) -> None:  # noqa: ANN001
+def test_unknown_study_is_a_404_page(clients) -> None:
     response = clients["Clinician"].get("/studies/999999/")
     assert response.status_code == 404
     assert b"Not found" in response.content
 
 
-def test_study_page_shows_result_and_writes_view_study(clients, done_study, model_version) -> None:  # noqa: ANN001
+def test_study_page_shows_result_and_writes_view_study(clients, done_study, model_version) -> None:
     response = clients["Clinician"].get(f"/studies/{done_study.pk}/")
     body = response.content.decode()
     assert "Flagged" in body and "0.800" in body and f"cxr-triage v{model_version.version}" in body
@@ -106,7 +106,7 @@ def test_study_page_shows_result_and_writes_view_study(clients, done_study, mode
                                      actor_username="u-clinician").exists()
 
 
-def test_image_view_is_audited_and_not_cached(clients, done_study) -> None:  # noqa: ANN001
+def test_image_view_is_audited_and_not_cached(clients, done_study) -> None:
     prediction = Prediction.objects.get(image__study=done_study)
     response = clients["Radiologist"].get(f"/predictions/{prediction.pk}/heatmap.png")
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
@@ -116,18 +116,18 @@ def test_image_view_is_audited_and_not_cached(clients, done_study) -> None:  # n
     assert event.actor_username == "u-radiologist" and event.detail == {"prediction": prediction.pk, "kind": "heatmap"}
 
 
-def test_missing_display_image_is_404_not_500(clients, done_study) -> None:  # noqa: ANN001
+def test_missing_display_image_is_404_not_500(clients, done_study) -> None:
     prediction = Prediction.objects.get(image__study=done_study)
     assert clients["Clinician"].get(f"/predictions/{prediction.pk}/display.png").status_code == 404
     assert clients["Clinician"].get(f"/predictions/{prediction.pk}/original.png").status_code == 404
 
 
-def test_media_url_does_not_serve_files(clients, done_study) -> None:  # noqa: ANN001
+def test_media_url_does_not_serve_files(clients, done_study) -> None:
     prediction = Prediction.objects.get(image__study=done_study)
     assert clients["Admin"].get(f"/media/{prediction.heatmap.name}").status_code == 404
 
 
-def test_worklist_filters_and_search(clients, done_study) -> None:  # noqa: ANN001
+def test_worklist_filters_and_search(clients, done_study) -> None:
     client = clients["Clinician"]
     assert "ACC-T1" in client.get("/?q=MRN-T1").content.decode()
     assert "ACC-T1" in client.get("/?flag=yes&reviewed=no&status=done").content.decode()
@@ -136,21 +136,21 @@ def test_worklist_filters_and_search(clients, done_study) -> None:  # noqa: ANN0
     assert client.get("/?date_from=not-a-date&status=bogus").status_code == 200  # bad filters are ignored
 
 
-def test_worklist_poll_returns_row_html(clients, done_study) -> None:  # noqa: ANN001
+def test_worklist_poll_returns_row_html(clients, done_study) -> None:
     data = clients["Clinician"].get(f"/worklist/poll/?ids={done_study.pk}").json()
     row = data["rows"][str(done_study.pk)]
     assert row["pending"] is False and f'id="study-{done_study.pk}"' in row["html"]
     assert clients["Clinician"].get("/worklist/poll/?ids=x").status_code == 400
 
 
-def test_audit_log_filters(clients, done_study) -> None:  # noqa: ANN001
+def test_audit_log_filters(clients, done_study) -> None:
     clients["Clinician"].get(f"/studies/{done_study.pk}/")
     body = clients["Admin"].get("/audit/?action=view_study&user=u-clinician").content.decode()
     assert "view_study" in body and "u-clinician" in body
     assert "u-clinician" not in clients["Admin"].get("/audit/?user=someone-else").content.decode()
 
 
-def test_promote_and_rollback_need_confirmation_post(clients, model_version, tmp_path) -> None:  # noqa: ANN001
+def test_promote_and_rollback_need_confirmation_post(clients, model_version, tmp_path) -> None:
     from training.models import ModelVersion
 
     ModelVersion.objects.exclude(pk=model_version.pk).delete()  # only this version: nothing to roll back to
@@ -167,7 +167,7 @@ def test_promote_and_rollback_need_confirmation_post(clients, model_version, tmp
     assert clients["Clinician"].post(f"/models/{candidate.pk}/promote/").status_code == 403
 
 
-def test_training_start_form_creates_a_queued_run(clients, model_version) -> None:  # noqa: ANN001
+def test_training_start_form_creates_a_queued_run(clients, model_version) -> None:
     from training.models import TrainingRun
 
     form = {"architecture": "s0_cnn", "epochs": "2", "batch_size": "8", "input_size": "32", "include_reviews": "on"}
@@ -182,12 +182,12 @@ def test_training_start_form_creates_a_queued_run(clients, model_version) -> Non
     assert clients["Admin"].post("/training/start/", {**form, "epochs": "0"}).status_code == 400
 
 
-def test_upload_page_without_files_says_so(clients) -> None:  # noqa: ANN001
+def test_upload_page_without_files_says_so(clients) -> None:
     response = clients["Clinician"].post("/studies/upload/", {"mrn": "M"})
     assert response.status_code == 400 and b"Choose at least one file" in response.content
 
 
-def test_login_redirect_keeps_the_query_string(client) -> None:  # noqa: ANN001
+def test_login_redirect_keeps_the_query_string(client) -> None:
     """An expired session on a filtered worklist returns to the same filters after login."""
     from urllib.parse import parse_qs, urlsplit
 

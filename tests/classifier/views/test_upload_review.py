@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 FIELDS = {"mrn": "MRN-U1", "accession_number": "ACC-U1", "patient_name": "Upload Test", "clinical_notes": "fever"}
 
 
-def _file(data: bytes, name: str):  # noqa: ANN202
+def _file(data: bytes, name: str):
     handle = io.BytesIO(data)
     handle.name = name
     return handle
@@ -22,9 +22,9 @@ def _file(data: bytes, name: str):  # noqa: ANN202
 
 def dicom_bytes(*, mrn: str = "MRN-D1", accession: str = "ACC-D1", size: int = 96) -> bytes:
     """A chest CR DICOM built with pydicom from a synthetic array."""
+    from PIL import Image as PILImage
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-    from PIL import Image as PILImage
 
     pixels = np.array(PILImage.open(io.BytesIO(synthetic_png(size, seed=7))), dtype=np.uint16) * 16
     meta = FileMetaDataset()
@@ -46,7 +46,7 @@ def dicom_bytes(*, mrn: str = "MRN-D1", accession: str = "ACC-D1", size: int = 9
     return buffer.getvalue()
 
 
-def test_upload_endpoint_creates_image_and_pending_prediction(clients) -> None:  # noqa: ANN001
+def test_upload_endpoint_creates_image_and_pending_prediction(clients) -> None:
     response = clients["Clinician"].post("/studies/upload/file/", {**FIELDS, "file": _file(synthetic_png(96), "a.png")})
     assert response.status_code == 200, response.content
     data = response.json()
@@ -57,7 +57,7 @@ def test_upload_endpoint_creates_image_and_pending_prediction(clients) -> None: 
     assert AuditEvent.objects.filter(action="upload", object_id=str(image.pk)).exists()
 
 
-def test_pdf_named_png_gets_a_clear_per_file_error(clients) -> None:  # noqa: ANN001
+def test_pdf_named_png_gets_a_clear_per_file_error(clients) -> None:
     pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n"
     response = clients["Clinician"].post("/studies/upload/file/", {**FIELDS, "file": _file(pdf, "scan.png")})
     assert response.status_code == 400
@@ -66,12 +66,12 @@ def test_pdf_named_png_gets_a_clear_per_file_error(clients) -> None:  # noqa: AN
     assert not Image.objects.exists()
 
 
-def test_missing_identifiers_are_named_in_the_error(clients) -> None:  # noqa: ANN001
+def test_missing_identifiers_are_named_in_the_error(clients) -> None:
     data = clients["Clinician"].post("/studies/upload/file/", {"file": _file(synthetic_png(96), "a.png")}).json()
     assert data["error_code"] == "missing_field" and "MRN" in data["error_message"]
 
 
-def test_plain_form_uploads_several_files_and_reports_each(clients) -> None:  # noqa: ANN001
+def test_plain_form_uploads_several_files_and_reports_each(clients) -> None:
     pdf = b"%PDF-1.4 not an image"
     response = clients["Clinician"].post("/studies/upload/", {
         **FIELDS, "files": [_file(synthetic_png(96, seed=1), "good.png"), _file(pdf, "bad.png")]})
@@ -81,7 +81,7 @@ def test_plain_form_uploads_several_files_and_reports_each(clients) -> None:  # 
     assert Image.objects.count() == 1
 
 
-def test_probe_prefills_from_dicom_header(clients) -> None:  # noqa: ANN001
+def test_probe_prefills_from_dicom_header(clients) -> None:
     data = clients["Clinician"].post("/studies/upload/probe/", {"file": _file(dicom_bytes(), "x.dcm")}).json()
     assert data["ok"] and data["format"] == "DICOM"
     assert data["prefill"]["mrn"] == "MRN-D1" and data["prefill"]["accession_number"] == "ACC-D1"
@@ -89,20 +89,20 @@ def test_probe_prefills_from_dicom_header(clients) -> None:  # noqa: ANN001
     assert data["prefill"]["patient_name"] == "Doe, Jane"
 
 
-def test_dicom_upload_takes_identifiers_from_the_header(clients) -> None:  # noqa: ANN001
+def test_dicom_upload_takes_identifiers_from_the_header(clients) -> None:
     data = clients["Clinician"].post("/studies/upload/file/", {"file": _file(dicom_bytes(), "x.dcm")}).json()
     assert data["ok"], data
     study = Study.objects.get(pk=data["study_id"])
     assert study.patient.mrn == "MRN-D1" and study.view_position == "PA"
 
 
-def test_upload_is_refused_without_the_role(clients) -> None:  # noqa: ANN001
+def test_upload_is_refused_without_the_role(clients) -> None:
     assert clients["none"].post("/studies/upload/file/", {**FIELDS, "file": _file(synthetic_png(), "a.png")}
                                 ).status_code == 403
     assert clients["anonymous"].post("/studies/upload/file/", {}).status_code == 302
 
 
-def test_radiologist_can_correct_and_clinician_cannot(clients, done_study) -> None:  # noqa: ANN001
+def test_radiologist_can_correct_and_clinician_cannot(clients, done_study) -> None:
     prediction = Prediction.objects.get(image__study=done_study)
     form = {"prediction": prediction.pk, "decision": "correct", "label": "COVID19", "comment": "GGOs"}
     assert clients["Clinician"].post(f"/studies/{done_study.pk}/review/", form).status_code == 403
@@ -115,7 +115,7 @@ def test_radiologist_can_correct_and_clinician_cannot(clients, done_study) -> No
     assert "COVID-19" in page and "GGOs" in page and "current label" in page
 
 
-def test_review_confirm_in_queue_moves_on(clients, done_study) -> None:  # noqa: ANN001
+def test_review_confirm_in_queue_moves_on(clients, done_study) -> None:
     prediction = Prediction.objects.get(image__study=done_study)
     response = clients["Radiologist"].post(f"/studies/{done_study.pk}/review/",
                                            {"prediction": prediction.pk, "decision": "confirm", "queue": "1"})
@@ -126,19 +126,19 @@ def test_review_confirm_in_queue_moves_on(clients, done_study) -> None:  # noqa:
     assert b"No study is waiting for review" in response.content
 
 
-def test_correct_without_label_is_refused_with_a_message(clients, done_study) -> None:  # noqa: ANN001
+def test_correct_without_label_is_refused_with_a_message(clients, done_study) -> None:
     prediction = Prediction.objects.get(image__study=done_study)
     response = clients["Radiologist"].post(f"/studies/{done_study.pk}/review/",
                                            {"prediction": prediction.pk, "decision": "correct"}, follow=True)
     assert b"Choose the correct label" in response.content and not Review.objects.exists()
 
 
-def test_review_next_opens_the_waiting_study(clients, done_study) -> None:  # noqa: ANN001
+def test_review_next_opens_the_waiting_study(clients, done_study) -> None:
     response = clients["Radiologist"].get("/review/next/")
     assert response["Location"] == f"/studies/{done_study.pk}/?queue=1"
 
 
-def test_agreement_stats(clients, done_study, role_users, model_version) -> None:  # noqa: ANN001
+def test_agreement_stats(clients, done_study, role_users, model_version) -> None:
     from classifier.selectors.agreement import cohen_kappa, review_agreement
 
     prediction = Prediction.objects.get(image__study=done_study)
@@ -156,7 +156,7 @@ def test_agreement_stats(clients, done_study, role_users, model_version) -> None
     assert b"u-radiologist" in clients["Radiologist"].get("/review/stats/").content
 
 
-def test_rerun_keeps_the_old_prediction(clients, done_study) -> None:  # noqa: ANN001
+def test_rerun_keeps_the_old_prediction(clients, done_study) -> None:
     image = Image.objects.get(study=done_study)
     assert clients["Clinician"].post(f"/images/{image.pk}/rerun/").status_code == 302
     assert image.predictions.count() == 2

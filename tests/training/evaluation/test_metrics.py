@@ -171,7 +171,7 @@ def test_roc_curve_area_equals_auc_and_points_follow_threshold_rule(seed: int) -
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
     assert np.isinf(thr[0]) and np.all(np.diff(thr) < 0)
     assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(y, s), abs=1e-12)
-    for f, t, th in zip(fpr[1:], tpr[1:], thr[1:]):
+    for f, t, th in zip(fpr[1:], tpr[1:], thr[1:], strict=False):
         assert t == pytest.approx(np.mean(s[y] >= th))
         assert f == pytest.approx(np.mean(s[~y] >= th))
 
@@ -196,7 +196,7 @@ def test_multiclass_extra_ground_truth_label_is_a_confusion_row_but_not_in_accur
     predicted = ["NORMAL", "PNEUMONIA_VIRAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_BACTERIAL",
                  "COVID19", "PNEUMONIA_BACTERIAL", "NORMAL"]
     m = multiclass_metrics(truth, _onehot(predicted), LABELS)
-    assert m["row_labels"] == LABELS + ["PNEUMONIA"]
+    assert m["row_labels"] == [*LABELS, "PNEUMONIA"]
     assert m["col_labels"] == LABELS
     assert m["confusion_matrix"] == [
         [1, 0, 1, 0],
@@ -227,7 +227,7 @@ def test_multiclass_metrics_validates_shapes() -> None:
 
 def _synthetic(n: int, seed: int) -> tuple[list[str], np.ndarray, list[str]]:
     rng = np.random.default_rng(seed)
-    truth = list(rng.choice(LABELS + ["PNEUMONIA"], size=n))
+    truth = list(rng.choice([*LABELS, "PNEUMONIA"], size=n))
     logits = rng.normal(size=(n, len(LABELS)))
     for i, t in enumerate(truth):
         logits[i, LABELS.index(t) if t in LABELS else 1] += 2.0

@@ -12,11 +12,11 @@ from django.core.management import call_command
 from PIL import Image as PILImage
 
 from classifier.models import Label, Review
-from training import registry
-from training.services.datasets import assign_splits, dataset_import, kermany_patient
-from training.models import DatasetImage, ModelVersion, TrainingRun
-from training.services.runs import retrain_check, split_items, training_items, training_run_execute, training_run_start
 from tests.conftest import synthetic_png
+from training import registry
+from training.models import DatasetImage, ModelVersion, TrainingRun
+from training.services.datasets import assign_splits, dataset_import, kermany_patient
+from training.services.runs import retrain_check, split_items, training_items, training_run_execute, training_run_start
 
 LABELS = ["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"]
 TINY = {"train": {"architecture": "s0_cnn", "epochs": 2, "batch_size": 8, "early_stopping_patience": 5},
@@ -57,9 +57,9 @@ def make_folder_dataset(root: Path, *, per_class: int = 10, with_splits: bool = 
 
 
 @pytest.fixture
-def synthetic_dataset(tmp_path, db):  # noqa: ANN001, ANN201
+def synthetic_dataset(tmp_path, db):
     root = make_folder_dataset(tmp_path / "synth")
-    dataset, counts = dataset_import(directory=root, layout="folders", name="synth")
+    dataset, _counts = dataset_import(directory=root, layout="folders", name="synth")
     return dataset
 
 
@@ -82,7 +82,7 @@ def test_import_kermany_layout_reads_cause_and_patient_from_file_names(tmp_path:
         path = tmp_path / "k" / "test" / folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         PILImage.open(io.BytesIO(synthetic_png(80, seed=len(name)))).save(path, format="JPEG")
-    dataset, counts = dataset_import(directory=tmp_path / "k", layout="kermany", name="k")
+    dataset, _counts = dataset_import(directory=tmp_path / "k", layout="kermany", name="k")
     rows = {r.original_path.rsplit("/", 1)[1]: r for r in dataset.images.all()}
     assert rows["person12_bacteria_45.jpeg"].label == Label.PNEUMONIA_BACTERIAL
     assert rows["person12_virus_46.jpeg"].label == Label.PNEUMONIA_VIRAL
@@ -100,7 +100,7 @@ def test_import_covid_metadata_layout(tmp_path: Path) -> None:
     (tmp_path / "c" / "metadata.csv").write_text(
         "patientid,finding,view,filename,folder\n1,COVID-19,PA,a.png,images\n1,Pneumonia,AP Supine,b.png,images\n"
         "2,Tuberculosis,PA,c.png,images\n")
-    dataset, counts = dataset_import(directory=tmp_path / "c", layout="covid-metadata", name="c")
+    dataset, _counts = dataset_import(directory=tmp_path / "c", layout="covid-metadata", name="c")
     assert sorted(dataset.images.values_list("label", "view_position")) == [("COVID19", "PA"), ("PNEUMONIA", "AP")]
 
 
@@ -115,7 +115,7 @@ def test_assign_splits_is_patient_disjoint_seeded_and_respects_recorded_splits()
 
 
 @pytest.fixture
-def no_model_versions(transactional_db) -> None:  # noqa: ANN001
+def no_model_versions(transactional_db) -> None:
     """Start without any version: migrate (and every flush of a transactional test) registers
     the shipped model, so whether a champion existed used to depend on the tests run before."""
     ModelVersion.objects.all().delete()
@@ -123,7 +123,7 @@ def no_model_versions(transactional_db) -> None:  # noqa: ANN001
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_train_register_gate_and_rollback(no_model_versions, synthetic_dataset, role_users) -> None:  # noqa: ANN001
+def test_train_register_gate_and_rollback(no_model_versions, synthetic_dataset, role_users) -> None:
     assert registry.active_version() is None
     run = training_run_start(spec=TINY, datasets=[synthetic_dataset], enqueue=False,
                              created_by=role_users["Admin"])
@@ -159,12 +159,12 @@ def test_train_register_gate_and_rollback(no_model_versions, synthetic_dataset, 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_crashed_run_resumes_from_its_checkpoint(synthetic_dataset, monkeypatch) -> None:  # noqa: ANN001
+def test_crashed_run_resumes_from_its_checkpoint(synthetic_dataset, monkeypatch) -> None:
     import training.trainers.train as trainer
 
     real_train = trainer.train
 
-    def crash_after_epoch_1(spec, **kwargs):  # noqa: ANN001, ANN202
+    def crash_after_epoch_1(spec, **kwargs):
         inner = kwargs["progress"]
 
         def progress(record: dict) -> None:
@@ -190,7 +190,7 @@ def test_crashed_run_resumes_from_its_checkpoint(synthetic_dataset, monkeypatch)
 
 @pytest.mark.django_db
 def test_schedule_starts_a_run_only_when_enough_reviews_arrived(settings, active_tiny_model, role_users,
-                                                                 django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+                                                                 django_capture_on_commit_callbacks) -> None:
     from django_celery_beat.models import PeriodicTask
 
     from classifier.models import Image, Patient, Prediction, Study
@@ -218,7 +218,7 @@ def test_schedule_starts_a_run_only_when_enough_reviews_arrived(settings, active
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_evaluate_model_json_prints_binary_and_per_class_figures(tmp_path, active_tiny_model, capsys) -> None:  # noqa: ANN001
+def test_evaluate_model_json_prints_binary_and_per_class_figures(tmp_path, active_tiny_model, capsys) -> None:
     root = tmp_path / "eval"
     for label_index, label in enumerate(LABELS):
         (root / label).mkdir(parents=True)

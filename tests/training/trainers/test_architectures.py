@@ -1,12 +1,10 @@
 """Architectures: every name builds, outputs logits, names a Grad-CAM layer."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from training.trainers.architectures import (ARCHITECTURES, backbone_layers, build_model,
-                                             gradcam_layer, unfreeze)
+from training.trainers.architectures import ARCHITECTURES, backbone_layers, build_model, gradcam_layer, unfreeze
 
 
 @pytest.mark.parametrize("name,size", [("s0_cnn", 32), ("regularised_cnn", 32),

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.trainers.data import (AugmentConfig, balance_indices, class_weight_vector,
-                                    make_dataset)
+from training.trainers.data import AugmentConfig, balance_indices, class_weight_vector, make_dataset
 
 
 def test_augmented_batches_keep_shape_and_range() -> None:

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from training import registry
-from training.services.evaluate import evaluate_files, files_from_label_folders
 from training.models import Evaluation, ModelVersion
+from training.services.evaluate import evaluate_files, files_from_label_folders
 
 
 class Command(BaseCommand):
@@ -69,7 +69,7 @@ class Command(BaseCommand):
             self.stdout.write(f"    {label:<20} precision {figures['precision']} recall {figures['recall']} "
                               f"f1 {figures['f1']} auc {figures['auc_ovr']} (n={figures['support']})")
         self.stdout.write("  confusion (rows true, columns predicted: " + ", ".join(mc["col_labels"]) + ")")
-        for row_label, row in zip(mc["row_labels"], mc["confusion_matrix"]):
+        for row_label, row in zip(mc["row_labels"], mc["confusion_matrix"], strict=False):
             self.stdout.write(f"    {row_label:<20} {row}")
         self.stdout.write(f"  calibration ECE {report['calibration']['ece']}")
         for source, figures in (report.get("per_source") or {}).items():
