@@ -14,6 +14,7 @@ Prints, for the active (shipped) model on ../shared/data/cxr (CXR_DATA_DIR overr
   model.predict called once per image (Pillow resize, no heatmap), images/s;
 - peak resident memory. Runs on a throwaway SQLite database and var directory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,9 @@ def _upload(path: Path, tag: str) -> tuple[int, float]:
     from classifier.services.uploads import image_upload
 
     t0 = time.perf_counter()
-    outcome = image_upload(data=path.read_bytes(), filename=path.name, uploaded_by=None,
-                           fields=StudyFields(mrn=tag, accession_number=tag))
+    outcome = image_upload(
+        data=path.read_bytes(), filename=path.name, uploaded_by=None, fields=StudyFields(mrn=tag, accession_number=tag)
+    )
     return outcome.prediction.pk, (time.perf_counter() - t0) * 1000
 
 
@@ -157,8 +159,10 @@ def throughput_pool(paths: list[Path], batch_size: int, processes: int) -> tuple
     connections.close_all()
     context = multiprocessing.get_context("spawn")  # fresh interpreters, as prefork children are
     ready, go, peaks = context.Semaphore(0), context.Event(), context.Queue()
-    children = [context.Process(target=_pool_process, args=(ids[i::processes], batch_size, ready, go, peaks))
-                for i in range(processes)]
+    children = [
+        context.Process(target=_pool_process, args=(ids[i::processes], batch_size, ready, go, peaks))
+        for i in range(processes)
+    ]
     for child in children:
         child.start()
     for _ in children:
@@ -201,8 +205,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)),
-                        help="pool processes for the prefork-worker throughput (default: CPUs)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="pool processes for the prefork-worker throughput (default: CPUs)",
+    )
     args = parser.parse_args()
     import django
 
@@ -216,8 +224,9 @@ def main() -> None:
     if version is None:
         sys.exit("no active model: the shipped model is registered on migrate")
     paths = files(args.limit)
-    print(f"model {version} ({version.architecture}, {version.input_size}px), {len(paths)} images, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"model {version} ({version.architecture}, {version.input_size}px), {len(paths)} images, {os.cpu_count()} CPUs"
+    )
     from django.conf import settings
 
     print(f"inference threads per worker process: {settings.CXR['INFERENCE_THREADS']} (CXR_INFERENCE_THREADS)")
@@ -227,14 +236,19 @@ def main() -> None:
         print(row(name, stages.get(name, [])))
     upload_rate, worker_rate = throughput(paths, batch_size=args.batch_size)
     both = 1 / (1 / upload_rate + 1 / worker_rate)
-    print(f"throughput, one worker process draining the queue in batches of {args.batch_size}: "
-          f"{worker_rate:.1f} images/s")
-    print(f"  uploads (web process work, stored + checksummed + queued): {upload_rate:.1f} images/s; "
-          f"upload and worker in one process, one after the other: {both:.1f} images/s")
+    print(
+        f"throughput, one worker process draining the queue in batches of {args.batch_size}: {worker_rate:.1f} images/s"
+    )
+    print(
+        f"  uploads (web process work, stored + checksummed + queued): {upload_rate:.1f} images/s; "
+        f"upload and worker in one process, one after the other: {both:.1f} images/s"
+    )
     pool_rate, pool_peak = throughput_pool(paths, args.batch_size, args.processes)
-    print(f"throughput, one worker with {args.processes} pool processes (celery -c {args.processes}, "
-          f"1 thread each): {pool_rate:.1f} images/s; peak resident memory per pool process "
-          f"{pool_peak:.0f} MiB")
+    print(
+        f"throughput, one worker with {args.processes} pool processes (celery -c {args.processes}, "
+        f"1 thread each): {pool_rate:.1f} images/s; peak resident memory per pool process "
+        f"{pool_peak:.0f} MiB"
+    )
     tflite = model_stage(paths, version.artifact_dir, "tflite")
     keras_ms = model_stage(paths, version.artifact_dir, "keras")
     print("model stage by runtime (batch of 1):")
@@ -242,11 +256,15 @@ def main() -> None:
     print(row("keras", keras_ms))
     base = baseline(paths, version.artifact_dir, version.input_size)
     print(f"baseline (Keras in-process, model.predict per image, no heatmap): {base:.1f} images/s")
-    print(f"throughput ratio with heatmap / baseline: one worker process {worker_rate / base:.2f}x, "
-          f"one worker with {args.processes} pool processes {pool_rate / base:.2f}x "
-          f"(upload + worker in one process: {both / base:.2f}x; one image at a time: {rate / base:.2f}x)")
-    print(f"peak resident memory of this process (worker path + Keras for the baseline): "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"throughput ratio with heatmap / baseline: one worker process {worker_rate / base:.2f}x, "
+        f"one worker with {args.processes} pool processes {pool_rate / base:.2f}x "
+        f"(upload + worker in one process: {both / base:.2f}x; one image at a time: {rate / base:.2f}x)"
+    )
+    print(
+        f"peak resident memory of this process (worker path + Keras for the baseline): "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 Reports p50/p90 per image for: Keras and TFLite model calls (batch 1), Grad-CAM, and
 the whole pipeline (decode..heatmap) on real sample images from the shared data.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -9,6 +9,7 @@ decode and LUTs separately; then each preprocessing stage) and per image, the lu
 crop fallback rate, and peak memory (process max RSS; with --tracemalloc, the peak
 Python/numpy allocation of one image's decode + preprocess, which slows the run).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,7 @@ from classifier.imaging.limits import DEFAULT_LIMITS
 
 def sample_files(root: Path, limit: int | None) -> list[Path]:
     """Every cxr/ image (or an evenly spaced ``limit`` of them) plus all DICOMs."""
-    images = sorted(p for p in (root / "cxr").rglob("*")
-                    if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    images = sorted(p for p in (root / "cxr").rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if limit is not None and limit < len(images):
         images = [images[i] for i in np.linspace(0, len(images) - 1, limit).astype(int)]
     return images + sorted((root / "dicom").glob("*.dcm"))
@@ -86,23 +86,24 @@ def traced_peak_mib(path: Path, config: PreprocessConfig) -> float:
     return peak / 2**20
 
 
-def report(times: dict[str, list[float]], fallbacks: dict[str, int], files: list[Path],
-           config: PreprocessConfig, trace: bool) -> None:
+def report(
+    times: dict[str, list[float]], fallbacks: dict[str, int], files: list[Path], config: PreprocessConfig, trace: bool
+) -> None:
     print(f"{len(files)} files, config {config.to_dict()}")
     print(f"{'stage':34s} {'n':>5s} {'p50 ms':>9s} {'p95 ms':>9s} {'max ms':>9s}")
     for name, values in times.items():
         arr = np.asarray(values)
-        print(f"{name:34s} {arr.size:5d} {np.percentile(arr, 50):9.2f} "
-              f"{np.percentile(arr, 95):9.2f} {arr.max():9.2f}")
+        print(f"{name:34s} {arr.size:5d} {np.percentile(arr, 50):9.2f} {np.percentile(arr, 95):9.2f} {arr.max():9.2f}")
     total = sum(fallbacks.values()) or 1
-    print("lung crop outcome: " + ", ".join(f"{k} {v} ({100 * v / total:.0f}%)"
-                                           for k, v in sorted(fallbacks.items(), key=lambda kv: -kv[1])))
+    print(
+        "lung crop outcome: "
+        + ", ".join(f"{k} {v} ({100 * v / total:.0f}%)" for k, v in sorted(fallbacks.items(), key=lambda kv: -kv[1]))
+    )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS (whole process): {rss:.0f} MiB")
     if trace:
         largest = max(files, key=lambda p: p.stat().st_size)
-        print(f"tracemalloc peak for largest file {largest.name}: "
-              f"{traced_peak_mib(largest, config):.1f} MiB")
+        print(f"tracemalloc peak for largest file {largest.name}: {traced_peak_mib(largest, config):.1f} MiB")
 
 
 def main(argv: list[str] | None = None) -> None:

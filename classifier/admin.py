@@ -1,5 +1,6 @@
 """Admin: read-mostly views of the clinical rows (the audit log is append-only) and the
 integrations: create an API token (shown once), revoke, see webhooks and deliveries."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -73,8 +74,18 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_filter = ("role",)
     search_fields = ("name", "prefix")
     actions = ["revoke_tokens"]
-    readonly_fields = ("name", "role", "user", "prefix", "rate", "created_by", "created_at", "expires_at",
-                       "last_used_at", "revoked_at")
+    readonly_fields = (
+        "name",
+        "role",
+        "user",
+        "prefix",
+        "rate",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    )
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         if obj is None:
@@ -90,8 +101,14 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
         if change:
             return  # tokens are immutable; revoke and create a new one instead
-        token, raw = api_token_create(name=obj.name, role=obj.role, rate=obj.rate, expires_at=obj.expires_at,
-                                      created_by=request.user, request=request)
+        token, raw = api_token_create(
+            name=obj.name,
+            role=obj.role,
+            rate=obj.rate,
+            expires_at=obj.expires_at,
+            created_by=request.user,
+            request=request,
+        )
         obj.pk = token.pk
         messages.warning(request, f"Copy the token now, it will not be shown again: {raw}")
 

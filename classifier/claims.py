@@ -7,6 +7,7 @@ redelivers the message of a killed worker child (``task_reject_on_worker_lost``)
 Results are written with a second conditional UPDATE that matches the token, so a
 zombie worker can never overwrite a newer attempt. Works on PostgreSQL and SQLite.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,16 +51,23 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def claim(model: type[models.Model], pk: int, *, pending: str, running: str, lease_seconds: float,
-          **extra: Any) -> uuid.UUID | None:
+def claim(
+    model: type[models.Model], pk: int, *, pending: str, running: str, lease_seconds: float, **extra: Any
+) -> uuid.UUID | None:
     """Claim row ``pk`` for this process; return the claim token, or None if someone else has it.
 
     ``extra`` fields are set on the row as part of the claim (e.g. started_at).
     """
     token = uuid.uuid4()
     now = timezone.now()
-    changes = dict(status=running, claim_token=token, claimed_by=worker_identity(),
-                   lease_expires_at=now + timedelta(seconds=lease_seconds), attempts=F("attempts") + 1, **extra)
+    changes = dict(
+        status=running,
+        claim_token=token,
+        claimed_by=worker_identity(),
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
+        attempts=F("attempts") + 1,
+        **extra,
+    )
     rows = model.objects.filter(pk=pk)
     if rows.filter(status=pending).update(**changes) == 1:
         return token
@@ -73,8 +81,9 @@ def claim(model: type[models.Model], pk: int, *, pending: str, running: str, lea
     return token if taken == 1 else None
 
 
-def claim_many(model: type[models.Model], pks: list[int], *, pending: str, running: str,
-               lease_seconds: float, **extra: Any) -> tuple[uuid.UUID, list[int]]:
+def claim_many(
+    model: type[models.Model], pks: list[int], *, pending: str, running: str, lease_seconds: float, **extra: Any
+) -> tuple[uuid.UUID, list[int]]:
     """Claim whichever of ``pks`` are still ``pending``, in two queries; return the shared
     claim token and the ids claimed.  Unlike ``claim`` this never takes over a RUNNING
     row (batch-mates are optional work; reclaiming stays with ``claim`` and the sweeper).
@@ -82,13 +91,19 @@ def claim_many(model: type[models.Model], pks: list[int], *, pending: str, runni
     token = uuid.uuid4()
     if not pks:
         return token, []
-    changes = dict(status=running, claim_token=token, claimed_by=worker_identity(),
-                   lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds),
-                   attempts=F("attempts") + 1, **extra)
+    changes = dict(
+        status=running,
+        claim_token=token,
+        claimed_by=worker_identity(),
+        lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds),
+        attempts=F("attempts") + 1,
+        **extra,
+    )
     if not model.objects.filter(pk__in=pks, status=pending).update(**changes):
         return token, []
-    return token, list(model.objects.filter(pk__in=pks, status=running, claim_token=token)
-                       .order_by("pk").values_list("pk", flat=True))
+    return token, list(
+        model.objects.filter(pk__in=pks, status=running, claim_token=token).order_by("pk").values_list("pk", flat=True)
+    )
 
 
 def complete(model: type[models.Model], pk: int, token: uuid.UUID, *, running: str, **fields: Any) -> bool:

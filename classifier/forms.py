@@ -1,4 +1,5 @@
 """Forms of the clinical pages: validation of what people type, before any service call."""
+
 from __future__ import annotations
 
 from django import forms
@@ -21,20 +22,22 @@ class WorklistFilterForm(forms.Form):
 
     q = forms.CharField(required=False, label="MRN or accession", max_length=64)
     status = forms.ChoiceField(required=False, choices=[("", "Any"), *Study.Status.choices])
-    flag = forms.ChoiceField(required=False, label="AI flag", choices=[("", "Any"), ("yes", "Flagged"),
-                                                                       ("no", "Not flagged")])
+    flag = forms.ChoiceField(
+        required=False, label="AI flag", choices=[("", "Any"), ("yes", "Flagged"), ("no", "Not flagged")]
+    )
     reviewed = forms.ChoiceField(required=False, choices=_YES_NO)
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
-    clinician = forms.ModelChoiceField(required=False, label="Requesting clinician", empty_label="Anyone",
-                                       queryset=get_user_model().objects.none())
+    clinician = forms.ModelChoiceField(
+        required=False, label="Requesting clinician", empty_label="Anyone", queryset=get_user_model().objects.none()
+    )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         # Only people who have requested studies: a short list, and no user directory leak.
-        self.fields["clinician"].queryset = (get_user_model().objects
-                                             .filter(requested_studies__isnull=False).distinct()
-                                             .order_by("username"))
+        self.fields["clinician"].queryset = (
+            get_user_model().objects.filter(requested_studies__isnull=False).distinct().order_by("username")
+        )
 
     def to_filters(self) -> WorklistFilters:
         if not self.is_bound:
@@ -42,10 +45,15 @@ class WorklistFilterForm(forms.Form):
         self.is_valid()  # invalid fields drop out of cleaned_data; the valid ones still filter
         data = self.cleaned_data
         clinician = data.get("clinician")
-        return WorklistFilters(status=data.get("status") or "", flag=_yes_no(data.get("flag") or ""),
-                               reviewed=_yes_no(data.get("reviewed") or ""), date_from=data.get("date_from"),
-                               date_to=data.get("date_to"), clinician=clinician.pk if clinician else None,
-                               q=(data.get("q") or "").strip())
+        return WorklistFilters(
+            status=data.get("status") or "",
+            flag=_yes_no(data.get("flag") or ""),
+            reviewed=_yes_no(data.get("reviewed") or ""),
+            date_from=data.get("date_from"),
+            date_to=data.get("date_to"),
+            clinician=clinician.pk if clinician else None,
+            q=(data.get("q") or "").strip(),
+        )
 
 
 class StudyFieldsForm(forms.Form):
@@ -57,19 +65,29 @@ class StudyFieldsForm(forms.Form):
     birth_date = forms.DateField(label="Birth date", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     sex = forms.ChoiceField(required=False, choices=[("", "—"), *Patient._meta.get_field("sex").choices])
     accession_number = forms.CharField(label="Accession number", max_length=64, required=False)
-    view_position = forms.ChoiceField(label="View position", required=False,
-                                      choices=[("", "From file / unknown")] + [
-                                          c for c in Study.View.choices if c[0] != Study.View.UNKNOWN])
-    clinical_notes = forms.CharField(label="Clinical notes", required=False,
-                                     widget=forms.Textarea(attrs={"rows": 3}),
-                                     help_text="Symptoms and the clinical question.")
+    view_position = forms.ChoiceField(
+        label="View position",
+        required=False,
+        choices=[("", "From file / unknown")] + [c for c in Study.View.choices if c[0] != Study.View.UNKNOWN],
+    )
+    clinical_notes = forms.CharField(
+        label="Clinical notes",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Symptoms and the clinical question.",
+    )
 
     def to_fields(self) -> StudyFields:
         data = self.cleaned_data
-        return StudyFields(mrn=data["mrn"].strip(), patient_name=data["patient_name"].strip(),
-                           birth_date=data["birth_date"], sex=data["sex"],
-                           accession_number=data["accession_number"].strip(), view_position=data["view_position"],
-                           clinical_notes=data["clinical_notes"].strip())
+        return StudyFields(
+            mrn=data["mrn"].strip(),
+            patient_name=data["patient_name"].strip(),
+            birth_date=data["birth_date"],
+            sex=data["sex"],
+            accession_number=data["accession_number"].strip(),
+            view_position=data["view_position"],
+            clinical_notes=data["clinical_notes"].strip(),
+        )
 
 
 class ReviewForm(forms.Form):
@@ -77,8 +95,9 @@ class ReviewForm(forms.Form):
 
     prediction = forms.IntegerField(widget=forms.HiddenInput)
     decision = forms.ChoiceField(choices=Review.Decision.choices, widget=forms.RadioSelect)
-    label = forms.ChoiceField(required=False, choices=[("", "—"), *Label.choices],
-                              help_text="Required when correcting.")
+    label = forms.ChoiceField(
+        required=False, choices=[("", "—"), *Label.choices], help_text="Required when correcting."
+    )
     comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
 
     def clean(self) -> dict:
@@ -103,5 +122,9 @@ class AuditFilterForm(forms.Form):
             return AuditFilters()
         self.is_valid()
         data = self.cleaned_data
-        return AuditFilters(action=data.get("action") or "", user=(data.get("user") or "").strip(),
-                            date_from=data.get("date_from"), date_to=data.get("date_to"))
+        return AuditFilters(
+            action=data.get("action") or "",
+            user=(data.get("user") or "").strip(),
+            date_from=data.get("date_from"),
+            date_to=data.get("date_to"),
+        )

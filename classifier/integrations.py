@@ -4,6 +4,7 @@ Re-exported by ``classifier.models`` so that migrations and the admin see them a
 of the ``classifier`` app. Writes go through ``classifier.services.tokens`` and
 ``classifier.services.webhooks``; nothing here has behaviour beyond small properties.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -28,14 +29,20 @@ class ApiToken(models.Model):
 
     name = models.CharField(max_length=100, help_text="Which system uses this token, e.g. 'PACS router'.")
     role = models.CharField(max_length=16, choices=Role.choices)
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_token",
-                                help_text="The dedicated service user the token acts as.")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="api_token",
+        help_text="The dedicated service user the token acts as.",
+    )
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     prefix = models.CharField(max_length=16, editable=False, help_text="First characters, to recognise a token.")
-    rate = models.CharField(max_length=32, blank=True,
-                            help_text="Throttle rate such as '600/min'; blank for the default.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    rate = models.CharField(
+        max_length=32, blank=True, help_text="Throttle rate such as '600/min'; blank for the default."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

@@ -3,6 +3,7 @@
 Rows identify patients; files live under generated names. Nothing here imports
 TensorFlow or the imaging package.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -24,8 +25,9 @@ class Patient(models.Model):
     mrn = models.CharField("MRN", max_length=64, unique=True, help_text="Site patient identifier.")
     name = models.CharField(max_length=200, blank=True)
     birth_date = models.DateField(null=True, blank=True)
-    sex = models.CharField(max_length=1, blank=True,
-                           choices=[("F", "Female"), ("M", "Male"), ("O", "Other"), ("U", "Unknown")])
+    sex = models.CharField(
+        max_length=1, blank=True, choices=[("F", "Female"), ("M", "Male"), ("O", "Other"), ("U", "Unknown")]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -56,12 +58,14 @@ class Study(models.Model):
     modality = models.CharField(max_length=16, blank=True, default="CR")
     view_position = models.CharField(max_length=8, choices=View.choices, default=View.UNKNOWN)
     study_date = models.DateField(null=True, blank=True)
-    requesting_clinician = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                             on_delete=models.SET_NULL, related_name="requested_studies")
+    requesting_clinician = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="requested_studies"
+    )
     clinical_notes = models.TextField(blank=True, help_text="Symptoms and the clinical question.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    priority = models.FloatField(default=0.0, db_index=True,
-                                 help_text="Triage score; higher is read first (see classifier.triage).")
+    priority = models.FloatField(
+        default=0.0, db_index=True, help_text="Triage score; higher is read first (see classifier.triage)."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -69,8 +73,9 @@ class Study(models.Model):
         verbose_name_plural = "studies"
         ordering = ["-priority", "created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["study_instance_uid"], condition=~Q(study_instance_uid=""),
-                                    name="study_uid_unique_when_present"),
+            models.UniqueConstraint(
+                fields=["study_instance_uid"], condition=~Q(study_instance_uid=""), name="study_uid_unique_when_present"
+            ),
         ]
         permissions = [("upload_study", "Can upload studies and images")]
 
@@ -109,15 +114,17 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     sop_instance_uid = models.CharField(max_length=64, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
-                                    related_name="uploaded_images")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="uploaded_images"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["sop_instance_uid"], condition=~Q(sop_instance_uid=""),
-                                    name="image_sop_uid_unique_when_present"),
+            models.UniqueConstraint(
+                fields=["sop_instance_uid"], condition=~Q(sop_instance_uid=""), name="image_sop_uid_unique_when_present"
+            ),
             models.UniqueConstraint(fields=["study", "sha256"], name="image_unique_content_per_study"),
         ]
 
@@ -136,10 +143,12 @@ class Prediction(models.Model):
 
     image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="predictions")
     # Set when a worker claims the row: the version live at that moment produced the result.
-    model_version = models.ForeignKey("training.ModelVersion", null=True, blank=True,
-                                      on_delete=models.PROTECT, related_name="predictions")
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                     on_delete=models.SET_NULL, related_name="+")
+    model_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="predictions"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
     probabilities = models.JSONField(default=dict, blank=True)
     label = models.CharField(max_length=24, blank=True, choices=Label.choices)
@@ -149,8 +158,12 @@ class Prediction(models.Model):
     thresholds = models.JSONField(default=dict, blank=True, help_text="All thresholds in force.")
     runtime = models.CharField(max_length=16, blank=True)
     heatmap = models.FileField(upload_to="heatmaps/", blank=True, max_length=255)
-    display = models.FileField(upload_to="heatmaps/", blank=True, max_length=255,
-                               help_text="The preprocessed image the model saw, as PNG, for the viewer.")
+    display = models.FileField(
+        upload_to="heatmaps/",
+        blank=True,
+        max_length=255,
+        help_text="The preprocessed image the model saw, as PNG, for the viewer.",
+    )
     heatmap_raw = models.FileField(upload_to="heatmaps/", blank=True, max_length=255)
     timings_ms = models.JSONField(default=dict, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
@@ -167,8 +180,10 @@ class Prediction(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "created_at"])]
         constraints = [
-            models.CheckConstraint(condition=Q(p_abnormal__isnull=True) | Q(p_abnormal__gte=0, p_abnormal__lte=1),
-                                   name="prediction_p_abnormal_is_probability"),
+            models.CheckConstraint(
+                condition=Q(p_abnormal__isnull=True) | Q(p_abnormal__gte=0, p_abnormal__lte=1),
+                name="prediction_p_abnormal_is_probability",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -186,8 +201,9 @@ class Review(models.Model):
     image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="reviews")
     radiologist = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
     decision = models.CharField(max_length=8, choices=Decision.choices)
-    label = models.CharField(max_length=24, choices=Label.choices,
-                             help_text="The radiologist's label (equal to the AI label on confirm).")
+    label = models.CharField(
+        max_length=24, choices=Label.choices, help_text="The radiologist's label (equal to the AI label on confirm)."
+    )
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -202,8 +218,9 @@ class Review(models.Model):
 class AuditEvent(models.Model):
     """Who did what to which object, when and from where. Append-only."""
 
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor_username = models.CharField(max_length=150, blank=True)  # survives user deletion
     action = models.CharField(max_length=64, db_index=True)
     object_type = models.CharField(max_length=64, blank=True)
@@ -244,4 +261,6 @@ class QueueProbe(models.Model):
 
     def __str__(self) -> str:
         return f"Queue probe #{self.pk} ({self.status})"
+
+
 from classifier.integrations import *  # noqa: E402, F403 - integration rows live in their own module

@@ -3,6 +3,7 @@
 Views use :func:`action_required`, the API uses :class:`ActionPermission`, templates use
 the ``can`` context. Each action maps to one Django permission; groups carry them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,12 +29,28 @@ ACTIONS: dict[str, str] = {
 }
 
 _CLINICIAN_PERMS = [
-    "classifier.view_patient", "classifier.add_patient", "classifier.view_study", "classifier.add_study",
-    "classifier.upload_study", "classifier.view_image", "classifier.add_image", "classifier.view_prediction",
+    "classifier.view_patient",
+    "classifier.add_patient",
+    "classifier.view_study",
+    "classifier.add_study",
+    "classifier.upload_study",
+    "classifier.view_image",
+    "classifier.add_image",
+    "classifier.view_prediction",
     "classifier.view_review",
 ]
 _RADIOLOGIST_PERMS = [*_CLINICIAN_PERMS, "classifier.review_prediction", "classifier.add_review"]
-_ADMIN_PERMS = [*_RADIOLOGIST_PERMS, "training.manage_models", "training.view_modelversion", "training.start_training", "training.view_trainingrun", "training.add_trainingrun", "training.view_dataset", "classifier.view_auditevent", "classifier.manage_integrations"]
+_ADMIN_PERMS = [
+    *_RADIOLOGIST_PERMS,
+    "training.manage_models",
+    "training.view_modelversion",
+    "training.start_training",
+    "training.view_trainingrun",
+    "training.add_trainingrun",
+    "training.view_dataset",
+    "classifier.view_auditevent",
+    "classifier.manage_integrations",
+]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     CLINICIAN: _CLINICIAN_PERMS,
     RADIOLOGIST: _RADIOLOGIST_PERMS,

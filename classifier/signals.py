@@ -1,4 +1,5 @@
 """Audit logins, logouts and failed logins."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,5 +23,9 @@ def _logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 
 @receiver(user_login_failed)
 def _login_failed(sender: Any, credentials: dict, request: Any = None, **kwargs: Any) -> None:
-    audit_record(actor=None, action="login_failed", request=request,
-                 detail={"username": str(credentials.get("username", ""))[:150]})
+    audit_record(
+        actor=None,
+        action="login_failed",
+        request=request,
+        detail={"username": str(credentials.get("username", ""))[:150]},
+    )

@@ -10,13 +10,15 @@ Scale (higher is read first):
 - past the maximum wait a study is escalated to ESCALATED + minutes over the limit, above
   every score, so nothing waits forever behind higher-scoring newcomers.
 """
+
 from __future__ import annotations
 
 ESCALATED = 10.0
 
 
-def priority_score(*, p_abnormal: float | None, flag: bool | None, failed: bool, waited_minutes: float,
-                   max_wait_minutes: float) -> float:
+def priority_score(
+    *, p_abnormal: float | None, flag: bool | None, failed: bool, waited_minutes: float, max_wait_minutes: float
+) -> float:
     """The priority of an unreviewed study. Reviewed studies are not prioritised (0)."""
     if waited_minutes >= max_wait_minutes:
         return ESCALATED + (waited_minutes - max_wait_minutes) / max_wait_minutes

@@ -1,4 +1,5 @@
 """Clinical pages: worklist, upload, study, review, audit."""
+
 from django.urls import path
 
 from classifier.views import audit, review, study, upload, worklist

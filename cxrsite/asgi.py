@@ -1,4 +1,5 @@
 """ASGI entry point."""
+
 from cxrsite.boot import configure
 
 configure()

@@ -1,4 +1,5 @@
 """Start-up helpers shared by manage.py, WSGI and Celery."""
+
 from __future__ import annotations
 
 import os

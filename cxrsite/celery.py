@@ -4,6 +4,7 @@ Workers are started per queue (see README): inference workers take many small ta
 the training worker takes one run at a time (concurrency 1), webhook deliveries have
 their own worker so a slow receiver never delays a prediction.
 """
+
 from __future__ import annotations
 
 import os

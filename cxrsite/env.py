@@ -3,6 +3,7 @@
 Every reader raises :class:`EnvError` with a one-line reason that names the variable, so a
 malformed deployment fails at start-up instead of running with a silently wrong value.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,7 @@ class Env:
             raise EnvError(f"{name}={number} must be at least {minimum}.")
         return number
 
-    def float(self, name: str, default: float, *, minimum: float | None = None,
-              maximum: float | None = None) -> float:
+    def float(self, name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
         value = self.raw(name)
         if value is None:
             return default

@@ -6,6 +6,7 @@ Production is the same module with DATABASE_URL (PostgreSQL), CELERY_BROKER_URL 
 SECRET_KEY, ALLOWED_HOSTS and DEBUG=false. Every variable is documented in README.md.
 Malformed values raise ImproperlyConfigured with a one-line reason (see cxrsite.boot).
 """
+
 from __future__ import annotations
 
 import os
@@ -200,15 +201,19 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 
 # DRF resolves these import strings when a view first needs them, not while settings load.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["classifier.api.auth.ApiTokenAuthentication",
-                                       "classifier.api.auth.CsrfSessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "classifier.api.auth.ApiTokenAuthentication",
+        "classifier.api.auth.CsrfSessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["classifier.api.permissions.ActionPermission"],
     "DEFAULT_THROTTLE_CLASSES": ["classifier.api.auth.TokenRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_token": _cfg["api_rate"], "api_user": _cfg["api_rate"]},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "classifier.api.pagination.ApiPagination",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend",
-                                "rest_framework.filters.OrderingFilter"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "classifier.api.errors.api_exception_handler",
 }
@@ -264,7 +269,9 @@ CELERY_TASK_TIME_LIMIT = _cfg["inference_hard"]
 # hand a still-running task to a second worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {"visibility_timeout": _cfg["visibility"], "socket_connect_timeout": 3, "socket_timeout": 10}
-    if CELERY_BROKER_URL.startswith(("redis", "rediss")) else {})
+    if CELERY_BROKER_URL.startswith(("redis", "rediss"))
+    else {}
+)
 # An upload must not hang while the broker is down: fail fast, keep the row, let the sweeper send it.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

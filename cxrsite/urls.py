@@ -1,4 +1,5 @@
 """URL map: pages (classifier.views, training.views), the API, admin, health."""
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path

@@ -1,4 +1,5 @@
 """WSGI entry point. Importing it must never import TensorFlow (tested)."""
+
 from cxrsite.boot import configure
 
 configure()

@@ -1,4 +1,5 @@
 """Shared fixtures: users and API clients per role, a real Celery worker subprocess, synthetic images."""
+
 from __future__ import annotations
 
 import io
@@ -69,8 +70,10 @@ def api_tokens(role_users) -> dict[str, str]:
     """A raw API token per role (created by the admin user), high rate so tests are not throttled."""
     from classifier.services.tokens import api_token_create
 
-    return {role: api_token_create(name=f"{role} system", role=role, created_by=role_users["Admin"],
-                                   rate="100000/min")[1] for role in ROLES}
+    return {
+        role: api_token_create(name=f"{role} system", role=role, created_by=role_users["Admin"], rate="100000/min")[1]
+        for role in ROLES
+    }
 
 
 @pytest.fixture
@@ -121,10 +124,32 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "cxrsite", "worker", "-Q", self.queues, "-c", "1",
-             "-P", "prefork", "--loglevel=info", "-n", f"test{time.time_ns()}@%h", "--without-gossip",
-             "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "cxrsite",
+                "worker",
+                "-Q",
+                self.queues,
+                "-c",
+                "1",
+                "-P",
+                "prefork",
+                "--loglevel=info",
+                "-n",
+                f"test{time.time_ns()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     def child_pids(self) -> list[int]:
@@ -165,12 +190,16 @@ def worker_env(transactional_db) -> dict[str, str]:
         if "mode=memory" in name or name == ":memory:":
             # Passing it on made the worker create a file named "memorydb_default" in the
             # project root instead of seeing the test database.
-            pytest.fail("worker tests need a database another process can open; "
-                        "settings give SQLite a file test database, do not override it with :memory:")
+            pytest.fail(
+                "worker tests need a database another process can open; "
+                "settings give SQLite a file test database, do not override it with :memory:"
+            )
         env["DATABASE_URL"] = f"sqlite:///{name}"
     else:
-        env["DATABASE_URL"] = (f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-                               f"{db['PORT'] or 5432}/{connection.settings_dict['NAME']}")
+        env["DATABASE_URL"] = (
+            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
+            f"{db['PORT'] or 5432}/{connection.settings_dict['NAME']}"
+        )
     env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
     env["CXR_VAR_DIR"] = str(settings.VAR_DIR)
     env["CXR_MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
@@ -196,8 +225,9 @@ def celery_worker_proc(worker_env) -> Iterator[Callable[..., WorkerProcess]]:
         worker.stop()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05,
-             message: str | Callable[[], str] = "") -> None:
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, interval: float = 0.05, message: str | Callable[[], str] = ""
+) -> None:
     """Poll until ``predicate()`` is true or fail the test after ``timeout`` seconds.
 
     ``message`` may be a callable (e.g. a worker's ``output``), evaluated only on failure.
@@ -221,8 +251,9 @@ def _clean_broker() -> None:
         redis.Redis.from_url(url).flushdb()
 
 
-def build_tiny_artifact(directory: Path, *, seed: int = 0, abnormal_threshold: float = 0.5,
-                        architecture: str = "cxr_net") -> Path:
+def build_tiny_artifact(
+    directory: Path, *, seed: int = 0, abnormal_threshold: float = 0.5, architecture: str = "cxr_net"
+) -> Path:
     """A real (random-weight) 32 px model exported through the production writer.
 
     cxr_net (the production default) has the closed-form Grad-CAM head; s0_cnn's
@@ -236,10 +267,16 @@ def build_tiny_artifact(directory: Path, *, seed: int = 0, abnormal_threshold: f
     keras.utils.set_random_seed(seed)
     model = build_model(architecture, input_shape=(32, 32, 1), num_classes=4)
     config = PreprocessConfig(input_size=32, lung_crop=False, clahe=True)
-    write_artifact(directory, model=model, preprocess_config=config,
-                   labels=["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"],
-                   thresholds={"abnormal": abnormal_threshold, "temperature": 1.0}, metrics={"note": "test model"},
-                   model_card_md="# tiny test model\n", extra={"hyperparameters": {"architecture": architecture}})
+    write_artifact(
+        directory,
+        model=model,
+        preprocess_config=config,
+        labels=["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"],
+        thresholds={"abnormal": abnormal_threshold, "temperature": 1.0},
+        metrics={"note": "test model"},
+        model_card_md="# tiny test model\n",
+        extra={"hyperparameters": {"architecture": architecture}},
+    )
     return directory
 
 
@@ -248,8 +285,10 @@ def tiny_artifacts(tmp_path_factory) -> list[Path]:
     """Two different tiny artifacts, built once per session: cxr_net (closed-form
     heatmaps, active in most tests) and s0_cnn (GradientTape heatmaps, promoted in some)."""
     root = tmp_path_factory.mktemp("tiny-models")
-    return [build_tiny_artifact(root / "m0", seed=0, architecture="cxr_net"),
-            build_tiny_artifact(root / "m1", seed=1, architecture="s0_cnn")]
+    return [
+        build_tiny_artifact(root / "m0", seed=0, architecture="cxr_net"),
+        build_tiny_artifact(root / "m1", seed=1, architecture="s0_cnn"),
+    ]
 
 
 @pytest.fixture

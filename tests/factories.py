@@ -1,4 +1,5 @@
 """factory_boy factories for the rows tests build by hand (files are names only, not stored)."""
+
 from __future__ import annotations
 
 import factory

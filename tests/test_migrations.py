@@ -1,4 +1,5 @@
 """Migrations apply on both engines, and constraints reject duplicates."""
+
 from __future__ import annotations
 
 import os
@@ -17,11 +18,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_migrations_apply_on_sqlite_from_scratch(tmp_path: Path) -> None:
     env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.sqlite3'}", CXR_VAR_DIR=str(tmp_path))
-    out = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
-    check = subprocess.run([sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"], cwd=ROOT,
-                           env=env, capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, "models changed without a migration:\n" + check.stdout
 
 

@@ -1,4 +1,5 @@
 """Models and training (admins): versions with metrics, promote, roll back, training runs."""
+
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
@@ -18,8 +19,22 @@ from training.services.runs import training_run_start
 class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
-        fields = ["id", "name", "version", "status", "architecture", "input_size", "labels", "metrics",
-                  "thresholds", "artifact_sha256", "parent", "reviewed_images_used", "created_at", "activated_at"]
+        fields = [
+            "id",
+            "name",
+            "version",
+            "status",
+            "architecture",
+            "input_size",
+            "labels",
+            "metrics",
+            "thresholds",
+            "artifact_sha256",
+            "parent",
+            "reviewed_images_used",
+            "created_at",
+            "activated_at",
+        ]
         read_only_fields = fields
 
 
@@ -34,8 +49,23 @@ class TrainingRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrainingRun
-        fields = ["id", "status", "trigger", "name", "spec", "datasets", "include_reviews", "progress", "history",
-                  "model_version", "promotion", "error_message", "created_at", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "status",
+            "trigger",
+            "name",
+            "spec",
+            "datasets",
+            "include_reviews",
+            "progress",
+            "history",
+            "model_version",
+            "promotion",
+            "error_message",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
         read_only_fields = fields
 
 
@@ -70,8 +100,10 @@ class ModelVersionActivateApi(Api):
 
     role_actions = {"POST": "manage_models"}
 
-    @extend_schema(request=None, responses={200: ModelVersionSerializer,
-                                            409: OpenApiResponse(description="Failed or incomplete artifact.")})
+    @extend_schema(
+        request=None,
+        responses={200: ModelVersionSerializer, 409: OpenApiResponse(description="Failed or incomplete artifact.")},
+    )
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         version = get_object_or_404(ModelVersion, pk=pk)
@@ -84,8 +116,10 @@ class ModelVersionRollbackApi(Api):
 
     role_actions = {"POST": "manage_models"}
 
-    @extend_schema(request=RollbackInput, responses={200: ModelVersionSerializer,
-                                                     409: OpenApiResponse(description="Nothing to roll back to.")})
+    @extend_schema(
+        request=RollbackInput,
+        responses={200: ModelVersionSerializer, 409: OpenApiResponse(description="Nothing to roll back to.")},
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         form = RollbackInput(data=request.data)
@@ -108,14 +142,20 @@ class TrainingRunListCreateApi(ListApi):
         form = TrainingRunInput(data=request.data)
         form.is_valid(raise_exception=True)
         try:
-            run = training_run_start(spec=form.validated_data.get("spec") or {},
-                                     datasets=form.validated_data.get("datasets") or [],
-                                     include_reviews=form.validated_data["include_reviews"],
-                                     created_by=request.user, request=request)
+            run = training_run_start(
+                spec=form.validated_data.get("spec") or {},
+                datasets=form.validated_data.get("datasets") or [],
+                include_reviews=form.validated_data["include_reviews"],
+                created_by=request.user,
+                request=request,
+            )
         except (ValueError, TypeError, KeyError) as exc:
             raise ApiError("invalid_spec", f"The training spec is invalid: {exc}", 400) from None
-        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED,
-                        headers={"Location": f"/api/v1/training-runs/{run.pk}/"})
+        return Response(
+            TrainingRunSerializer(run).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/training-runs/{run.pk}/"},
+        )
 
 
 class TrainingRunDetailApi(RetrieveApi):
@@ -125,4 +165,3 @@ class TrainingRunDetailApi(RetrieveApi):
     serializer_class = TrainingRunSerializer
     queryset = TrainingRun.objects.prefetch_related("datasets")
     audit_action = "api_read_training"
-

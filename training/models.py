@@ -1,4 +1,5 @@
 """Datasets, training runs and the model registry."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -117,8 +118,9 @@ class TrainingRun(models.Model):
     include_reviews = models.BooleanField(default=True)
     progress = models.JSONField(default=dict, blank=True, help_text="epoch, epochs, loss, metrics, eta_seconds")
     history = models.JSONField(default=dict, blank=True)
-    model_version = models.OneToOneField(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
-                                         related_name="training_run")
+    model_version = models.OneToOneField(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_run"
+    )
     promotion = models.JSONField(default=dict, blank=True, help_text="The gate's decision and reasons.")
     error_message = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)

@@ -4,6 +4,7 @@ Activation flips the active row inside a transaction; the partial unique constra
 ``one_active_version_per_name`` makes two active versions impossible even under races.
 Rollback is the same operation aimed at the previously active version.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,7 @@ from training.models import ModelVersion
 
 log = logging.getLogger(__name__)
 DEFAULT_NAME = "cxr-triage"
-REQUIRED_FILES = ("model.keras", "model.tflite", "preprocess.json", "labels.json", "thresholds.json",
-                  "manifest.json")
+REQUIRED_FILES = ("model.keras", "model.tflite", "preprocess.json", "labels.json", "thresholds.json", "manifest.json")
 
 
 class RegistryError(Exception):
@@ -55,17 +55,23 @@ def _read_json(path: Path, default: Any) -> Any:
 
 
 @transaction.atomic
-def version_register(*, source_dir: Path, name: str = DEFAULT_NAME, created_by: Any = None,
-                     parent: ModelVersion | None = None, data_snapshot: dict | None = None,
-                     reviewed_images_used: int = 0, copy: bool = True) -> ModelVersion:
+def version_register(
+    *,
+    source_dir: Path,
+    name: str = DEFAULT_NAME,
+    created_by: Any = None,
+    parent: ModelVersion | None = None,
+    data_snapshot: dict | None = None,
+    reviewed_images_used: int = 0,
+    copy: bool = True,
+) -> ModelVersion:
     """Register an artifact directory as the next CANDIDATE version of ``name``.
 
     With ``copy`` the files are copied into MODEL_ROOT/<name>/v<N>-<random>/ (never overwriting), so
     the registry owns an immutable copy; otherwise ``source_dir`` must already live there.
     """
     files = artifact_verify(source_dir)
-    number = (ModelVersion.objects.select_for_update().filter(name=name)
-              .aggregate(m=Max("version"))["m"] or 0) + 1
+    number = (ModelVersion.objects.select_for_update().filter(name=name).aggregate(m=Max("version"))["m"] or 0) + 1
     target = source_dir
     if copy:
         # The suffix keeps a re-created database from colliding with an older copy.
@@ -81,31 +87,50 @@ def version_register(*, source_dir: Path, name: str = DEFAULT_NAME, created_by: 
     preprocess = _read_json(target / "preprocess.json", {})
     hyper = manifest.get("hyperparameters", {})
     return ModelVersion.objects.create(
-        name=name, version=number, architecture=hyper.get("architecture", manifest.get("architecture", "unknown")),
-        input_size=int(preprocess.get("input_size", 0)), labels=_read_json(target / "labels.json", []),
-        preprocess_config=preprocess, hyperparameters=hyper,
+        name=name,
+        version=number,
+        architecture=hyper.get("architecture", manifest.get("architecture", "unknown")),
+        input_size=int(preprocess.get("input_size", 0)),
+        labels=_read_json(target / "labels.json", []),
+        preprocess_config=preprocess,
+        hyperparameters=hyper,
         data_snapshot=data_snapshot if data_snapshot is not None else manifest.get("data_snapshot", {}),
-        parent=parent, metrics=_read_json(target / "metrics.json", {}),
-        thresholds=_read_json(target / "thresholds.json", {}), artifact_dir=str(target), artifact_sha256=files,
+        parent=parent,
+        metrics=_read_json(target / "metrics.json", {}),
+        thresholds=_read_json(target / "thresholds.json", {}),
+        artifact_dir=str(target),
+        artifact_sha256=files,
         model_card=(target / "model_card.md").read_text() if (target / "model_card.md").is_file() else "",
-        created_by=created_by, reviewed_images_used=reviewed_images_used)
+        created_by=created_by,
+        reviewed_images_used=reviewed_images_used,
+    )
 
 
 @transaction.atomic
-def version_activate(*, version: ModelVersion, actor: Any = None, request: Any = None,
-                     reason: str = "manual") -> ModelVersion:
+def version_activate(
+    *, version: ModelVersion, actor: Any = None, request: Any = None, reason: str = "manual"
+) -> ModelVersion:
     """Make ``version`` the active one of its name; the previous active one is archived."""
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
     if version.status == ModelVersion.Status.FAILED:
         raise RegistryError(f"{version} failed and cannot be activated.")
     artifact_verify(Path(version.artifact_dir))
-    previous = (ModelVersion.objects.select_for_update()
-                .filter(name=version.name, status=ModelVersion.Status.ACTIVE).exclude(pk=version.pk).first())
+    previous = (
+        ModelVersion.objects.select_for_update()
+        .filter(name=version.name, status=ModelVersion.Status.ACTIVE)
+        .exclude(pk=version.pk)
+        .first()
+    )
     if previous is not None:
         ModelVersion.objects.filter(pk=previous.pk).update(status=ModelVersion.Status.ARCHIVED)
     ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.ACTIVE, activated_at=timezone.now())
-    audit_record(actor=actor, action="model_activate", obj=version, request=request,
-                 detail={"reason": reason, "previous": previous.version if previous else None})
+    audit_record(
+        actor=actor,
+        action="model_activate",
+        obj=version,
+        request=request,
+        detail={"reason": reason, "previous": previous.version if previous else None},
+    )
     log.info("activated %s (previous: %s, reason: %s)", version, previous, reason)
     version.refresh_from_db()
     return version
@@ -115,8 +140,7 @@ def version_activate(*, version: ModelVersion, actor: Any = None, request: Any =
 def version_rollback(*, name: str = DEFAULT_NAME, actor: Any = None, request: Any = None) -> ModelVersion:
     """Re-activate the version that was active before the current one."""
     current = active_version(name)
-    earlier = ModelVersion.objects.filter(name=name, status=ModelVersion.Status.ARCHIVED,
-                                          activated_at__isnull=False)
+    earlier = ModelVersion.objects.filter(name=name, status=ModelVersion.Status.ARCHIVED, activated_at__isnull=False)
     if current is not None and current.activated_at is not None:
         earlier = earlier.filter(activated_at__lt=current.activated_at)
     target = earlier.order_by("-activated_at").first()

@@ -3,6 +3,7 @@
 Django-free (plain label strings), so the trainer and the run services share it without
 importing each other.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,13 +1,17 @@
 """Thin Celery tasks for the training queue (run with concurrency 1: one run at a time)."""
+
 from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True,
-             soft_time_limit=settings.CXR["TRAINING_SOFT_TIME_LIMIT"],
-             time_limit=settings.CXR["TRAINING_HARD_TIME_LIMIT"])
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.CXR["TRAINING_SOFT_TIME_LIMIT"],
+    time_limit=settings.CXR["TRAINING_HARD_TIME_LIMIT"],
+)
 def training_run_task(run_id: int) -> str:
     """Execute a queued training run; a redelivered message for a claimed run does nothing."""
     from training.services.runs import training_run_execute

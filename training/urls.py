@@ -1,4 +1,5 @@
 """Model and training pages (admins)."""
+
 from django.urls import path
 
 from training import views

@@ -4,6 +4,7 @@ A token authenticates as its dedicated service user, so permissions (roles.user_
 audit (actor) and idempotency (scoped by user) need nothing token-specific. Browsers use
 the session instead (SessionAuthentication, with its CSRF check).
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -90,8 +91,12 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
     name = "ApiToken"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "cxr_<random>",
-                "description": "An integration token created by an administrator (shown once)."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "cxr_<random>",
+            "description": "An integration token created by an administrator (shown once).",
+        }
 
 
 class SessionScheme(OpenApiAuthenticationExtension):

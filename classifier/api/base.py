@@ -3,6 +3,7 @@
 Authentication, permissions, throttling, rendering, pagination, filtering and the error
 handler are DRF settings (cxrsite.settings.REST_FRAMEWORK).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,14 +35,16 @@ class ApiMixin:
             except ValueError:
                 raise ApiError("invalid_content_length", "The Content-Length header is not a number.") from None
             if length > self.max_body_bytes:
-                raise ApiError("request_too_large", f"The request is larger than "
-                               f"{self.max_body_bytes // (1024 * 1024)} MiB.", 413)
+                raise ApiError(
+                    "request_too_large", f"The request is larger than {self.max_body_bytes // (1024 * 1024)} MiB.", 413
+                )
 
     def audit(self, action: str, obj: models.Model | None = None, **detail: Any) -> None:
         """Record a read or write of patient data by the authenticated user (or token user)."""
         request = self.request  # type: ignore[attr-defined]
-        audit_record(actor=request.user, action=action, obj=obj, request=request,
-                     detail={"api": request.path[:200], **detail})
+        audit_record(
+            actor=request.user, action=action, obj=obj, request=request, detail={"api": request.path[:200], **detail}
+        )
 
 
 class Api(ApiMixin, APIView):

@@ -5,6 +5,7 @@ refusals (ServiceError, ImagingError, RegistryError) and Django's exceptions int
 exceptions and delegates to DRF's handler, then puts the answer in that shape, so bad
 input never surfaces as a 500.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -94,8 +95,10 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
 
 @csrf_exempt
 def fhir_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-    outcome = {"resourceType": "OperationOutcome",
-               "issue": [{"severity": "error", "code": "not-found", "diagnostics": "No such resource."}]}
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "not-found", "diagnostics": "No such resource."}],
+    }
     return JsonResponse(outcome, status=404, content_type="application/fhir+json")
 
 

@@ -5,6 +5,7 @@ it, then ``final``) whose results are one Observation per class probability, ids
 ``<prediction>-<class>``. The producing model travels as a contained Device on each
 Observation and as an extension on the report. Errors are OperationOutcome resources.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,8 +29,15 @@ MODEL_EXTENSION = "urn:cxr-triage:fhir:StructureDefinition:model-version"
 SINGLE_VIEW = {"system": LOINC, "code": "36554-4", "display": "XR Chest Single view"}
 TWO_VIEWS = {"system": LOINC, "code": "36643-5", "display": "XR Chest 2 Views"}
 RADIOLOGY = {"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD", "display": "Radiology"}
-ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-               406: "not-supported", 429: "throttled"}
+ISSUE_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    429: "throttled",
+}
 
 
 class FhirJsonRenderer(renderers.JSONRenderer):
@@ -42,8 +50,11 @@ def _instant(value: Any) -> str | None:
 
 
 def patient_resource(patient: Patient) -> dict[str, Any]:
-    resource: dict[str, Any] = {"resourceType": "Patient", "id": str(patient.pk),
-                                "identifier": [{"system": MRN_SYSTEM, "value": patient.mrn}]}
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": str(patient.pk),
+        "identifier": [{"system": MRN_SYSTEM, "value": patient.mrn}],
+    }
     if patient.name:
         resource["name"] = [{"text": patient.name}]
     if patient.sex:
@@ -56,11 +67,16 @@ def patient_resource(patient: Patient) -> dict[str, Any]:
 def imaging_study_resource(study: Study) -> dict[str, Any]:
     images = list(study.images.all())
     resource: dict[str, Any] = {
-        "resourceType": "ImagingStudy", "id": str(study.pk),
+        "resourceType": "ImagingStudy",
+        "id": str(study.pk),
         "status": "available" if images else "registered",
         "subject": {"reference": f"Patient/{study.patient_id}"},
-        "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                                             "code": "ACSN"}]}, "value": study.accession_number}],
+        "identifier": [
+            {
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]},
+                "value": study.accession_number,
+            }
+        ],
         "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": study.modality or "CR"}],
         "numberOfInstances": len(images),
     }
@@ -75,11 +91,18 @@ def imaging_study_resource(study: Study) -> dict[str, Any]:
 
 def _model_device(prediction: Prediction) -> dict[str, Any]:
     version = prediction.model_version
-    return {"resourceType": "Device", "id": "model",
-            "deviceName": [{"name": version.name, "type": "model-name"}],
-            "version": [{"value": str(version.version)}],
-            "identifier": [{"system": "urn:cxr-triage:artifact-sha256",
-                            "value": (version.artifact_sha256 or {}).get("model.tflite", "")}]}
+    return {
+        "resourceType": "Device",
+        "id": "model",
+        "deviceName": [{"name": version.name, "type": "model-name"}],
+        "version": [{"value": str(version.version)}],
+        "identifier": [
+            {
+                "system": "urn:cxr-triage:artifact-sha256",
+                "value": (version.artifact_sha256 or {}).get("model.tflite", ""),
+            }
+        ],
+    }
 
 
 def _observation_id(prediction: Prediction, label: str) -> str:
@@ -89,16 +112,30 @@ def _observation_id(prediction: Prediction, label: str) -> str:
 def observation_resource(prediction: Prediction, label: str) -> dict[str, Any]:
     display = Label(label).label if label in Label.values else label
     return {
-        "resourceType": "Observation", "id": _observation_id(prediction, label),
+        "resourceType": "Observation",
+        "id": _observation_id(prediction, label),
         "contained": [_model_device(prediction)],
         "status": "final" if review_latest(prediction.image) else "preliminary",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                  "code": "imaging", "display": "Imaging"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "imaging",
+                        "display": "Imaging",
+                    }
+                ]
+            }
+        ],
         "code": {"text": f"AI probability of {display}"},
         "subject": {"reference": f"Patient/{prediction.image.study.patient_id}"},
         "effectiveDateTime": _instant(prediction.finished_at),
-        "valueQuantity": {"value": round(float(prediction.probabilities[label]), 6), "unit": "probability",
-                          "system": "http://unitsofmeasure.org", "code": "1"},
+        "valueQuantity": {
+            "value": round(float(prediction.probabilities[label]), 6),
+            "unit": "probability",
+            "system": "http://unitsofmeasure.org",
+            "code": "1",
+        },
         "device": {"reference": "#model"},
         "derivedFrom": [{"reference": f"ImagingStudy/{prediction.image.study_id}"}],
         "note": [{"text": NOTICE}],
@@ -108,14 +145,22 @@ def observation_resource(prediction: Prediction, label: str) -> dict[str, Any]:
 def diagnostic_report_resource(prediction: Prediction) -> dict[str, Any]:
     study, version = prediction.image.study, prediction.model_version
     review = review_latest(prediction.image)
-    ai = (f"AI triage: {prediction.label}, p(abnormal) {prediction.p_abnormal:.3f} "
-          f"({'flagged' if prediction.flag else 'not flagged'} at threshold {prediction.threshold:.3f}), "
-          f"model {version.name} v{version.version}.")
+    ai = (
+        f"AI triage: {prediction.label}, p(abnormal) {prediction.p_abnormal:.3f} "
+        f"({'flagged' if prediction.flag else 'not flagged'} at threshold {prediction.threshold:.3f}), "
+        f"model {version.name} v{version.version}."
+    )
     read = f" Radiologist {review.decision}ed: {review.label}." if review else ""
     return {
-        "resourceType": "DiagnosticReport", "id": str(prediction.pk),
-        "extension": [{"url": MODEL_EXTENSION, "valueString": f"{version.name} v{version.version} sha256:"
-                       f"{(version.artifact_sha256 or {}).get('model.tflite', '')}"}],
+        "resourceType": "DiagnosticReport",
+        "id": str(prediction.pk),
+        "extension": [
+            {
+                "url": MODEL_EXTENSION,
+                "valueString": f"{version.name} v{version.version} sha256:"
+                f"{(version.artifact_sha256 or {}).get('model.tflite', '')}",
+            }
+        ],
         "status": "final" if review else "preliminary",
         "category": [{"coding": [RADIOLOGY]}],
         "code": {"coding": [TWO_VIEWS if study.images.count() >= 2 else SINGLE_VIEW], "text": "Chest X-ray"},
@@ -123,16 +168,19 @@ def diagnostic_report_resource(prediction: Prediction) -> dict[str, Any]:
         "effectiveDateTime": study.study_date.isoformat() if study.study_date else _instant(study.created_at),
         "issued": _instant(review.created_at if review else prediction.finished_at),
         "imagingStudy": [{"reference": f"ImagingStudy/{study.pk}"}],
-        "result": [{"reference": f"Observation/{_observation_id(prediction, label)}"}
-                   for label in sorted(prediction.probabilities)],
+        "result": [
+            {"reference": f"Observation/{_observation_id(prediction, label)}"}
+            for label in sorted(prediction.probabilities)
+        ],
         "conclusion": f"{ai}{read} This is {NOTICE}.",
     }
 
 
 def operation_outcome(status_code: int, message: str) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": ISSUE_CODES.get(status_code, "processing"),
-                       "diagnostics": message}]}
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": ISSUE_CODES.get(status_code, "processing"), "diagnostics": message}],
+    }
 
 
 class FhirApi(Api):
@@ -165,24 +213,27 @@ class FhirPatientApi(FhirApi):
 
 
 class FhirImagingStudyApi(FhirApi):
-    @extend_schema(operation_id="fhir_imagingstudy_read",
-                   responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="fhir_imagingstudy_read", responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT}
+    )
     def get(self, request: Request, pk: int) -> Response:
         study = get_object_or_404(Study, pk=pk)
         return self.fhir(imaging_study_resource(study), study)
 
 
 class FhirDiagnosticReportApi(FhirApi):
-    @extend_schema(operation_id="fhir_diagnosticreport_read",
-                   responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="fhir_diagnosticreport_read", responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT}
+    )
     def get(self, request: Request, pk: int) -> Response:
         prediction = finished_prediction(pk)
         return self.fhir(diagnostic_report_resource(prediction), prediction)
 
 
 class FhirObservationApi(FhirApi):
-    @extend_schema(operation_id="fhir_observation_read",
-                   responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="fhir_observation_read", responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT}
+    )
     def get(self, request: Request, observation_id: str) -> Response:
         prediction_id, _, _slug = observation_id.partition("-")
         if not prediction_id.isdigit():

@@ -1,4 +1,5 @@
 """Filter fields that refuse values the database cannot hold (400, never a database error)."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta

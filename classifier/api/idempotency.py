@@ -8,6 +8,7 @@ back and the retry runs afresh. A refusal (4xx) is stored and replayed too, but 
 it may have started is rolled back to a savepoint, so a refused request changes nothing.
 Records older than RECORD_TTL are forgotten (the key may then be reused).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,7 @@ def _jsonable(data: Any) -> Any:
 
 def _replay(record: IdempotencyRecord, fingerprint: str) -> Response:
     if record.fingerprint != fingerprint:
-        raise ApiError("idempotency_key_reused",
-                       "This Idempotency-Key was already used with a different request.", 409)
+        raise ApiError("idempotency_key_reused", "This Idempotency-Key was already used with a different request.", 409)
     headers = {**record.response_headers, REPLAYED_HEADER: "true"}
     return Response(record.response_body, status=record.status_code, headers=headers)
 
@@ -73,11 +73,14 @@ def idempotency_run(*, view: Any, request: Request, key: str, run: Callable[[], 
     """Run ``run`` at most once per (user, key); see the module docstring for the contract."""
     fingerprint = request_fingerprint(request)
     with transaction.atomic():
-        IdempotencyRecord.objects.filter(user=request.user, key=key,
-                                         created_at__lt=timezone.now() - RECORD_TTL).delete()
+        IdempotencyRecord.objects.filter(
+            user=request.user, key=key, created_at__lt=timezone.now() - RECORD_TTL
+        ).delete()
         record, created = IdempotencyRecord.objects.get_or_create(
-            user=request.user, key=key,
-            defaults={"fingerprint": fingerprint, "method": request.method, "path": request.path[:255]})
+            user=request.user,
+            key=key,
+            defaults={"fingerprint": fingerprint, "method": request.method, "path": request.path[:255]},
+        )
         if not created:
             return _replay(record, fingerprint)
         with transaction.atomic():  # a savepoint: refusals leave no partial work behind
@@ -108,8 +111,7 @@ def idempotent(method: Callable[..., Response]) -> Callable[..., Response]:
         key = key.strip()
         if not key or len(key) > 255:
             raise ApiError("invalid_idempotency_key", "The Idempotency-Key must be 1 to 255 characters.", 400)
-        return idempotency_run(view=self, request=request, key=key,
-                               run=lambda: method(self, request, *args, **kwargs))
+        return idempotency_run(view=self, request=request, key=key, run=lambda: method(self, request, *args, **kwargs))
 
     wrapper.idempotent = True  # type: ignore[attr-defined] - read by the schema hook
     return wrapper

@@ -1,4 +1,5 @@
 """Page-number pagination of every API list (REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"])."""
+
 from __future__ import annotations
 
 from rest_framework import pagination

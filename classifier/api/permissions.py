@@ -3,6 +3,7 @@
 Each API view declares ``role_actions``: HTTP method -> action name (a key of roles.ACTIONS);
 ``"*"`` is the fallback for methods not listed. A method with no action is refused.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,4 +31,3 @@ class ActionPermission(permissions.BasePermission):
             self.message = f"Your role does not allow this ({action.replace('_', ' ')})."
             return False
         return True
-

@@ -1,24 +1,47 @@
 """OpenAPI post-processing (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]): the shared error
 shape, the Idempotency-Key header and the standards' media types on every operation."""
+
 from __future__ import annotations
 
 from typing import Any
 
 ERROR_SCHEMA = {
     "type": "object",
-    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"},
-        "fields": {"type": "object", "additionalProperties": True}}}},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": True},
+            },
+        }
+    },
     "required": ["error"],
 }
-OUTCOME_SCHEMA = {"type": "object", "required": ["resourceType", "issue"],
-                  "properties": {"resourceType": {"type": "string"}, "issue": {"type": "array", "items": {}}}}
-ERROR_STATUSES = {"400": "Invalid request.", "401": "Not authenticated.", "403": "The role does not allow this.",
-                  "404": "Not found.", "429": "Too many requests (throttled)."}
-POST_ERRORS = {"409": "Conflict (e.g. Idempotency-Key reused with another request).",
-               "413": "Request too large.", "415": "Unsupported media type."}
+OUTCOME_SCHEMA = {
+    "type": "object",
+    "required": ["resourceType", "issue"],
+    "properties": {"resourceType": {"type": "string"}, "issue": {"type": "array", "items": {}}},
+}
+ERROR_STATUSES = {
+    "400": "Invalid request.",
+    "401": "Not authenticated.",
+    "403": "The role does not allow this.",
+    "404": "Not found.",
+    "429": "Too many requests (throttled).",
+}
+POST_ERRORS = {
+    "409": "Conflict (e.g. Idempotency-Key reused with another request).",
+    "413": "Request too large.",
+    "415": "Unsupported media type.",
+}
 IDEMPOTENCY_PARAMETER = {
-    "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string", "maxLength": 255},
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 255},
     "description": "Retrying with the same key and body returns the original response; another body: 409.",
 }
 
@@ -58,8 +81,7 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
             for code, text in statuses.items():
                 if code not in responses or "content" not in responses[code]:
                     description = responses.get(code, {}).get("description") or text
-                    responses[code] = {"description": description,
-                                       "content": {m: {"schema": error_ref} for m in media}}
+                    responses[code] = {"description": description, "content": {m: {"schema": error_ref} for m in media}}
             for response in responses.values():
                 content = response.get("content", {})
                 json_like = next((content[m] for m in media if m in content), None)

@@ -3,6 +3,7 @@
 Every prediction carries the identity of the model that produced it (name, version,
 sha256 of model.tflite) and the decision-support notice.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -54,8 +55,9 @@ class ReviewSerializer(serializers.ModelSerializer):
 
 class PredictionSerializer(serializers.ModelSerializer):
     study = serializers.IntegerField(source="image.study_id", read_only=True)
-    priority = serializers.FloatField(source="image.study.priority", read_only=True,
-                                      help_text="The study's triage score; higher is read first.")
+    priority = serializers.FloatField(
+        source="image.study.priority", read_only=True, help_text="The study's triage score; higher is read first."
+    )
     model = ModelIdentitySerializer(source="model_version", read_only=True, allow_null=True)
     heatmap_url = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
@@ -64,9 +66,30 @@ class PredictionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Prediction
-        fields = ["id", "image", "study", "status", "probabilities", "label", "p_abnormal", "flag", "priority",
-                  "threshold", "thresholds", "model", "runtime", "timings_ms", "heatmap_url", "error",
-                  "latest_review", "notice", "attempts", "created_at", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "image",
+            "study",
+            "status",
+            "probabilities",
+            "label",
+            "p_abnormal",
+            "flag",
+            "priority",
+            "threshold",
+            "thresholds",
+            "model",
+            "runtime",
+            "timings_ms",
+            "heatmap_url",
+            "error",
+            "latest_review",
+            "notice",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(OpenApiTypes.URI)
@@ -93,8 +116,19 @@ class ImageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Image
-        fields = ["id", "study", "format", "width", "height", "size_bytes", "sha256", "sop_instance_uid",
-                  "original_filename", "created_at", "latest_prediction"]
+        fields = [
+            "id",
+            "study",
+            "format",
+            "width",
+            "height",
+            "size_bytes",
+            "sha256",
+            "sop_instance_uid",
+            "original_filename",
+            "created_at",
+            "latest_prediction",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
@@ -109,8 +143,21 @@ class StudySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Study
-        fields = ["id", "patient", "accession_number", "study_instance_uid", "modality", "view_position",
-                  "study_date", "clinical_notes", "status", "priority", "image_count", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "patient",
+            "accession_number",
+            "study_instance_uid",
+            "modality",
+            "view_position",
+            "study_date",
+            "clinical_notes",
+            "status",
+            "priority",
+            "image_count",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
     def get_image_count(self, obj: Study) -> int:
@@ -137,6 +184,7 @@ class UploadResultSerializer(serializers.Serializer):
 
 # --- input --------------------------------------------------------------------------
 
+
 class StudyFieldsInput(serializers.Serializer):
     """Patient and study fields; for DICOM uploads blank fields are filled from the header."""
 
@@ -155,8 +203,12 @@ class StudyFieldsInput(serializers.Serializer):
 class StudyCreateInput(StudyFieldsInput):
     mrn = serializers.CharField(max_length=64)
     accession_number = serializers.CharField(max_length=64)
-    images = serializers.ListField(child=serializers.FileField(), required=False, max_length=16,
-                                   help_text="Image files (DICOM, PNG, JPEG) of the study.")
+    images = serializers.ListField(
+        child=serializers.FileField(),
+        required=False,
+        max_length=16,
+        help_text="Image files (DICOM, PNG, JPEG) of the study.",
+    )
 
 
 class ImageUploadInput(StudyFieldsInput):
@@ -173,6 +225,10 @@ class PatientInput(serializers.ModelSerializer):
 
 class ReviewInput(serializers.Serializer):
     decision = serializers.ChoiceField(choices=Review.Decision.choices)
-    label = serializers.ChoiceField(choices=Label.choices, required=False, allow_blank=True,
-                                    help_text="Required when correcting; ignored when confirming.")
+    label = serializers.ChoiceField(
+        choices=Label.choices,
+        required=False,
+        allow_blank=True,
+        help_text="Required when correcting; ignored when confirming.",
+    )
     comment = serializers.CharField(max_length=4000, required=False, allow_blank=True)

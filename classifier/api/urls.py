@@ -1,4 +1,5 @@
 """API routes: /api/v1/ (REST), /api/schema/ + /api/docs/ (OpenAPI), /dicomweb/, /fhir/."""
+
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -15,17 +16,18 @@ urlpatterns = [
     path(f"{v1}/patients/<int:pk>/", patients.PatientDetailApi.as_view(), name="patient-detail"),
     path(f"{v1}/studies/", studies.StudyListCreateApi.as_view(), name="study-list"),
     path(f"{v1}/studies/<int:pk>/", studies.StudyDetailApi.as_view(), name="study-detail"),
-    path(f"{v1}/studies/<int:pk>/predictions/", studies.StudyPredictionListApi.as_view(),
-         name="study-predictions"),
+    path(f"{v1}/studies/<int:pk>/predictions/", studies.StudyPredictionListApi.as_view(), name="study-predictions"),
     path(f"{v1}/images/", images.ImageListUploadApi.as_view(), name="image-list"),
     path(f"{v1}/images/<int:pk>/", images.ImageDetailApi.as_view(), name="image-detail"),
     path(f"{v1}/predictions/", predictions.PredictionListApi.as_view(), name="prediction-list"),
     path(f"{v1}/predictions/<int:pk>/", predictions.PredictionDetailApi.as_view(), name="prediction-detail"),
-    path(f"{v1}/predictions/<int:pk>/heatmap/", predictions.PredictionHeatmapApi.as_view(),
-         name="prediction-heatmap"),
+    path(f"{v1}/predictions/<int:pk>/heatmap/", predictions.PredictionHeatmapApi.as_view(), name="prediction-heatmap"),
     path(f"{v1}/predictions/<int:pk>/rerun/", predictions.PredictionRerunApi.as_view(), name="prediction-rerun"),
-    path(f"{v1}/predictions/<int:pk>/reviews/", reviews.PredictionReviewListCreateApi.as_view(),
-         name="prediction-reviews"),
+    path(
+        f"{v1}/predictions/<int:pk>/reviews/",
+        reviews.PredictionReviewListCreateApi.as_view(),
+        name="prediction-reviews",
+    ),
     path(f"{v1}/models/", training_api.ModelVersionListApi.as_view(), name="model-list"),
     path(f"{v1}/models/rollback/", training_api.ModelVersionRollbackApi.as_view(), name="model-rollback"),
     path(f"{v1}/models/<int:pk>/", training_api.ModelVersionDetailApi.as_view(), name="model-detail"),
@@ -37,13 +39,16 @@ urlpatterns = [
     path(f"{v1}/tokens/<int:pk>/revoke/", tokens.ApiTokenRevokeApi.as_view(), name="token-revoke"),
     path(f"{v1}/webhooks/", webhooks.WebhookListCreateApi.as_view(), name="webhook-list"),
     path(f"{v1}/webhooks/<int:pk>/", webhooks.WebhookDetailApi.as_view(), name="webhook-detail"),
-    path(f"{v1}/webhooks/<int:pk>/deliveries/", webhooks.WebhookDeliveryListApi.as_view(),
-         name="webhook-deliveries"),
+    path(f"{v1}/webhooks/<int:pk>/deliveries/", webhooks.WebhookDeliveryListApi.as_view(), name="webhook-deliveries"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("dicomweb/studies", dicomweb.StowRsApi.as_view(), name="dicomweb-studies"),
-    re_path(r"^dicomweb/studies/(?P<study_uid>[0-9.]+)/series/(?P<series_uid>[0-9.]+)/instances/"
-            r"(?P<sop_uid>[0-9.]+)$", dicomweb.WadoInstanceApi.as_view(), name="dicomweb-instance"),
+    re_path(
+        r"^dicomweb/studies/(?P<study_uid>[0-9.]+)/series/(?P<series_uid>[0-9.]+)/instances/"
+        r"(?P<sop_uid>[0-9.]+)$",
+        dicomweb.WadoInstanceApi.as_view(),
+        name="dicomweb-instance",
+    ),
     path("fhir/Patient/<int:pk>", fhir.FhirPatientApi.as_view(), name="fhir-patient"),
     path("fhir/ImagingStudy/<int:pk>", fhir.FhirImagingStudyApi.as_view(), name="fhir-imagingstudy"),
     path("fhir/DiagnosticReport/<int:pk>", fhir.FhirDiagnosticReportApi.as_view(), name="fhir-diagnosticreport"),

@@ -1,4 +1,5 @@
 """Where the shared sample data lives (see docs/contracts.md, "Data location")."""
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ the result is 2-D float32 in [0, 1] with bone bright (MONOCHROME2).
 All functions are pure and thread-safe: no global Pillow or pydicom setting is
 changed.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOI = b"\xff\xd8\xff"
 _DICOM_START_GROUPS = (0x0002, 0x0008)
 _VRS = frozenset(
-    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
-    b"UN UR US UT UV".split())
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,8 +104,10 @@ def check_upload(data: Any, limits: DecodeLimits) -> tuple[bytes, str]:
     if not isinstance(data, bytes):
         raise UnsupportedFormat("The upload is not a file.")
     if len(data) > limits.max_bytes:
-        raise FileTooLarge(f"The file is {len(data) // (1024 * 1024)} MiB, more than the "
-                           f"{limits.max_bytes // (1024 * 1024)} MiB upload limit.")
+        raise FileTooLarge(
+            f"The file is {len(data) // (1024 * 1024)} MiB, more than the "
+            f"{limits.max_bytes // (1024 * 1024)} MiB upload limit."
+        )
     if data.startswith(EXECUTABLE_MAGICS):
         raise SuspiciousFile("The file is an executable program, not an image.")
     return data, sniff_format(data)
@@ -133,8 +136,9 @@ def decode_bytes(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedI
         raise CorruptImage(f"The {fmt} file is damaged and cannot be read.") from exc
 
 
-def _finish(pixels: np.ndarray, fmt: str, bit_depth: int, metadata: dict[str, Any],
-            limits: DecodeLimits) -> DecodedImage:
+def _finish(
+    pixels: np.ndarray, fmt: str, bit_depth: int, metadata: dict[str, Any], limits: DecodeLimits
+) -> DecodedImage:
     if pixels.ndim != 2:
         raise CorruptImage("The image could not be reduced to a single greyscale plane.")
     height, width = pixels.shape
@@ -144,8 +148,9 @@ def _finish(pixels: np.ndarray, fmt: str, bit_depth: int, metadata: dict[str, An
     if not np.isfinite(pixels).all():
         raise CorruptImage("The image contains invalid pixel values.")
     np.clip(pixels, 0.0, 1.0, out=pixels)
-    return DecodedImage(pixels=pixels, format=fmt, width=int(width), height=int(height),
-                        bit_depth=int(bit_depth), metadata=metadata)
+    return DecodedImage(
+        pixels=pixels, format=fmt, width=int(width), height=int(height), bit_depth=int(bit_depth), metadata=metadata
+    )
 
 
 def decode_file(path: str | os.PathLike[str], *, limits: DecodeLimits | None = None) -> DecodedImage:

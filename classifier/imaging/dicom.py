@@ -11,6 +11,7 @@ the VOI LUT (sequence if present, else window centre/width, else a robust
 percentile window), then MONOCHROME1 inversion. Arithmetic is float32, which holds
 every 16-bit stored value exactly, until the final [0, 1] result.
 """
+
 from __future__ import annotations
 
 import io
@@ -57,19 +58,60 @@ __all__ = [
 # Executable headers hidden in the 128-byte preamble make a file both a valid DICOM and a
 # runnable program (the "PE-DICOM" polyglot, CVE-2019-11687). Zeros or TIFF are legitimate.
 EXECUTABLE_MAGICS: tuple[bytes, ...] = (
-    b"MZ", b"\x7fELF", b"#!",
-    b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe",
+    b"MZ",
+    b"\x7fELF",
+    b"#!",
+    b"\xfe\xed\xfa\xce",
+    b"\xfe\xed\xfa\xcf",
+    b"\xce\xfa\xed\xfe",
+    b"\xcf\xfa\xed\xfe",
     b"\xca\xfe\xba\xbe",
 )
 ACCEPTED_MODALITIES = frozenset({"CR", "DX"})
 SECONDARY_CAPTURE_MODALITIES = frozenset({"OT", "SC", "XC", ""})
 CHEST_WORDS = ("CHEST", "THORAX", "LUNG", "THORACIC", "TORAX", "BRUST", "POITRINE")
-NOT_CHEST_WORDS = frozenset({
-    "HEAD", "SKULL", "BRAIN", "FACE", "SINUS", "JAW", "TMJ", "NECK", "CSPINE", "TSPINE",
-    "LSPINE", "SSPINE", "SPINE", "KNEE", "HAND", "FINGER", "WRIST", "FOREARM", "ELBOW", "ARM",
-    "SHOULDER", "CLAVICLE", "HIP", "PELVIS", "FEMUR", "LEG", "ANKLE", "FOOT", "TOE", "HEEL",
-    "ABDOMEN", "BREAST", "EXTREMITY", "SACRUM", "COCCYX", "TIBIA", "FIBULA", "HUMERUS",
-})
+NOT_CHEST_WORDS = frozenset(
+    {
+        "HEAD",
+        "SKULL",
+        "BRAIN",
+        "FACE",
+        "SINUS",
+        "JAW",
+        "TMJ",
+        "NECK",
+        "CSPINE",
+        "TSPINE",
+        "LSPINE",
+        "SSPINE",
+        "SPINE",
+        "KNEE",
+        "HAND",
+        "FINGER",
+        "WRIST",
+        "FOREARM",
+        "ELBOW",
+        "ARM",
+        "SHOULDER",
+        "CLAVICLE",
+        "HIP",
+        "PELVIS",
+        "FEMUR",
+        "LEG",
+        "ANKLE",
+        "FOOT",
+        "TOE",
+        "HEEL",
+        "ABDOMEN",
+        "BREAST",
+        "EXTREMITY",
+        "SACRUM",
+        "COCCYX",
+        "TIBIA",
+        "FIBULA",
+        "HUMERUS",
+    }
+)
 UNDEFINED_LENGTH = 0xFFFFFFFF
 _SIZED_CODECS = frozenset(JPEGTransferSyntaxes + JPEGLSTransferSyntaxes + JPEG2000TransferSyntaxes)
 _PIXEL_TAG_LE, _PIXEL_TAG_BE = b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10"
@@ -85,8 +127,7 @@ class DicomResult(NamedTuple):
 def check_preamble(data: bytes) -> None:
     """Raise SuspiciousFile if a DICM file's preamble starts with an executable header."""
     if len(data) >= 132 and data[128:132] == b"DICM" and data[:128].startswith(EXECUTABLE_MAGICS):
-        raise SuspiciousFile("The DICOM file hides an executable program in its header "
-                             "and was rejected.")
+        raise SuspiciousFile("The DICOM file hides an executable program in its header and was rejected.")
 
 
 def read_dataset(data: bytes, limits: DecodeLimits) -> Dataset:
@@ -113,8 +154,12 @@ def _check_complete(ds: Dataset) -> None:
     """pydicom silently keeps a value cut short by the end of the file; we refuse it."""
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
-        if isinstance(raw, RawDataElement) and raw.length != UNDEFINED_LENGTH and \
-                raw.value is not None and len(raw.value) < raw.length:
+        if (
+            isinstance(raw, RawDataElement)
+            and raw.length != UNDEFINED_LENGTH
+            and raw.value is not None
+            and len(raw.value) < raw.length
+        ):
             raise CorruptImage("The DICOM file is incomplete (cut off part-way through).")
 
 
@@ -143,8 +188,7 @@ def _ensure_transfer_syntax(ds: Dataset) -> None:
     implicit, little = getattr(ds, "original_encoding", (True, True))
     if implicit is None:
         implicit, little = True, True
-    syntax = ImplicitVRLittleEndian if implicit else (
-        ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    syntax = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
     if meta is None:
         ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = syntax
@@ -169,8 +213,7 @@ def check_policy(ds: Dataset) -> None:
         raise MultiFrameImage(f"The DICOM file has {frames} frames; upload a single radiograph.")
     modality = str(ds.get("Modality", "") or "").strip().upper()
     if modality not in ACCEPTED_MODALITIES | SECONDARY_CAPTURE_MODALITIES:
-        raise NotChestRadiograph(f"The DICOM modality is {modality}, not a chest radiograph "
-                                 "(CR or DX).")
+        raise NotChestRadiograph(f"The DICOM modality is {modality}, not a chest radiograph (CR or DX).")
     body = str(ds.get("BodyPartExamined", "") or "").strip().upper()
     if body and not any(word in body for word in CHEST_WORDS):
         # Only a clear statement refuses: a whole word naming another body part.
@@ -215,7 +258,7 @@ def _embedded_codestream_size(head: bytes) -> tuple[int, int] | None:
     """(width, height) from the first JPEG SOF or JPEG 2000 SIZ marker, if found."""
     j2k = head.find(b"\xff\x4f\xff\x51")
     if j2k >= 0 and len(head) >= j2k + 16:
-        xsiz, ysiz, xo, yo = struct.unpack(">IIII", head[j2k + 8:j2k + 24])
+        xsiz, ysiz, xo, yo = struct.unpack(">IIII", head[j2k + 8 : j2k + 24])
         return xsiz - xo, ysiz - yo
     soi = head.find(b"\xff\xd8\xff")
     pos = soi + 2 if soi >= 0 else -1
@@ -226,10 +269,9 @@ def _embedded_codestream_size(head: bytes) -> tuple[int, int] | None:
         if marker == 0xFF:
             pos += 1
             continue
-        (length,) = struct.unpack(">H", head[pos + 2:pos + 4])
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
-                      0xCF, 0xF7):
-            height, width = struct.unpack(">HH", head[pos + 5:pos + 9])
+        (length,) = struct.unpack(">H", head[pos + 2 : pos + 4])
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7):
+            height, width = struct.unpack(">HH", head[pos + 5 : pos + 9])
             return width, height
         pos += 2 + length
     return None
@@ -266,11 +308,12 @@ def apply_luts(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
+
         rgb = apply_color_lut(stored, ds)
         return _luma(rgb) / np.float32(np.iinfo(rgb.dtype).max if rgb.dtype.kind in "ui" else 1)
     if stored.ndim == 3:
         bits = _int(ds, "BitsStored", 8) or 8
-        return np.clip(_luma(stored) / np.float32(2 ** bits - 1), 0.0, 1.0)
+        return np.clip(_luma(stored) / np.float32(2**bits - 1), 0.0, 1.0)
     values = modality_lut(stored, ds)
     shown = voi_lut(values, ds)
     if photometric == "MONOCHROME1":
@@ -287,6 +330,7 @@ def modality_lut(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     """Stored values -> modality values (float32), per PS3.3 C.11.1."""
     if "ModalityLUTSequence" in ds:
         from pydicom.pixels import apply_modality_lut
+
         return np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
     slope = _float(ds.get("RescaleSlope"), 1.0)
     intercept = _float(ds.get("RescaleIntercept"), 0.0)
@@ -303,6 +347,7 @@ def voi_lut(values: np.ndarray, ds: Dataset) -> np.ndarray:
     stored range, else a robust percentile window."""
     if "VOILUTSequence" in ds:
         from pydicom.pixels import apply_voi
+
         try:
             lut_out = np.asarray(apply_voi(values, ds, index=0), dtype=np.float32)
             lut = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float32)
@@ -321,7 +366,7 @@ def voi_lut(values: np.ndarray, ds: Dataset) -> np.ndarray:
         # 8-bit data without a window is already display-ready (secondary captures,
         # exported images): scale it as a PNG of the same pixels would be, so both
         # formats of one radiograph give the model identical input.
-        return np.clip(values / np.float32(2 ** bits - 1), 0.0, 1.0)
+        return np.clip(values / np.float32(2**bits - 1), 0.0, 1.0)
     return percentile_window(values)
 
 
@@ -369,6 +414,7 @@ def _float(value: Any, default: float | None) -> float | None:
 
 def _iso_date(value: Any) -> str | None:
     import datetime as dt
+
     text = "".join(ch for ch in str(value or "") if ch.isdigit())
     if len(text) < 8:
         return None

@@ -5,6 +5,7 @@ Every error that leaves :func:`classifier.imaging.decode.decode_bytes` is an
 safe to store and branch on) and a ``message``: one sentence a clinician can read,
 which never contains file contents or stack traces. ``str(err) == err.message``.
 """
+
 from __future__ import annotations
 
 __all__ = [

@@ -1,4 +1,5 @@
 """A diagnostic report of one image's path through the pipeline (``inspect_image``)."""
+
 from __future__ import annotations
 
 import time
@@ -20,14 +21,17 @@ def pixel_statistics(pixels: np.ndarray) -> dict[str, Any]:
     """min/max/mean/std and percentiles of a [0, 1] image, rounded for display."""
     values = np.percentile(pixels, PERCENTILES)
     return {
-        "min": round(float(pixels.min()), 5), "max": round(float(pixels.max()), 5),
-        "mean": round(float(pixels.mean()), 5), "std": round(float(pixels.std()), 5),
+        "min": round(float(pixels.min()), 5),
+        "max": round(float(pixels.max()), 5),
+        "mean": round(float(pixels.mean()), 5),
+        "std": round(float(pixels.std()), 5),
         "percentiles": {f"p{p}": round(float(v), 5) for p, v in zip(PERCENTILES, values, strict=False)},
     }
 
 
-def inspect_bytes(data: bytes, *, config: PreprocessConfig | None = None,
-                  limits: DecodeLimits | None = None) -> dict[str, Any]:
+def inspect_bytes(
+    data: bytes, *, config: PreprocessConfig | None = None, limits: DecodeLimits | None = None
+) -> dict[str, Any]:
     """JSON-serialisable report: format, size, bit depth, metadata, pixel statistics,
     decode time and each preprocessing stage's summary and time. Raises ImagingError."""
     config = config or PreprocessConfig()

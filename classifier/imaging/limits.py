@@ -3,6 +3,7 @@
 The limits are checked from headers *before* pixel data is decoded, so an
 oversized or hostile file is refused without allocating its pixel buffer.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -6,6 +6,7 @@ decoding pixel data. Pixels are decoded later by the worker, under a time limit,
 ``decode_bytes``; a file that passes here can still fail there (e.g. a truncated
 pixel stream), which then ends as a failed prediction with the reason.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

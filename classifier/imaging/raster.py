@@ -9,6 +9,7 @@ decoded, with a ceiling of ``min(limits.max_pixels, Image.MAX_IMAGE_PIXELS)``, a
 Pillow's ``DecompressionBombError`` (raised by ``open``) is mapped to ImageTooLarge.
 This avoids changing Pillow's process-wide warning filters, which is not thread-safe.
 """
+
 from __future__ import annotations
 
 import io
@@ -24,9 +25,20 @@ from .limits import DecodeLimits
 __all__ = ["EMPTY_METADATA_KEYS", "RasterResult", "decode_raster"]
 
 EMPTY_METADATA_KEYS = (
-    "patient_id", "patient_name", "patient_birth_date", "patient_sex", "accession_number",
-    "study_instance_uid", "sop_instance_uid", "study_date", "modality", "view_position",
-    "body_part_examined", "photometric_interpretation", "pixel_spacing", "bits_stored",
+    "patient_id",
+    "patient_name",
+    "patient_birth_date",
+    "patient_sex",
+    "accession_number",
+    "study_instance_uid",
+    "sop_instance_uid",
+    "study_date",
+    "modality",
+    "view_position",
+    "body_part_examined",
+    "photometric_interpretation",
+    "pixel_spacing",
+    "bits_stored",
     "transfer_syntax",
 )
 EXIF_ORIENTATION = 0x0112
@@ -108,8 +120,7 @@ def to_grey(image: Image.Image) -> tuple[np.ndarray, int]:
         return np.clip(values / np.float32(65535.0), 0.0, 1.0), 16
     if mode == "F":
         return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0), 32
-    has_alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or (
-        mode == "P" and "transparency" in image.info)
+    has_alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info)
     if has_alpha:
         if mode not in ("LA", "RGBA"):
             image = image.convert("RGBA")

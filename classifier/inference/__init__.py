@@ -3,6 +3,7 @@
 Importing this package never imports TensorFlow or LiteRT; they load on first use in
 the worker process.  Entry point: ``get_pipeline(artifact_dir, runtime).run(data)``.
 """
+
 from __future__ import annotations
 
 from typing import Any

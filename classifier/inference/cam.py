@@ -18,6 +18,7 @@ flatbuffer (``tflite_with_features``, no TensorFlow needed) or from a Keras mode
 (``PooledHead.from_keras``).  Any other head shape returns None and callers fall back
 to the GradientTape implementation in ``classifier.inference.gradcam``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,8 +60,7 @@ class PooledHead:
         z = self._forward(features.mean(axis=(1, 2)))[-1]
         return np.maximum(z, 0.0) if self.layers[-1].relu else z
 
-    def cam(self, features: np.ndarray, class_indices: np.ndarray,
-            size: tuple[int, int]) -> np.ndarray:
+    def cam(self, features: np.ndarray, class_indices: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """Grad-CAM maps (N, H, W) in [0, 1] for ``class_indices`` (N,), resized to ``size``.
 
         Same convention as ``gradcam.gradcam_batch``: ReLU, bilinear resize (half-pixel
@@ -76,7 +76,7 @@ class PooledHead:
             if layer.relu:
                 grad = grad * (z > 0)
             grad = grad @ layer.weight.T
-        alpha = grad / (h * w)                                   # (N, K)
+        alpha = grad / (h * w)  # (N, K)
         heat = np.maximum(np.einsum("nhwk,nk->nhw", features, alpha), 0.0).astype(np.float32)
         out = np.zeros((n, *size), np.float32)
         for i in range(n):
@@ -99,7 +99,7 @@ class PooledHead:
         import keras
 
         index = [layer.name for layer in model.layers].index(layer_name)
-        tail = model.layers[index + 1:]
+        tail = model.layers[index + 1 :]
         if not tail or not isinstance(tail[0], keras.layers.GlobalAveragePooling2D):
             return None
         previous = model.layers[index].output
@@ -167,8 +167,14 @@ def tflite_with_features(model_bytes: bytes) -> tuple[bytes, PooledHead] | None:
             bias = constant(int(op.inputs[2])) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
             if weight is None or weight.ndim != 2:
                 return None
-            dense.insert(0, DenseLayer(weight.T.copy(), bias if bias is not None else np.zeros(weight.shape[0]),
-                                       options.fusedActivationFunction == act.RELU))
+            dense.insert(
+                0,
+                DenseLayer(
+                    weight.T.copy(),
+                    bias if bias is not None else np.zeros(weight.shape[0]),
+                    options.fusedActivationFunction == act.RELU,
+                ),
+            )
             current = int(op.inputs[0])
             continue
         if code != ops.MEAN or not dense:

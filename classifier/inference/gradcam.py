@@ -7,6 +7,7 @@ and its traced function are built once per (model, layer) and cached in a
 WeakKeyDictionary, so repeated heatmaps cost one forward+backward pass and a dropped
 model frees its cache entry.  TensorFlow is imported inside functions.
 """
+
 from __future__ import annotations
 
 import threading
@@ -64,8 +65,9 @@ def _build_cam_function(model: Any, layer_name: str) -> Any:
     return cam
 
 
-def gradcam(keras_model: Any, x: np.ndarray, class_index: int | None = None,
-            layer_name: str | None = None) -> np.ndarray:
+def gradcam(
+    keras_model: Any, x: np.ndarray, class_index: int | None = None, layer_name: str | None = None
+) -> np.ndarray:
     """Grad-CAM of ``class_index`` (None = predicted class) for one image (H, W, C).
 
     Uses logits (pre-softmax) gradients.  Returns float32 (H, W) in [0, 1]; all zeros
@@ -76,8 +78,9 @@ def gradcam(keras_model: Any, x: np.ndarray, class_index: int | None = None,
     return gradcam_batch(keras_model, x[None], [class_index], layer_name)[0]
 
 
-def gradcam_batch(keras_model: Any, x: np.ndarray, class_indices: list[int | None],
-                  layer_name: str | None = None) -> np.ndarray:
+def gradcam_batch(
+    keras_model: Any, x: np.ndarray, class_indices: list[int | None], layer_name: str | None = None
+) -> np.ndarray:
     """Grad-CAM for a batch (N, H, W, C) in one forward/backward pass; (N, H, W) in [0, 1]."""
     import tensorflow as tf
 
@@ -128,8 +131,14 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     """Lossless PNG of a uint8 greyscale (H, W) or RGB (H, W, 3) array."""
     import cv2
 
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
-              cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+    params = [
+        cv2.IMWRITE_PNG_COMPRESSION,
+        1,
+        cv2.IMWRITE_PNG_STRATEGY,
+        cv2.IMWRITE_PNG_STRATEGY_RLE,
+        cv2.IMWRITE_PNG_FILTER,
+        cv2.IMWRITE_PNG_FILTER_UP,
+    ]
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     ok, encoded = cv2.imencode(".png", pixels[..., ::-1] if pixels.ndim == 3 else pixels, params)
     if not ok:

@@ -5,6 +5,7 @@ loading, so a tampered or half-copied artifact fails loudly instead of serving a
 different model than the registry recorded.  TensorFlow / LiteRT are imported inside
 functions only (this module is importable from the web process).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,7 +71,8 @@ def verify_manifest(artifact_dir: str | Path) -> dict:
         if actual != expected:
             raise ArtifactIntegrityError(
                 f"artifact file {name} in {artifact_dir} has sha256 {actual[:12]}..., "
-                f"manifest says {expected[:12]}...; the artifact was modified")
+                f"manifest says {expected[:12]}...; the artifact was modified"
+            )
     return manifest
 
 
@@ -83,8 +85,9 @@ class TFLitePredictor:
     output, and ``head`` is set; otherwise ``head`` is None.
     """
 
-    def __init__(self, model_path: str | Path, labels: list[str],
-                 num_threads: int | None = None, *, features: bool = False) -> None:
+    def __init__(
+        self, model_path: str | Path, labels: list[str], num_threads: int | None = None, *, features: bool = False
+    ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         from classifier.inference.cam import tflite_with_features
@@ -93,8 +96,7 @@ class TFLitePredictor:
         content = Path(model_path).read_bytes()
         exposed = tflite_with_features(content) if features else None
         self.head: PooledHead | None = exposed[1] if exposed else None
-        self._interpreter = Interpreter(model_content=exposed[0] if exposed else content,
-                                        num_threads=num_threads)
+        self._interpreter = Interpreter(model_content=exposed[0] if exposed else content, num_threads=num_threads)
         self._input = self._interpreter.get_input_details()[0]
         outputs = self._interpreter.get_output_details()
         self._output = outputs[0]
@@ -115,8 +117,9 @@ class TFLitePredictor:
             self._interpreter.set_tensor(self._input["index"], batch)
             self._interpreter.invoke()
             logits = self._interpreter.get_tensor(self._output["index"]).copy()
-            features = (self._interpreter.get_tensor(self._features["index"]).copy()
-                        if self._features is not None else None)
+            features = (
+                self._interpreter.get_tensor(self._features["index"]).copy() if self._features is not None else None
+            )
             return logits, features
 
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
@@ -167,14 +170,14 @@ class KerasPredictor:
         if self._call is None:
             # A traced call avoids model.predict's per-call dataset overhead (~10x on
             # single images); reduce_retracing shares one graph across batch sizes.
-            self._call = tf.function(lambda x: self.model(x, training=False),
-                                     reduce_retracing=True)
+            self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         return np.asarray(self._call(tf.constant(batch)))
 
 
-def load_predictor(artifact_dir: str | Path, runtime: str = "tflite",
-                   num_threads: int | None = None, *, features: bool = False) -> Predictor:
+def load_predictor(
+    artifact_dir: str | Path, runtime: str = "tflite", num_threads: int | None = None, *, features: bool = False
+) -> Predictor:
     """Verify the artifact (sha256 of every file) and load its model for ``runtime``.
 
     ``features=True`` asks for the closed-form Grad-CAM head where the model has one

@@ -6,177 +6,357 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('training', '0001_initial'),
+        ("training", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Patient',
+            name="Patient",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('mrn', models.CharField(help_text='Site patient identifier.', max_length=64, unique=True, verbose_name='MRN')),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('birth_date', models.DateField(blank=True, null=True)),
-                ('sex', models.CharField(blank=True, choices=[('F', 'Female'), ('M', 'Male'), ('O', 'Other'), ('U', 'Unknown')], max_length=1)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "mrn",
+                    models.CharField(
+                        help_text="Site patient identifier.", max_length=64, unique=True, verbose_name="MRN"
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=200)),
+                ("birth_date", models.DateField(blank=True, null=True)),
+                (
+                    "sex",
+                    models.CharField(
+                        blank=True,
+                        choices=[("F", "Female"), ("M", "Male"), ("O", "Other"), ("U", "Unknown")],
+                        max_length=1,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['mrn'],
+                "ordering": ["mrn"],
             },
         ),
         migrations.CreateModel(
-            name='QueueProbe',
+            name="QueueProbe",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('done', 'Done')], default='pending', max_length=10)),
-                ('hold_seconds', models.FloatField(default=0.0)),
-                ('executions', models.PositiveIntegerField(default=0, help_text='Completed executions; must end at 1.')),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('claim_token', models.UUIDField(blank=True, editable=False, null=True)),
-                ('claimed_by', models.CharField(blank=True, max_length=128)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("running", "Running"), ("done", "Done")],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("hold_seconds", models.FloatField(default=0.0)),
+                (
+                    "executions",
+                    models.PositiveIntegerField(default=0, help_text="Completed executions; must end at 1."),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("claim_token", models.UUIDField(blank=True, editable=False, null=True)),
+                ("claimed_by", models.CharField(blank=True, max_length=128)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('actor_username', models.CharField(blank=True, max_length=150)),
-                ('action', models.CharField(db_index=True, max_length=64)),
-                ('object_type', models.CharField(blank=True, max_length=64)),
-                ('object_id', models.CharField(blank=True, max_length=64)),
-                ('ip_address', models.GenericIPAddressField(blank=True, null=True)),
-                ('user_agent', models.CharField(blank=True, max_length=255)),
-                ('detail', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("actor_username", models.CharField(blank=True, max_length=150)),
+                ("action", models.CharField(db_index=True, max_length=64)),
+                ("object_type", models.CharField(blank=True, max_length=64)),
+                ("object_id", models.CharField(blank=True, max_length=64)),
+                ("ip_address", models.GenericIPAddressField(blank=True, null=True)),
+                ("user_agent", models.CharField(blank=True, max_length=255)),
+                ("detail", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Image',
+            name="Image",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('file', models.FileField(max_length=255, upload_to='images/')),
-                ('sha256', models.CharField(db_index=True, max_length=64)),
-                ('size_bytes', models.PositiveBigIntegerField()),
-                ('original_filename', models.CharField(blank=True, max_length=255)),
-                ('format', models.CharField(choices=[('DICOM', 'DICOM'), ('PNG', 'PNG'), ('JPEG', 'JPEG')], max_length=8)),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('sop_instance_uid', models.CharField(blank=True, default='', max_length=64)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('uploaded_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='uploaded_images', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("file", models.FileField(max_length=255, upload_to="images/")),
+                ("sha256", models.CharField(db_index=True, max_length=64)),
+                ("size_bytes", models.PositiveBigIntegerField()),
+                ("original_filename", models.CharField(blank=True, max_length=255)),
+                (
+                    "format",
+                    models.CharField(choices=[("DICOM", "DICOM"), ("PNG", "PNG"), ("JPEG", "JPEG")], max_length=8),
+                ),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                ("sop_instance_uid", models.CharField(blank=True, default="", max_length=64)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="uploaded_images",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at'],
+                "ordering": ["created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Prediction',
+            name="Prediction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], db_index=True, default='pending', max_length=10)),
-                ('probabilities', models.JSONField(blank=True, default=dict)),
-                ('label', models.CharField(blank=True, choices=[('NORMAL', 'Normal'), ('PNEUMONIA_BACTERIAL', 'Bacterial pneumonia'), ('PNEUMONIA_VIRAL', 'Viral pneumonia'), ('COVID19', 'COVID-19'), ('PNEUMONIA', 'Pneumonia (cause unknown)')], max_length=24)),
-                ('p_abnormal', models.FloatField(blank=True, null=True)),
-                ('flag', models.BooleanField(blank=True, help_text='p_abnormal >= threshold.', null=True)),
-                ('threshold', models.FloatField(blank=True, null=True)),
-                ('thresholds', models.JSONField(blank=True, default=dict, help_text='All thresholds in force.')),
-                ('runtime', models.CharField(blank=True, max_length=16)),
-                ('heatmap', models.FileField(blank=True, max_length=255, upload_to='heatmaps/')),
-                ('heatmap_raw', models.FileField(blank=True, max_length=255, upload_to='heatmaps/')),
-                ('timings_ms', models.JSONField(blank=True, default=dict)),
-                ('error_code', models.CharField(blank=True, max_length=64)),
-                ('error_message', models.TextField(blank=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('claim_token', models.UUIDField(blank=True, editable=False, null=True)),
-                ('claimed_by', models.CharField(blank=True, help_text='host:pid of the worker process.', max_length=128)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='predictions', to='classifier.image')),
-                ('model_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='predictions', to='training.modelversion')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("probabilities", models.JSONField(blank=True, default=dict)),
+                (
+                    "label",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("NORMAL", "Normal"),
+                            ("PNEUMONIA_BACTERIAL", "Bacterial pneumonia"),
+                            ("PNEUMONIA_VIRAL", "Viral pneumonia"),
+                            ("COVID19", "COVID-19"),
+                            ("PNEUMONIA", "Pneumonia (cause unknown)"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("p_abnormal", models.FloatField(blank=True, null=True)),
+                ("flag", models.BooleanField(blank=True, help_text="p_abnormal >= threshold.", null=True)),
+                ("threshold", models.FloatField(blank=True, null=True)),
+                ("thresholds", models.JSONField(blank=True, default=dict, help_text="All thresholds in force.")),
+                ("runtime", models.CharField(blank=True, max_length=16)),
+                ("heatmap", models.FileField(blank=True, max_length=255, upload_to="heatmaps/")),
+                ("heatmap_raw", models.FileField(blank=True, max_length=255, upload_to="heatmaps/")),
+                ("timings_ms", models.JSONField(blank=True, default=dict)),
+                ("error_code", models.CharField(blank=True, max_length=64)),
+                ("error_message", models.TextField(blank=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("claim_token", models.UUIDField(blank=True, editable=False, null=True)),
+                (
+                    "claimed_by",
+                    models.CharField(blank=True, help_text="host:pid of the worker process.", max_length=128),
+                ),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="predictions", to="classifier.image"
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="predictions",
+                        to="training.modelversion",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Review',
+            name="Review",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('decision', models.CharField(choices=[('confirm', 'Confirm'), ('correct', 'Correct')], max_length=8)),
-                ('label', models.CharField(choices=[('NORMAL', 'Normal'), ('PNEUMONIA_BACTERIAL', 'Bacterial pneumonia'), ('PNEUMONIA_VIRAL', 'Viral pneumonia'), ('COVID19', 'COVID-19'), ('PNEUMONIA', 'Pneumonia (cause unknown)')], help_text="The radiologist's label (equal to the AI label on confirm).", max_length=24)),
-                ('comment', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='reviews', to='classifier.image')),
-                ('prediction', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='reviews', to='classifier.prediction')),
-                ('radiologist', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='reviews', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("decision", models.CharField(choices=[("confirm", "Confirm"), ("correct", "Correct")], max_length=8)),
+                (
+                    "label",
+                    models.CharField(
+                        choices=[
+                            ("NORMAL", "Normal"),
+                            ("PNEUMONIA_BACTERIAL", "Bacterial pneumonia"),
+                            ("PNEUMONIA_VIRAL", "Viral pneumonia"),
+                            ("COVID19", "COVID-19"),
+                            ("PNEUMONIA", "Pneumonia (cause unknown)"),
+                        ],
+                        help_text="The radiologist's label (equal to the AI label on confirm).",
+                        max_length=24,
+                    ),
+                ),
+                ("comment", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="reviews", to="classifier.image"
+                    ),
+                ),
+                (
+                    "prediction",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="reviews", to="classifier.prediction"
+                    ),
+                ),
+                (
+                    "radiologist",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="reviews", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'permissions': [('review_prediction', 'Can confirm or correct predictions')],
+                "ordering": ["-created_at"],
+                "permissions": [("review_prediction", "Can confirm or correct predictions")],
             },
         ),
         migrations.CreateModel(
-            name='Study',
+            name="Study",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('accession_number', models.CharField(max_length=64, unique=True)),
-                ('study_instance_uid', models.CharField(blank=True, default='', max_length=64)),
-                ('modality', models.CharField(blank=True, default='CR', max_length=16)),
-                ('view_position', models.CharField(choices=[('PA', 'PA'), ('AP', 'AP'), ('LL', 'Lateral'), ('unknown', 'Unknown')], default='unknown', max_length=8)),
-                ('study_date', models.DateField(blank=True, null=True)),
-                ('clinical_notes', models.TextField(blank=True, help_text='Symptoms and the clinical question.')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'AI result ready'), ('failed', 'Failed'), ('reviewed', 'Reviewed')], db_index=True, default='queued', max_length=16)),
-                ('priority', models.FloatField(db_index=True, default=0.0, help_text='Triage score; higher is read first (see classifier.triage).')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('patient', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='studies', to='classifier.patient')),
-                ('requesting_clinician', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='requested_studies', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("accession_number", models.CharField(max_length=64, unique=True)),
+                ("study_instance_uid", models.CharField(blank=True, default="", max_length=64)),
+                ("modality", models.CharField(blank=True, default="CR", max_length=16)),
+                (
+                    "view_position",
+                    models.CharField(
+                        choices=[("PA", "PA"), ("AP", "AP"), ("LL", "Lateral"), ("unknown", "Unknown")],
+                        default="unknown",
+                        max_length=8,
+                    ),
+                ),
+                ("study_date", models.DateField(blank=True, null=True)),
+                ("clinical_notes", models.TextField(blank=True, help_text="Symptoms and the clinical question.")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("done", "AI result ready"),
+                            ("failed", "Failed"),
+                            ("reviewed", "Reviewed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "priority",
+                    models.FloatField(
+                        db_index=True,
+                        default=0.0,
+                        help_text="Triage score; higher is read first (see classifier.triage).",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="studies", to="classifier.patient"
+                    ),
+                ),
+                (
+                    "requesting_clinician",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="requested_studies",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'studies',
-                'ordering': ['-priority', 'created_at'],
-                'permissions': [('upload_study', 'Can upload studies and images')],
+                "verbose_name_plural": "studies",
+                "ordering": ["-priority", "created_at"],
+                "permissions": [("upload_study", "Can upload studies and images")],
             },
         ),
         migrations.AddField(
-            model_name='image',
-            name='study',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='images', to='classifier.study'),
+            model_name="image",
+            name="study",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="images", to="classifier.study"
+            ),
         ),
         migrations.AddIndex(
-            model_name='prediction',
-            index=models.Index(fields=['status', 'created_at'], name='classifier__status_7f8955_idx'),
+            model_name="prediction",
+            index=models.Index(fields=["status", "created_at"], name="classifier__status_7f8955_idx"),
         ),
         migrations.AddConstraint(
-            model_name='prediction',
-            constraint=models.CheckConstraint(condition=models.Q(('p_abnormal__isnull', True), models.Q(('p_abnormal__gte', 0), ('p_abnormal__lte', 1)), _connector='OR'), name='prediction_p_abnormal_is_probability'),
+            model_name="prediction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("p_abnormal__isnull", True),
+                    models.Q(("p_abnormal__gte", 0), ("p_abnormal__lte", 1)),
+                    _connector="OR",
+                ),
+                name="prediction_p_abnormal_is_probability",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='study',
-            constraint=models.UniqueConstraint(condition=models.Q(('study_instance_uid', ''), _negated=True), fields=('study_instance_uid',), name='study_uid_unique_when_present'),
+            model_name="study",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("study_instance_uid", ""), _negated=True),
+                fields=("study_instance_uid",),
+                name="study_uid_unique_when_present",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='image',
-            constraint=models.UniqueConstraint(condition=models.Q(('sop_instance_uid', ''), _negated=True), fields=('sop_instance_uid',), name='image_sop_uid_unique_when_present'),
+            model_name="image",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("sop_instance_uid", ""), _negated=True),
+                fields=("sop_instance_uid",),
+                name="image_sop_uid_unique_when_present",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='image',
-            constraint=models.UniqueConstraint(fields=('study', 'sha256'), name='image_unique_content_per_study'),
+            model_name="image",
+            constraint=models.UniqueConstraint(fields=("study", "sha256"), name="image_unique_content_per_study"),
         ),
     ]

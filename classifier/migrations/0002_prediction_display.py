@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('classifier', '0001_initial'),
+        ("classifier", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='prediction',
-            name='display',
-            field=models.FileField(blank=True, help_text='The preprocessed image the model saw, as PNG, for the viewer.', max_length=255, upload_to='heatmaps/'),
+            model_name="prediction",
+            name="display",
+            field=models.FileField(
+                blank=True,
+                help_text="The preprocessed image the model saw, as PNG, for the viewer.",
+                max_length=255,
+                upload_to="heatmaps/",
+            ),
         ),
     ]

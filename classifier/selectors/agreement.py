@@ -3,6 +3,7 @@
 Read-only selectors over Review rows. Each review is compared with the prediction it
 reviewed (``Review.prediction.label``), so a re-run on a newer model is judged on its own.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -47,9 +48,14 @@ def _group(rows: list[dict[str, Any]], key: str) -> list[Agreement]:
     out = []
     for name, items in groups.items():
         pairs = [(item["ai_label"], item["label"]) for item in items if item["ai_label"]]
-        out.append(Agreement(key=name, reviews=len(items),
-                             confirmed=sum(1 for item in items if item["decision"] == Review.Decision.CONFIRM),
-                             kappa=cohen_kappa(pairs)))
+        out.append(
+            Agreement(
+                key=name,
+                reviews=len(items),
+                confirmed=sum(1 for item in items if item["decision"] == Review.Decision.CONFIRM),
+                kappa=cohen_kappa(pairs),
+            )
+        )
     return sorted(out, key=lambda agreement: (-agreement.reviews, agreement.key))
 
 
@@ -62,8 +68,17 @@ def review_agreement() -> dict[str, list[Agreement]]:
     rows = []
     for review in Review.objects.select_related("radiologist", "prediction__model_version"):
         version = review.prediction.model_version
-        rows.append({"radiologist": review.radiologist.username,
-                     "version": str(version) if version else "unknown version",
-                     "decision": review.decision, "label": review.label, "ai_label": review.prediction.label})
-    return {"by_radiologist": _group(rows, "radiologist"), "by_version": _group(rows, "version"),
-            "overall": _group([{**row, "all": "all"} for row in rows], "all")}
+        rows.append(
+            {
+                "radiologist": review.radiologist.username,
+                "version": str(version) if version else "unknown version",
+                "decision": review.decision,
+                "label": review.label,
+                "ai_label": review.prediction.label,
+            }
+        )
+    return {
+        "by_radiologist": _group(rows, "radiologist"),
+        "by_version": _group(rows, "version"),
+        "overall": _group([{**row, "all": "all"} for row in rows], "all"),
+    }

@@ -1,4 +1,5 @@
 """Reads of the audit log."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Reads of reviews: an image's label, the reviewed images, the next study to review."""
+
 from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
@@ -15,14 +16,18 @@ def review_latest(image: Image) -> Review | None:
 def reviewed_images() -> QuerySet[Image]:
     """Images with at least one review, annotated with ``reviewed_label`` (latest review)."""
     latest = Review.objects.filter(image=OuterRef("pk")).order_by("-created_at", "-id")
-    return (Image.objects.filter(reviews__isnull=False).distinct()
-            .annotate(reviewed_label=Subquery(latest.values("label")[:1]),
-                      reviewed_at=Subquery(latest.values("created_at")[:1])))
+    return (
+        Image.objects.filter(reviews__isnull=False)
+        .distinct()
+        .annotate(
+            reviewed_label=Subquery(latest.values("label")[:1]), reviewed_at=Subquery(latest.values("created_at")[:1])
+        )
+    )
 
 
 def review_next_study(*, exclude: list[int]) -> Study | None:
     """The highest-priority study whose AI result is ready and that has an unreviewed image."""
-    unreviewed = Image.objects.filter(study=OuterRef("pk"), reviews__isnull=True,
-                                      predictions__status=Prediction.Status.DONE)
-    return (worklist(status=Study.Status.DONE).filter(Exists(unreviewed))
-            .exclude(pk__in=exclude).first())
+    unreviewed = Image.objects.filter(
+        study=OuterRef("pk"), reviews__isnull=True, predictions__status=Prediction.Status.DONE
+    )
+    return worklist(status=Study.Status.DONE).filter(Exists(unreviewed)).exclude(pk__in=exclude).first()

@@ -1,5 +1,6 @@
 """Reads of studies and their images' latest predictions. Views, the API and the
 workers go through these, never through ad-hoc queries."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ def prediction_latest(image: Image) -> Prediction | None:
 class ImageState(NamedTuple):
     """What a study's status and priority depend on, per image."""
 
-    status: str | None          # latest prediction's status; None: no prediction yet
+    status: str | None  # latest prediction's status; None: no prediction yet
     p_abnormal: float | None
     flag: bool | None
     reviewed: bool
@@ -31,18 +32,22 @@ def study_image_states(study_ids: list[int]) -> dict[int, list[ImageState]]:
     any number of studies: this runs after every batch of predictions, where one query
     with correlated subqueries per study cost more to compile than to run.
     """
-    images = list(Image.objects.filter(study_id__in=study_ids).order_by("created_at", "pk")
-                  .values_list("pk", "study_id"))
+    images = list(
+        Image.objects.filter(study_id__in=study_ids).order_by("created_at", "pk").values_list("pk", "study_id")
+    )
     latest: dict[int, tuple[str, float | None, bool | None]] = {}
     for image_id, status, p_abnormal, flag in (
-            Prediction.objects.filter(image__study_id__in=study_ids).order_by("-created_at", "-id")
-            .values_list("image_id", "status", "p_abnormal", "flag")):
+        Prediction.objects.filter(image__study_id__in=study_ids)
+        .order_by("-created_at", "-id")
+        .values_list("image_id", "status", "p_abnormal", "flag")
+    ):
         latest.setdefault(image_id, (status, p_abnormal, flag))
     reviewed = set(Review.objects.filter(image__study_id__in=study_ids).values_list("image_id", flat=True))
     states: dict[int, list[ImageState]] = {}
     for image_id, study_id in images:
         states.setdefault(study_id, []).append(
-            ImageState(*latest.get(image_id, (None, None, None)), reviewed=image_id in reviewed))
+            ImageState(*latest.get(image_id, (None, None, None)), reviewed=image_id in reviewed)
+        )
     return states
 
 
@@ -57,8 +62,7 @@ def worklist(*, status: str | None = None) -> QuerySet[Study]:
 def _current(field: str) -> Subquery:
     """``field`` of an image's current prediction (its latest, whatever its status), for an
     Image queryset; the same order as ``prediction_latest``."""
-    return Subquery(Prediction.objects.filter(image=OuterRef("pk")).order_by("-created_at", "-id")
-                    .values(field)[:1])
+    return Subquery(Prediction.objects.filter(image=OuterRef("pk")).order_by("-created_at", "-id").values(field)[:1])
 
 
 def study_annotate_current_result(studies: QuerySet[Study]) -> QuerySet[Study]:
@@ -69,16 +73,23 @@ def study_annotate_current_result(studies: QuerySet[Study]) -> QuerySet[Study]:
     None while no image has a result (pending, failed, no image). ``current_p_abnormal``
     is the highest current p(abnormal) of the study's images.
     """
-    images = Image.objects.filter(study=OuterRef("pk")).annotate(current_flag=_current("flag"),
-                                                                 current_p=_current("p_abnormal"))
+    images = Image.objects.filter(study=OuterRef("pk")).annotate(
+        current_flag=_current("flag"), current_p=_current("p_abnormal")
+    )
     return studies.annotate(
         _any_flagged=Exists(images.filter(current_flag=True)),
         _any_unflagged=Exists(images.filter(current_flag=False)),
-        current_p_abnormal=Subquery(images.filter(current_p__isnull=False).order_by("-current_p")
-                                    .values("current_p")[:1]),
-    ).annotate(flagged=Case(When(_any_flagged=True, then=Value(True)),
-                            When(_any_unflagged=True, then=Value(False)),
-                            default=Value(None), output_field=BooleanField(null=True)))
+        current_p_abnormal=Subquery(
+            images.filter(current_p__isnull=False).order_by("-current_p").values("current_p")[:1]
+        ),
+    ).annotate(
+        flagged=Case(
+            When(_any_flagged=True, then=Value(True)),
+            When(_any_unflagged=True, then=Value(False)),
+            default=Value(None),
+            output_field=BooleanField(null=True),
+        )
+    )
 
 
 def study_filter_flagged(studies: QuerySet[Study], flagged: bool) -> QuerySet[Study]:
@@ -112,8 +123,10 @@ def _probability_rows(prediction: Prediction | None) -> list[dict[str, Any]]:
     if prediction is None or not prediction.probabilities:
         return []
     names = dict(Label.choices)
-    rows = [{"label": key, "name": names.get(key, key), "p": float(value), "pct": round(float(value) * 100, 1)}
-            for key, value in prediction.probabilities.items()]
+    rows = [
+        {"label": key, "name": names.get(key, key), "p": float(value), "pct": round(float(value) * 100, 1)}
+        for key, value in prediction.probabilities.items()
+    ]
     return sorted(rows, key=lambda row: -row["p"])
 
 
@@ -126,20 +139,29 @@ def study_detail(study_id: int) -> tuple[Study, list[ImagePanel], list[Study]]:
     panels = []
     for image in study.images.order_by("created_at", "id"):
         predictions = list(image.predictions.select_related("model_version").order_by("-created_at", "-id"))
-        reviews = list(image.reviews.select_related("radiologist", "prediction__model_version")
-                       .order_by("-created_at", "-id"))
+        reviews = list(
+            image.reviews.select_related("radiologist", "prediction__model_version").order_by("-created_at", "-id")
+        )
         latest = predictions[0] if predictions else None
-        panels.append(ImagePanel(image=image, latest=latest, predictions=predictions, reviews=reviews,
-                                 probability_rows=_probability_rows(latest)))
-    previous = list(Study.objects.filter(patient=study.patient).exclude(pk=study.pk)
-                    .order_by("-created_at")[:20])
+        panels.append(
+            ImagePanel(
+                image=image,
+                latest=latest,
+                predictions=predictions,
+                reviews=reviews,
+                probability_rows=_probability_rows(latest),
+            )
+        )
+    previous = list(Study.objects.filter(patient=study.patient).exclude(pk=study.pk).order_by("-created_at")[:20])
     return study, panels, previous
 
 
 def study_pending(study_id: int) -> dict[str, Any]:
     """What the study page polls: the study status and its latest predictions' statuses."""
     study = Study.objects.get(pk=study_id)
-    statuses = [state.status for state in study_image_states([study_id]).get(study_id, [])
-                if state.status is not None]
-    return {"status": study.status, "pending": any(s in ("pending", "running") for s in statuses),
-            "predictions": statuses}
+    statuses = [state.status for state in study_image_states([study_id]).get(study_id, []) if state.status is not None]
+    return {
+        "status": study.status,
+        "pending": any(s in ("pending", "running") for s in statuses),
+        "predictions": statuses,
+    }

@@ -1,4 +1,5 @@
 """The worklist: studies in reading order with their latest result, filtered."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,9 +33,11 @@ def worklist_rows(filters: WorklistFilters | None = None) -> QuerySet[Study]:
     A re-run counts as the image's current result, so it shows as pending until it finishes.
     """
     filters = filters or WorklistFilters()
-    rows = (study_annotate_current_result(worklist(status=filters.status or None))
-            .select_related("requesting_clinician")
-            .annotate(has_review=Exists(Review.objects.filter(image__study=OuterRef("pk")))))
+    rows = (
+        study_annotate_current_result(worklist(status=filters.status or None))
+        .select_related("requesting_clinician")
+        .annotate(has_review=Exists(Review.objects.filter(image__study=OuterRef("pk"))))
+    )
     if filters.flag is not None:
         rows = study_filter_flagged(rows, filters.flag)
     if filters.reviewed is not None:

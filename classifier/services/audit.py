@@ -1,4 +1,5 @@
 """The audit trail. Records ids and actions, never patient identifiers in free text."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,8 +17,14 @@ def client_ip(request: HttpRequest | None) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def audit_record(*, actor: Any, action: str, obj: models.Model | None = None,
-                 request: HttpRequest | None = None, detail: dict[str, Any] | None = None) -> AuditEvent:
+def audit_record(
+    *,
+    actor: Any,
+    action: str,
+    obj: models.Model | None = None,
+    request: HttpRequest | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
     """Append one event. ``actor`` may be None (system) or an anonymous user."""
     user = actor if getattr(actor, "is_authenticated", False) else None
     return AuditEvent.objects.create(

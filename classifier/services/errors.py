@@ -1,4 +1,5 @@
 """The error every service raises for a request it refuses."""
+
 from __future__ import annotations
 
 

@@ -6,6 +6,7 @@ duplicate or redelivered messages are no-ops, and the outcome is written only by
 holder of the claim. The sweeper re-sends PENDING rows the broker lost and reclaims
 RUNNING rows whose worker died, so every prediction ends DONE or FAILED exactly once.
 """
+
 from __future__ import annotations
 
 import io
@@ -51,7 +52,6 @@ def prediction_rerun(*, image: Image, requested_by: Any, request: Any = None) ->
     return prediction
 
 
-
 def _enqueue_on_commit(prediction_id: int) -> None:
     from classifier.tasks.predictions import prediction_run_task
 
@@ -74,8 +74,14 @@ def prediction_run(*, prediction_id: int) -> list[int]:
     from training.registry import active_version
 
     lease = _cfg("INFERENCE_HARD_TIME_LIMIT") + 5
-    token = claims.claim(Prediction, prediction_id, pending=Prediction.Status.PENDING,
-                         running=Prediction.Status.RUNNING, lease_seconds=lease, started_at=timezone.now())
+    token = claims.claim(
+        Prediction,
+        prediction_id,
+        pending=Prediction.Status.PENDING,
+        running=Prediction.Status.RUNNING,
+        lease_seconds=lease,
+        started_at=timezone.now(),
+    )
     if token is None:
         log.info("prediction %s already claimed; nothing to do", prediction_id)
         return []
@@ -93,8 +99,12 @@ def prediction_run(*, prediction_id: int) -> list[int]:
     except Exception:  # a defect or a broken artifact must not strand the rows as RUNNING
         log.exception("prediction batch %s failed unexpectedly with %s", [pk for pk, _ in live], version)
         for pk, tok in live:
-            _fail(pk, tok, "internal_error", "The analysis failed because of an internal error; "
-                                             "it needs to be read without AI support.")
+            _fail(
+                pk,
+                tok,
+                "internal_error",
+                "The analysis failed because of an internal error; it needs to be read without AI support.",
+            )
         return [pk for pk, _ in live]
 
 
@@ -103,11 +113,20 @@ def _claim_more(first_id: int, lease: float) -> list[tuple[int, uuid.UUID]]:
     wanted = _cfg("INFERENCE_BATCH_SIZE") - 1
     if wanted <= 0:
         return []
-    candidates = list(Prediction.objects.filter(status=Prediction.Status.PENDING).exclude(pk=first_id)
-                      .order_by("created_at", "pk").values_list("pk", flat=True)[:wanted])
-    token, claimed = claims.claim_many(Prediction, candidates, pending=Prediction.Status.PENDING,
-                                       running=Prediction.Status.RUNNING, lease_seconds=lease,
-                                       started_at=timezone.now())
+    candidates = list(
+        Prediction.objects.filter(status=Prediction.Status.PENDING)
+        .exclude(pk=first_id)
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)[:wanted]
+    )
+    token, claimed = claims.claim_many(
+        Prediction,
+        candidates,
+        pending=Prediction.Status.PENDING,
+        running=Prediction.Status.RUNNING,
+        lease_seconds=lease,
+        started_at=timezone.now(),
+    )
     return [(pk, token) for pk in claimed]
 
 
@@ -119,8 +138,13 @@ def _fail_exhausted(batch: list[tuple[int, uuid.UUID]]) -> list[tuple[int, uuid.
         if (attempts.get(pk) or 0) <= MAX_ATTEMPTS:
             live.append((pk, token))
         else:
-            _fail(pk, token, "worker_lost", "The analysis stopped unexpectedly several times on this image; "
-                                            "it needs to be read without AI support.")
+            _fail(
+                pk,
+                token,
+                "worker_lost",
+                "The analysis stopped unexpectedly several times on this image; "
+                "it needs to be read without AI support.",
+            )
     return live
 
 
@@ -133,9 +157,17 @@ def _fail(pk: int, token: uuid.UUID, code: str, message: str) -> None:
 
 
 def _complete_failed(pk: int, token: uuid.UUID, code: str, message: str) -> bool:
-    if not claims.complete(Prediction, pk, token, running=Prediction.Status.RUNNING, status=Prediction.Status.FAILED,
-                           error_code=code, error_message=message, finished_at=timezone.now(),
-                           lease_expires_at=None):
+    if not claims.complete(
+        Prediction,
+        pk,
+        token,
+        running=Prediction.Status.RUNNING,
+        status=Prediction.Status.FAILED,
+        error_code=code,
+        error_message=message,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+    ):
         return False
     log.info("prediction %s failed: %s", pk, code)
     return True
@@ -160,8 +192,11 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any) -> list[int]:
         except FileNotFoundError:
             _fail(pk, token, "file_missing", "The stored image file could not be found.")
     results = run_each(pipeline, payloads, batch_size=_cfg("INFERENCE_BATCH_SIZE"))
-    files = {pk: _write_files(predictions[pk], result) for (pk, _), result in zip(kept, results, strict=False)
-             if not isinstance(result, ImagingError) and _finite(result)}
+    files = {
+        pk: _write_files(predictions[pk], result)
+        for (pk, _), result in zip(kept, results, strict=False)
+        if not isinstance(result, ImagingError) and _finite(result)
+    }
     committed: list[int] = []
     with transaction.atomic():
         for (pk, token), result in zip(kept, results, strict=False):
@@ -169,9 +204,12 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any) -> list[int]:
                 written = _complete_failed(pk, token, result.code, result.message)
             elif pk not in files:
                 log.error("prediction %s: model %s produced non-finite output", pk, version)
-                written = _complete_failed(pk, token, "model_error", "The model produced an invalid result for "
-                                                                     "this image; it needs to be read without AI "
-                                                                     "support.")
+                written = _complete_failed(
+                    pk,
+                    token,
+                    "model_error",
+                    "The model produced an invalid result for this image; it needs to be read without AI support.",
+                )
             else:
                 written = _complete_done(pk, token, result, version, runtime, files[pk])
             if written:
@@ -224,22 +262,37 @@ def _write_files(prediction: Prediction, result: Any) -> dict[str, str]:
     paths = {
         "heatmap": storage.save(f"{name}.png", ContentFile(result.heatmap_png)),
         "heatmap_raw": storage.save(f"{name}.npy", ContentFile(raw_buffer.getvalue())),
-        "display": storage.save(f"{name}.display.png",
-                                ContentFile(result.display_png or png_bytes(result.preprocessed))),
+        "display": storage.save(
+            f"{name}.display.png", ContentFile(result.display_png or png_bytes(result.preprocessed))
+        ),
     }
     result.timings_ms["store"] = round((time.perf_counter() - started) * 1000, 2)
     return paths
 
 
-def _complete_done(pk: int, token: uuid.UUID, result: Any, version: Any, runtime: str,
-                   paths: dict[str, str]) -> bool:
+def _complete_done(pk: int, token: uuid.UUID, result: Any, version: Any, runtime: str, paths: dict[str, str]) -> bool:
     """Write the outcome row if this process still holds the claim; True when written."""
     return claims.complete(
-        Prediction, pk, token, running=Prediction.Status.RUNNING, status=Prediction.Status.DONE,
-        model_version=version, probabilities=result.probabilities, label=result.label,
-        p_abnormal=result.p_abnormal, flag=result.flag, threshold=result.threshold,
-        thresholds=version.thresholds, runtime=runtime, timings_ms=result.timings_ms, error_code="",
-        error_message="", finished_at=timezone.now(), lease_expires_at=None, **paths)
+        Prediction,
+        pk,
+        token,
+        running=Prediction.Status.RUNNING,
+        status=Prediction.Status.DONE,
+        model_version=version,
+        probabilities=result.probabilities,
+        label=result.label,
+        p_abnormal=result.p_abnormal,
+        flag=result.flag,
+        threshold=result.threshold,
+        thresholds=version.thresholds,
+        runtime=runtime,
+        timings_ms=result.timings_ms,
+        error_code="",
+        error_message="",
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+        **paths,
+    )
 
 
 def prediction_sweep(*, now: Any = None) -> dict[str, int]:
@@ -252,27 +305,38 @@ def prediction_sweep(*, now: Any = None) -> dict[str, int]:
     now = now or timezone.now()
     stale_pending = now - timedelta(seconds=_cfg("SWEEP_INTERVAL_SECONDS"))
     running = Prediction.objects.filter(status=Prediction.Status.RUNNING).values_list(
-        "pk", "claim_token", "claimed_by", "lease_expires_at")
-    stranded = [(pk, token) for pk, token, who, lease in running
-                if (lease is not None and lease < now) or claims.claimant_is_dead(who)]
+        "pk", "claim_token", "claimed_by", "lease_expires_at"
+    )
+    stranded = [
+        (pk, token)
+        for pk, token, who, lease in running
+        if (lease is not None and lease < now) or claims.claimant_is_dead(who)
+    ]
     reclaimed = []
     for pk, token in stranded:
         # Back to PENDING under the old token, so a live-but-slow worker cannot also finish it.
         if Prediction.objects.filter(pk=pk, status=Prediction.Status.RUNNING, claim_token=token).update(
-                status=Prediction.Status.PENDING, claim_token=None, claimed_by="", lease_expires_at=None):
+            status=Prediction.Status.PENDING, claim_token=None, claimed_by="", lease_expires_at=None
+        ):
             reclaimed.append(pk)
-    pending = reclaimed + list(Prediction.objects.filter(status=Prediction.Status.PENDING,
-                                                         created_at__lt=stale_pending)
-                               .exclude(pk__in=reclaimed).values_list("pk", flat=True)[:500])
+    pending = reclaimed + list(
+        Prediction.objects.filter(status=Prediction.Status.PENDING, created_at__lt=stale_pending)
+        .exclude(pk__in=reclaimed)
+        .values_list("pk", flat=True)[:500]
+    )
     from classifier.tasks.predictions import prediction_run_task
 
     for pk in pending:
         prediction_run_task.delay(pk)
     study_ids = list(Study.objects.exclude(status=Study.Status.REVIEWED).values_list("pk", flat=True)[:2000])
     for start in range(0, len(study_ids), 100):  # short transactions: the web process locks studies too
-        study_refresh(*study_ids[start:start + 100])
-    return {"reclaimed": len(reclaimed), "resent": len(pending), "refreshed": len(study_ids),
-            "webhooks_resent": webhook_sweep(now=now)}
+        study_refresh(*study_ids[start : start + 100])
+    return {
+        "reclaimed": len(reclaimed),
+        "resent": len(pending),
+        "refreshed": len(study_ids),
+        "webhooks_resent": webhook_sweep(now=now),
+    }
 
 
 def prediction_release(*, prediction_id: int) -> None:
@@ -281,7 +345,7 @@ def prediction_release(*, prediction_id: int) -> None:
     A pool process runs one task at a time, so every RUNNING row it claimed belongs to
     the failing task; ``prediction_id`` is logged only.
     """
-    released = Prediction.objects.filter(status=Prediction.Status.RUNNING,
-                                         claimed_by=claims.worker_identity()).update(
-        status=Prediction.Status.PENDING, claim_token=None, claimed_by="", lease_expires_at=None)
+    released = Prediction.objects.filter(status=Prediction.Status.RUNNING, claimed_by=claims.worker_identity()).update(
+        status=Prediction.Status.PENDING, claim_token=None, claimed_by="", lease_expires_at=None
+    )
     log.warning("prediction %s: transient error, %s rows released for a retry", prediction_id, released)

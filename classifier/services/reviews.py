@@ -1,4 +1,5 @@
 """Radiologist reviews: confirm or correct a finished prediction."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,8 +14,9 @@ from classifier.services.webhooks import review_created
 
 
 @transaction.atomic
-def review_submit(*, prediction: Prediction, radiologist: Any, decision: str, label: str = "",
-                  comment: str = "", request: Any = None) -> Review:
+def review_submit(
+    *, prediction: Prediction, radiologist: Any, decision: str, label: str = "", comment: str = "", request: Any = None
+) -> Review:
     """Record a radiologist's confirm/correct. The latest review becomes the image's label.
 
     The review, its audit event and its review.created deliveries commit together.
@@ -28,10 +30,21 @@ def review_submit(*, prediction: Prediction, radiologist: Any, decision: str, la
             raise ServiceError("invalid_label", "Choose the correct label from the list.")
     else:
         raise ServiceError("invalid_decision", "The decision must be confirm or correct.")
-    review = Review.objects.create(prediction=prediction, image=prediction.image, radiologist=radiologist,
-                                   decision=decision, label=label, comment=comment.strip())
-    audit_record(actor=radiologist, action="review", obj=review, request=request,
-                 detail={"prediction": prediction.pk, "decision": decision, "label": label})
+    review = Review.objects.create(
+        prediction=prediction,
+        image=prediction.image,
+        radiologist=radiologist,
+        decision=decision,
+        label=label,
+        comment=comment.strip(),
+    )
+    audit_record(
+        actor=radiologist,
+        action="review",
+        obj=review,
+        request=request,
+        detail={"prediction": prediction.pk, "decision": decision, "label": label},
+    )
     review_created(review.pk)  # the event's delivery rows commit with the review
     transaction.on_commit(lambda: study_refresh(prediction.image.study_id))
     return review

@@ -1,6 +1,7 @@
 """Patients and studies: find or create them from typed fields or a DICOM header, and
 recompute a study's status and priority from its images.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class StudyFields:
 def fields_from_header(metadata: dict[str, Any], given: StudyFields) -> StudyFields:
     """The one rule DICOM header -> study fields (web upload, its prefill, the API, STOW-RS):
     typed fields win over the header; the header fills what was left blank."""
+
     def pick(typed: Any, key: str) -> Any:
         return typed if typed else (metadata.get(key) or typed)
 
@@ -50,7 +52,9 @@ def fields_from_header(metadata: dict[str, Any], given: StudyFields) -> StudyFie
         study_instance_uid=pick(given.study_instance_uid, "study_instance_uid"),
         view_position=given.view_position or (view if view != Study.View.UNKNOWN else ""),
         study_date=given.study_date or _date(metadata.get("study_date")),
-        modality=pick(given.modality, "modality"), clinical_notes=given.clinical_notes)
+        modality=pick(given.modality, "modality"),
+        clinical_notes=given.clinical_notes,
+    )
 
 
 def person_name(dicom_name: str) -> str:
@@ -72,10 +76,12 @@ def _date(value: Any) -> date | None:
 def study_get_or_create(*, fields: StudyFields, requested_by: Any) -> tuple[Study, bool]:
     """Find the study by accession (or StudyInstanceUID) or create it with its patient."""
     if not fields.mrn or not fields.accession_number:
-        missing = [name for name, value in (("patient MRN", fields.mrn), ("accession number",
-                                             fields.accession_number)) if not value]
-        raise ServiceError("missing_field", f"Please enter the {' and '.join(missing)}; "
-                                            "the file does not carry them.")
+        missing = [
+            name
+            for name, value in (("patient MRN", fields.mrn), ("accession number", fields.accession_number))
+            if not value
+        ]
+        raise ServiceError("missing_field", f"Please enter the {' and '.join(missing)}; the file does not carry them.")
     existing = Study.objects.filter(accession_number=fields.accession_number).select_related("patient").first()
     if existing is None and fields.study_instance_uid:
         existing = Study.objects.filter(study_instance_uid=fields.study_instance_uid).first()
@@ -88,30 +94,42 @@ def study_get_or_create(*, fields: StudyFields, requested_by: Any) -> tuple[Stud
     except IntegrityError:  # a concurrent request created it first: use theirs
         existing = Study.objects.filter(accession_number=fields.accession_number).select_related("patient").first()
         if existing is None or existing.patient.mrn != fields.mrn:
-            raise ServiceError("conflict", "This study was created at the same time with different details.",
-                               409) from None
+            raise ServiceError(
+                "conflict", "This study was created at the same time with different details.", 409
+            ) from None
         return existing, False
 
 
 @transaction.atomic
 def _study_create(*, fields: StudyFields, requested_by: Any) -> Study:
-    patient, _ = Patient.objects.get_or_create(mrn=fields.mrn, defaults={
-        "name": fields.patient_name[:200], "birth_date": fields.birth_date, "sex": fields.sex})
+    patient, _ = Patient.objects.get_or_create(
+        mrn=fields.mrn, defaults={"name": fields.patient_name[:200], "birth_date": fields.birth_date, "sex": fields.sex}
+    )
     # A new study has no result yet: queued, at the triage score of "no result" (what
     # study_refresh would compute), so its first upload need not refresh it again.
     return Study.objects.create(
-        status=Study.Status.QUEUED, priority=priority_score(p_abnormal=None, flag=None, failed=False,
-                                                            waited_minutes=0.0,
-                                                            max_wait_minutes=settings.CXR["TRIAGE_MAX_WAIT_MINUTES"]),
-        patient=patient, accession_number=fields.accession_number,
-        study_instance_uid=fields.study_instance_uid, modality=fields.modality[:16] or "CR",
-        view_position=fields.view_position or Study.View.UNKNOWN, study_date=fields.study_date,
+        status=Study.Status.QUEUED,
+        priority=priority_score(
+            p_abnormal=None,
+            flag=None,
+            failed=False,
+            waited_minutes=0.0,
+            max_wait_minutes=settings.CXR["TRIAGE_MAX_WAIT_MINUTES"],
+        ),
+        patient=patient,
+        accession_number=fields.accession_number,
+        study_instance_uid=fields.study_instance_uid,
+        modality=fields.modality[:16] or "CR",
+        view_position=fields.view_position or Study.View.UNKNOWN,
+        study_date=fields.study_date,
         requesting_clinician=requested_by if getattr(requested_by, "is_authenticated", False) else None,
-        clinical_notes=fields.clinical_notes)
+        clinical_notes=fields.clinical_notes,
+    )
 
 
-def patient_get_or_create(*, mrn: str, name: str = "", birth_date: Any = None, sex: str = "",
-                          actor: Any, request: Any = None) -> tuple[Patient, bool]:
+def patient_get_or_create(
+    *, mrn: str, name: str = "", birth_date: Any = None, sex: str = "", actor: Any, request: Any = None
+) -> tuple[Patient, bool]:
     """The patient with this MRN, created when new; an existing row is returned unchanged."""
     mrn = mrn.strip()
     if not mrn:
@@ -119,7 +137,8 @@ def patient_get_or_create(*, mrn: str, name: str = "", birth_date: Any = None, s
     try:
         with transaction.atomic():
             patient, created = Patient.objects.get_or_create(
-                mrn=mrn, defaults={"name": name[:200], "birth_date": birth_date, "sex": sex})
+                mrn=mrn, defaults={"name": name[:200], "birth_date": birth_date, "sex": sex}
+            )
     except IntegrityError:  # a concurrent create of the same MRN won
         patient, created = Patient.objects.get(mrn=mrn), False
     if created:
@@ -138,8 +157,9 @@ def study_refresh(*study_ids: int) -> None:
     """
     from classifier.selectors.studies import study_image_states
 
-    studies = list(Study.objects.select_for_update().filter(pk__in=set(study_ids)).order_by("pk")
-                   .only("pk", "created_at"))
+    studies = list(
+        Study.objects.select_for_update().filter(pk__in=set(study_ids)).order_by("pk").only("pk", "created_at")
+    )
     states = study_image_states([study.pk for study in studies])
     now = timezone.now()
     for study in studies:  # plain UPDATEs: bulk_update's CASE expression costs more to build
@@ -164,8 +184,15 @@ def _study_state(study: Study, states: list[Any], now: Any) -> tuple[str, float]
     done = [state for state in states if state.status == Prediction.Status.DONE]
     worst = max(done, key=lambda state: state.p_abnormal or 0.0, default=None)
     waited = (now - study.created_at).total_seconds() / 60
-    priority = 0.0 if reviewed else priority_score(
-        p_abnormal=worst.p_abnormal if worst else None, flag=worst.flag if worst else None,
-        failed=status == Study.Status.FAILED, waited_minutes=waited,
-        max_wait_minutes=settings.CXR["TRIAGE_MAX_WAIT_MINUTES"])
+    priority = (
+        0.0
+        if reviewed
+        else priority_score(
+            p_abnormal=worst.p_abnormal if worst else None,
+            flag=worst.flag if worst else None,
+            failed=status == Study.Status.FAILED,
+            waited_minutes=waited,
+            max_wait_minutes=settings.CXR["TRIAGE_MAX_WAIT_MINUTES"],
+        )
+    )
     return status, priority

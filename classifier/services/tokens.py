@@ -1,4 +1,5 @@
 """API tokens: create one for an integration (shown once) and revoke it."""
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,9 @@ def _check_rate(rate: str) -> None:
 
 
 @transaction.atomic
-def api_token_create(*, name: str, role: str, created_by: Any, rate: str = "",
-                     expires_at: datetime | None = None, request: Any = None) -> tuple[ApiToken, str]:
+def api_token_create(
+    *, name: str, role: str, created_by: Any, rate: str = "", expires_at: datetime | None = None, request: Any = None
+) -> tuple[ApiToken, str]:
     """Create a token and its service user in ``role``'s group. Returns the raw token, shown once."""
     if role not in ApiToken.Role.values:
         raise ServiceError("invalid_role", f"The role must be one of {', '.join(ApiToken.Role.values)}.")
@@ -51,10 +53,23 @@ def api_token_create(*, name: str, role: str, created_by: Any, rate: str = "",
     user.save(update_fields=["password", "first_name"])
     user.groups.add(group)
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(name=name.strip()[:100], role=role, user=user, token_hash=token_hash(raw),
-                                    prefix=raw[:12], rate=rate, created_by=created_by, expires_at=expires_at)
-    audit_record(actor=created_by, action="api_token_create", obj=token, request=request,
-                 detail={"role": role, "service_user": user.username})
+    token = ApiToken.objects.create(
+        name=name.strip()[:100],
+        role=role,
+        user=user,
+        token_hash=token_hash(raw),
+        prefix=raw[:12],
+        rate=rate,
+        created_by=created_by,
+        expires_at=expires_at,
+    )
+    audit_record(
+        actor=created_by,
+        action="api_token_create",
+        obj=token,
+        request=request,
+        detail={"role": role, "service_user": user.username},
+    )
     return token, raw
 
 

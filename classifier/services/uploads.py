@@ -5,6 +5,7 @@ DICOM structure) without decoding pixels; the full decode runs in the worker und
 time limit. A file is written under a generated name and its sha256 verified on disk
 before the Image and its pending Prediction are committed together.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,29 +49,43 @@ def upload_limits() -> DecodeLimits:
     return DecodeLimits(max_bytes=settings.CXR["MAX_UPLOAD_BYTES"], max_pixels=settings.CXR["MAX_PIXELS"])
 
 
-def image_upload(*, data: bytes, filename: str, uploaded_by: Any, fields: StudyFields | None = None,
-                 study: Study | None = None, request: Any = None) -> UploadOutcome:
+def image_upload(
+    *,
+    data: bytes,
+    filename: str,
+    uploaded_by: Any,
+    fields: StudyFields | None = None,
+    study: Study | None = None,
+    request: Any = None,
+) -> UploadOutcome:
     """Validate, store and queue one file. Never raises for bad input: see UploadOutcome."""
     outcome = UploadOutcome(filename=filename[:255])
     try:
         header = probe_bytes(data, limits=upload_limits())
         created = False
         if study is None:
-            study, created = study_get_or_create(fields=fields_from_header(header.metadata, fields or StudyFields()),
-                                                 requested_by=uploaded_by)
+            study, created = study_get_or_create(
+                fields=fields_from_header(header.metadata, fields or StudyFields()), requested_by=uploaded_by
+            )
         _store(outcome, study=study, data=data, header=header, uploaded_by=uploaded_by, refresh_study=not created)
     except ImagingError as exc:
         outcome.error_code, outcome.error_message = exc.code, exc.message
     except ServiceError as exc:
         outcome.error_code, outcome.error_message = exc.code, exc.message
     if outcome.image is not None:
-        audit_record(actor=uploaded_by, action="upload_duplicate" if outcome.duplicate else "upload",
-                     obj=outcome.image, request=request, detail={"study": outcome.image.study_id})
+        audit_record(
+            actor=uploaded_by,
+            action="upload_duplicate" if outcome.duplicate else "upload",
+            obj=outcome.image,
+            request=request,
+            detail={"study": outcome.image.study_id},
+        )
     return outcome
 
 
-def _store(outcome: UploadOutcome, *, study: Study, data: bytes, header: Any, uploaded_by: Any,
-           refresh_study: bool) -> None:
+def _store(
+    outcome: UploadOutcome, *, study: Study, data: bytes, header: Any, uploaded_by: Any, refresh_study: bool
+) -> None:
     sha = hashlib.sha256(data).hexdigest()
     sop = (header.metadata.get("sop_instance_uid") or "")[:64]
     duplicate = _find_duplicate(study=study, sha=sha, sop=sop)
@@ -86,9 +101,18 @@ def _store(outcome: UploadOutcome, *, study: Study, data: bytes, header: Any, up
                 raise OSError("stored file does not match the uploaded bytes")
         with transaction.atomic():
             image = Image.objects.create(
-                study=study, file=name, sha256=sha, size_bytes=len(data), original_filename=outcome.filename,
-                format=header.format, width=header.width, height=header.height, sop_instance_uid=sop,
-                metadata=header.metadata, uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None)
+                study=study,
+                file=name,
+                sha256=sha,
+                size_bytes=len(data),
+                original_filename=outcome.filename,
+                format=header.format,
+                width=header.width,
+                height=header.height,
+                sop_instance_uid=sop,
+                metadata=header.metadata,
+                uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None,
+            )
 
             user = uploaded_by if getattr(uploaded_by, "pk", None) else None
             outcome.prediction = prediction_request(image=image, requested_by=user)

@@ -12,6 +12,7 @@ secret>``; ``X-CXR-Timestamp`` is the attempt's Unix time (the body carries ``cr
 
 The delivery task is ``classifier.tasks.webhooks.webhook_deliver_task``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,40 +57,68 @@ def _prediction_data(prediction: Prediction) -> dict[str, Any]:
     study = prediction.image.study
     return {
         "prediction": {
-            "id": prediction.pk, "image": prediction.image_id, "study": study.pk, "status": prediction.status,
-            "label": prediction.label, "probabilities": prediction.probabilities,
-            "p_abnormal": prediction.p_abnormal, "flag": prediction.flag, "threshold": prediction.threshold,
+            "id": prediction.pk,
+            "image": prediction.image_id,
+            "study": study.pk,
+            "status": prediction.status,
+            "label": prediction.label,
+            "probabilities": prediction.probabilities,
+            "p_abnormal": prediction.p_abnormal,
+            "flag": prediction.flag,
+            "threshold": prediction.threshold,
             "priority": study.priority,
-            "model": {"name": version.name, "version": version.version,
-                      "artifact_sha256": (version.artifact_sha256 or {}).get("model.tflite", "")} if version else None,
+            "model": {
+                "name": version.name,
+                "version": version.version,
+                "artifact_sha256": (version.artifact_sha256 or {}).get("model.tflite", ""),
+            }
+            if version
+            else None,
             "error": {"code": prediction.error_code, "message": prediction.error_message}
-            if prediction.error_code else None,
+            if prediction.error_code
+            else None,
             "notice": NOTICE,
         },
-        "study": {"id": study.pk, "accession_number": study.accession_number,
-                  "study_instance_uid": study.study_instance_uid},
-        "links": {"prediction": f"/api/v1/predictions/{prediction.pk}/",
-                  "fhir": f"/fhir/DiagnosticReport/{prediction.pk}"},
+        "study": {
+            "id": study.pk,
+            "accession_number": study.accession_number,
+            "study_instance_uid": study.study_instance_uid,
+        },
+        "links": {
+            "prediction": f"/api/v1/predictions/{prediction.pk}/",
+            "fhir": f"/fhir/DiagnosticReport/{prediction.pk}",
+        },
     }
 
 
 def _review_data(review: Review) -> dict[str, Any]:
     data = _prediction_data(review.prediction)
-    data["review"] = {"id": review.pk, "prediction": review.prediction_id, "decision": review.decision,
-                      "label": review.label, "created_at": review.created_at.isoformat()}
+    data["review"] = {
+        "id": review.pk,
+        "prediction": review.prediction_id,
+        "decision": review.decision,
+        "label": review.label,
+        "created_at": review.created_at.isoformat(),
+    }
     return data
 
 
 def webhook_emit(event: str, obj: Prediction | Review) -> list[int]:
     """Queue ``event`` about ``obj`` for every active webhook that wants it. Returns delivery ids."""
-    webhooks = [hook for hook in Webhook.objects.filter(is_active=True).select_related("owner")
-                if hook.wants(event) and user_can(hook.owner, "view_studies")]
+    webhooks = [
+        hook
+        for hook in Webhook.objects.filter(is_active=True).select_related("owner")
+        if hook.wants(event) and user_can(hook.owner, "view_studies")
+    ]
     if not webhooks:
         return []
     data = _review_data(obj) if isinstance(obj, Review) else _prediction_data(obj)
     event_id = uuid.uuid4()
-    body = json.dumps({"id": str(event_id), "event": event, "created_at": timezone.now().isoformat(),
-                       "data": data}, separators=(",", ":"), sort_keys=True)
+    body = json.dumps(
+        {"id": str(event_id), "event": event, "created_at": timezone.now().isoformat(), "data": data},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
     ids = []
     with transaction.atomic():
         for hook in webhooks:
@@ -128,8 +157,7 @@ def prediction_finished(prediction_id: int) -> list[int]:
 def _prediction_finished(prediction_id: int) -> list[int]:
     if not Webhook.objects.filter(is_active=True).exists():
         return []  # the common case, one cheap query per finished prediction
-    prediction = (Prediction.objects.select_related("model_version", "image__study")
-                  .filter(pk=prediction_id).first())
+    prediction = Prediction.objects.select_related("model_version", "image__study").filter(pk=prediction_id).first()
     if prediction is None or prediction.status not in (Prediction.Status.DONE, Prediction.Status.FAILED):
         return []
     event = "prediction.done" if prediction.status == Prediction.Status.DONE else "prediction.failed"
@@ -147,7 +175,8 @@ def review_created(review_id: int) -> list[int]:
             if not Webhook.objects.filter(is_active=True).exists():
                 return []
             review = Review.objects.select_related("prediction__model_version", "prediction__image__study").get(
-                pk=review_id)
+                pk=review_id
+            )
             return webhook_emit("review.created", review)
     except Exception:
         log.exception("webhook emission for review %s failed", review_id)
@@ -161,27 +190,42 @@ def webhook_deliver(*, delivery_id: int) -> str:
         return delivery.status  # a redelivered message after success: nothing to do
     hook = delivery.webhook
     if not hook.is_active:
-        WebhookDelivery.objects.filter(pk=delivery_id).update(status=WebhookDelivery.Status.FAILED,
-                                                              last_error="The webhook was disabled.")
+        WebhookDelivery.objects.filter(pk=delivery_id).update(
+            status=WebhookDelivery.Status.FAILED, last_error="The webhook was disabled."
+        )
         return WebhookDelivery.Status.FAILED
     import requests
 
     body = delivery.body.encode()
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-CXR-Event": delivery.event,
-               "X-CXR-Delivery": str(delivery.event_id), "X-CXR-Timestamp": str(int(time.time())),
-               "X-CXR-Signature": webhook_sign(hook.secret, body)}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-CXR-Event": delivery.event,
+        "X-CXR-Delivery": str(delivery.event_id),
+        "X-CXR-Timestamp": str(int(time.time())),
+        "X-CXR-Signature": webhook_sign(hook.secret, body),
+    }
     code, error = None, ""
     try:
-        response = requests.post(hook.url, data=body, headers=headers, allow_redirects=False,
-                                 timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS))
+        response = requests.post(
+            hook.url,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+        )
         code = response.status_code
         error = "" if 200 <= code < 300 else f"HTTP {code}"
     except requests.RequestException as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     ok = code is not None and 200 <= code < 300
     WebhookDelivery.objects.filter(pk=delivery_id).update(
-        attempts=F("attempts") + 1, last_attempt_at=timezone.now(), last_status_code=code, last_error=error,
-        **({"status": WebhookDelivery.Status.SUCCEEDED, "delivered_at": timezone.now()} if ok else {}))
+        attempts=F("attempts") + 1,
+        last_attempt_at=timezone.now(),
+        last_status_code=code,
+        last_error=error,
+        **({"status": WebhookDelivery.Status.SUCCEEDED, "delivered_at": timezone.now()} if ok else {}),
+    )
     if not ok:
         raise WebhookDeliveryFailed(error)
     return WebhookDelivery.Status.SUCCEEDED
@@ -189,7 +233,8 @@ def webhook_deliver(*, delivery_id: int) -> str:
 
 def webhook_give_up(*, delivery_id: int) -> None:
     WebhookDelivery.objects.filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING).update(
-        status=WebhookDelivery.Status.FAILED)
+        status=WebhookDelivery.Status.FAILED
+    )
 
 
 def webhook_max_attempts() -> int:
@@ -217,10 +262,15 @@ def webhook_sweep(*, now: Any = None) -> int:
     grace = timedelta(seconds=settings.CXR["SWEEP_INTERVAL_SECONDS"])
     overdue = []
     for pk, attempts, created_at, last_attempt_at in (
-            WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING).order_by("pk")
-            .values_list("pk", "attempts", "created_at", "last_attempt_at")[:500]):
-        due = (last_attempt_at + timedelta(seconds=retry_countdown(attempts - 1))
-               if attempts and last_attempt_at else created_at)
+        WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)
+        .order_by("pk")
+        .values_list("pk", "attempts", "created_at", "last_attempt_at")[:500]
+    ):
+        due = (
+            last_attempt_at + timedelta(seconds=retry_countdown(attempts - 1))
+            if attempts and last_attempt_at
+            else created_at
+        )
         if due + grace < now:
             overdue.append(pk)
     from classifier.tasks.webhooks import webhook_deliver_task
@@ -237,8 +287,7 @@ def webhook_create(*, owner: Any, url: str, events: list[str], request: Any = No
         raise ServiceError("invalid_event", f"Unknown events: {', '.join(unknown)}.")
     if not url.lower().startswith(("http://", "https://")):
         raise ServiceError("invalid_url", "The callback URL must be http or https.")
-    webhook = Webhook.objects.create(owner=owner, url=url, events=sorted(set(events)),
-                                     secret=secrets.token_urlsafe(32))
+    webhook = Webhook.objects.create(owner=owner, url=url, events=sorted(set(events)), secret=secrets.token_urlsafe(32))
     audit_record(actor=owner, action="webhook_create", obj=webhook, request=request, detail={"events": events})
     return webhook
 

@@ -3,6 +3,7 @@
 Celery's autodiscovery imports this package; importing the modules here registers every
 task and connects the inference pool's warm-up.
 """
+
 from classifier.tasks import predictions, probe, warmup, webhooks
 
 __all__ = ["predictions", "probe", "warmup", "webhooks"]

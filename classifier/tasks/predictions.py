@@ -3,6 +3,7 @@
 Task names are explicit and stable: the beat schedule (a database row) and messages
 already in the broker refer to them by name.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,11 +15,19 @@ from django.db import OperationalError
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="classifier.tasks.prediction_run_task", bind=True, acks_late=True, reject_on_worker_lost=True,
-             autoretry_for=(OSError, OperationalError), retry_backoff=2, retry_backoff_max=120,
-             retry_jitter=True, max_retries=settings.CXR["INFERENCE_MAX_RETRIES"],
-             soft_time_limit=settings.CXR["INFERENCE_SOFT_TIME_LIMIT"],
-             time_limit=settings.CXR["INFERENCE_HARD_TIME_LIMIT"])
+@shared_task(
+    name="classifier.tasks.prediction_run_task",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OSError, OperationalError),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=settings.CXR["INFERENCE_MAX_RETRIES"],
+    soft_time_limit=settings.CXR["INFERENCE_SOFT_TIME_LIMIT"],
+    time_limit=settings.CXR["INFERENCE_HARD_TIME_LIMIT"],
+)
 def prediction_run_task(self, prediction_id: int) -> list[int]:
     """Run one prediction (and any batch-mates). A transient error releases and retries."""
     from classifier.services.predictions import prediction_release, prediction_run

@@ -4,6 +4,7 @@ Without it the first image after a (re)start waits seconds for TensorFlow to loa
 Grad-CAM to be traced. Warm-up runs after fork, in the pool process (TF state does not
 survive fork), and only in workers consuming the ``inference`` queue.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,11 @@ def _warm_up(**kwargs: Any) -> None:
     try:
         version = active_version()
         if version is not None:
-            get_pipeline(version.artifact_dir, runtime=settings.CXR["INFERENCE_RUNTIME"],
-                         threads=settings.CXR["INFERENCE_THREADS"]).warm_up()
+            get_pipeline(
+                version.artifact_dir,
+                runtime=settings.CXR["INFERENCE_RUNTIME"],
+                threads=settings.CXR["INFERENCE_THREADS"],
+            ).warm_up()
             log.info("warmed up %s for inference", version)
     except Exception:  # a failed warm-up only costs latency; the task path reports real errors
         log.exception("model warm-up failed")

@@ -1,12 +1,20 @@
 """The webhook delivery task, on its own ``webhooks`` queue (cxrsite.settings routes it), so
 slow or failing receivers never hold up inference: ids in, classifier.services.webhooks
 does the work. A message lost with the broker is re-sent by the sweeper."""
+
 from __future__ import annotations
 
 from celery import shared_task
 
 
-@shared_task(name="classifier.tasks.webhook_deliver_task", bind=True, acks_late=True, max_retries=None, soft_time_limit=30, time_limit=60)
+@shared_task(
+    name="classifier.tasks.webhook_deliver_task",
+    bind=True,
+    acks_late=True,
+    max_retries=None,
+    soft_time_limit=30,
+    time_limit=60,
+)
 def webhook_deliver_task(self, delivery_id: int) -> str:
     """Deliver one webhook event; retried with backoff up to ``MAX_ATTEMPTS`` attempts.
 

@@ -1,4 +1,5 @@
 """The audit log page (admins)."""
+
 from __future__ import annotations
 
 from django.core.paginator import Paginator

@@ -1,4 +1,5 @@
 """Liveness for load balancers and orchestrators."""
+
 from __future__ import annotations
 
 from django.db import connection

@@ -1,4 +1,5 @@
 """Radiologist review: submit, the "next unreviewed" queue, agreement statistics."""
+
 from __future__ import annotations
 
 from django.contrib import messages
@@ -28,12 +29,18 @@ def review_submit(request: HttpRequest, study_id: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
         return redirect(reverse("study_detail", args=[study_id]) + ("?queue=1" if in_queue else ""))
-    prediction = get_object_or_404(Prediction.objects.select_related("image"), pk=form.cleaned_data["prediction"],
-                                   image__study_id=study_id)
+    prediction = get_object_or_404(
+        Prediction.objects.select_related("image"), pk=form.cleaned_data["prediction"], image__study_id=study_id
+    )
     try:
-        review_submit_service(prediction=prediction, radiologist=request.user,
-                               decision=form.cleaned_data["decision"], label=form.cleaned_data["label"],
-                               comment=form.cleaned_data["comment"], request=request)
+        review_submit_service(
+            prediction=prediction,
+            radiologist=request.user,
+            decision=form.cleaned_data["decision"],
+            label=form.cleaned_data["label"],
+            comment=form.cleaned_data["comment"],
+            request=request,
+        )
     except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("study_detail", study_id=study_id)

@@ -3,6 +3,7 @@
 Images are never served from MEDIA_URL: every file goes through :func:`prediction_image`,
 which checks the role and writes a ``view_image`` audit event.
 """
+
 from __future__ import annotations
 
 from django.contrib import messages
@@ -34,10 +35,19 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
     for panel in panels:
         panel.form = ReviewForm(initial={"prediction": panel.latest.pk}) if panel.reviewable and can_review else None
     current = next((p for p in panels if p.reviewable and not p.reviews), None)
-    return render(request, "classifier/study.html", {
-        "study": study, "panels": panels, "previous": previous, "labels": Label.choices,
-        "current_panel": current, "queue": request.GET.get("queue") == "1",
-        "pending": any(p.latest and p.latest.status in ("pending", "running") for p in panels)})
+    return render(
+        request,
+        "classifier/study.html",
+        {
+            "study": study,
+            "panels": panels,
+            "previous": previous,
+            "labels": Label.choices,
+            "current_panel": current,
+            "queue": request.GET.get("queue") == "1",
+            "pending": any(p.latest and p.latest.status in ("pending", "running") for p in panels),
+        },
+    )
 
 
 @action_required("view_studies")
@@ -62,8 +72,13 @@ def prediction_image(request: HttpRequest, prediction_id: int, kind: str) -> Fil
         handle = stored.open("rb")
     except FileNotFoundError:
         raise Http404("The stored image file is missing.") from None
-    audit_record(actor=request.user, action="view_image", obj=prediction.image, request=request,
-                 detail={"prediction": prediction.pk, "kind": kind})
+    audit_record(
+        actor=request.user,
+        action="view_image",
+        obj=prediction.image,
+        request=request,
+        detail={"prediction": prediction.pk, "kind": kind},
+    )
     response = FileResponse(handle, content_type="image/png")
     # Patient images must not linger in shared caches or the browser's disk cache.
     response["Cache-Control"] = "private, no-store"

@@ -3,6 +3,7 @@
 No pixels are decoded here: ``image_upload`` and ``probe_bytes`` read headers only;
 the worker decodes under a time limit.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,27 +32,37 @@ def _read(uploaded: UploadedFile) -> bytes | None:
 
 def _too_large(filename: str) -> UploadOutcome:
     limit = settings.CXR["MAX_UPLOAD_BYTES"] // (1024 * 1024)
-    return UploadOutcome(filename=filename, error_code="file_too_large",
-                                  error_message=f"The file is larger than the {limit} MiB upload limit.")
+    return UploadOutcome(
+        filename=filename,
+        error_code="file_too_large",
+        error_message=f"The file is larger than the {limit} MiB upload limit.",
+    )
 
 
 def _upload_one(request: HttpRequest, uploaded: UploadedFile, fields: StudyFields) -> UploadOutcome:
     data = _read(uploaded)
     if data is None:
         return _too_large(uploaded.name or "")
-    return image_upload(data=data, filename=uploaded.name or "upload", uploaded_by=request.user,
-                                 fields=fields, request=request)
+    return image_upload(
+        data=data, filename=uploaded.name or "upload", uploaded_by=request.user, fields=fields, request=request
+    )
 
 
 def outcome_json(outcome: UploadOutcome) -> dict[str, Any]:
     """The per-file result the upload page shows. No patient identifiers besides ids."""
     study_id = outcome.image.study_id if outcome.image else None
-    return {"ok": outcome.ok, "filename": outcome.filename, "duplicate": outcome.duplicate,
-            "error_code": outcome.error_code, "error_message": outcome.error_message,
-            "warnings": outcome.warnings, "study_id": study_id,
-            "image_id": outcome.image.pk if outcome.image else None,
-            "prediction_id": outcome.prediction.pk if outcome.prediction else None,
-            "study_url": reverse("study_detail", args=[study_id]) if study_id else None}
+    return {
+        "ok": outcome.ok,
+        "filename": outcome.filename,
+        "duplicate": outcome.duplicate,
+        "error_code": outcome.error_code,
+        "error_message": outcome.error_message,
+        "warnings": outcome.warnings,
+        "study_id": study_id,
+        "image_id": outcome.image.pk if outcome.image else None,
+        "prediction_id": outcome.prediction.pk if outcome.prediction else None,
+        "study_url": reverse("study_detail", args=[study_id]) if study_id else None,
+    }
 
 
 @action_required("upload")
@@ -67,9 +78,16 @@ def upload(request: HttpRequest) -> HttpResponse:
         elif form.is_valid():
             outcomes = [_upload_one(request, uploaded, form.to_fields()) for uploaded in files]
     status = 400 if request.method == "POST" and (form.errors or not any(o.ok for o in outcomes)) else 200
-    return render(request, "classifier/upload.html", {
-        "form": form, "outcomes": [outcome_json(o) for o in outcomes],
-        "max_mb": settings.CXR["MAX_UPLOAD_BYTES"] // (1024 * 1024)}, status=status)
+    return render(
+        request,
+        "classifier/upload.html",
+        {
+            "form": form,
+            "outcomes": [outcome_json(o) for o in outcomes],
+            "max_mb": settings.CXR["MAX_UPLOAD_BYTES"] // (1024 * 1024),
+        },
+        status=status,
+    )
 
 
 @action_required("upload")
@@ -82,14 +100,25 @@ def upload_file(request: HttpRequest) -> JsonResponse:
     """
     uploaded = request.FILES.get("file")
     if uploaded is None:
-        return JsonResponse({"ok": False, "filename": "", "error_code": "no_file",
-                             "error_message": "No file was received."}, status=400)
+        return JsonResponse(
+            {"ok": False, "filename": "", "error_code": "no_file", "error_message": "No file was received."}, status=400
+        )
     form = StudyFieldsForm(request.POST)
     if not form.is_valid():
-        message = "; ".join(f"{form.fields[name].label if name in form.fields else ''}: {' '.join(errors)}"
-                            for name, errors in form.errors.items())
-        return JsonResponse({"ok": False, "filename": uploaded.name, "error_code": "invalid_form",
-                             "error_message": message, "field_errors": form.errors}, status=400)
+        message = "; ".join(
+            f"{form.fields[name].label if name in form.fields else ''}: {' '.join(errors)}"
+            for name, errors in form.errors.items()
+        )
+        return JsonResponse(
+            {
+                "ok": False,
+                "filename": uploaded.name,
+                "error_code": "invalid_form",
+                "error_message": message,
+                "field_errors": form.errors,
+            },
+            status=400,
+        )
     outcome = _upload_one(request, uploaded, form.to_fields())
     return JsonResponse(outcome_json(outcome), status=200 if outcome.ok else 400)
 
@@ -109,8 +138,14 @@ def upload_probe(request: HttpRequest) -> JsonResponse:
     except ImagingError as exc:
         return JsonResponse({"ok": False, "error_code": exc.code, "error_message": exc.message}, status=400)
     fields = fields_from_header(header.metadata, StudyFields())
-    prefill = {"mrn": fields.mrn, "patient_name": fields.patient_name,
-               "birth_date": fields.birth_date.isoformat() if fields.birth_date else "", "sex": fields.sex,
-               "accession_number": fields.accession_number, "view_position": fields.view_position}
-    return JsonResponse({"ok": True, "format": header.format, "width": header.width, "height": header.height,
-                         "prefill": prefill})
+    prefill = {
+        "mrn": fields.mrn,
+        "patient_name": fields.patient_name,
+        "birth_date": fields.birth_date.isoformat() if fields.birth_date else "",
+        "sex": fields.sex,
+        "accession_number": fields.accession_number,
+        "view_position": fields.view_position,
+    }
+    return JsonResponse(
+        {"ok": True, "format": header.format, "width": header.width, "height": header.height, "prefill": prefill}
+    )

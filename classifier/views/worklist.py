@@ -1,4 +1,5 @@
 """The worklist page and its row poll. Thin: parse, call a selector, render."""
+
 from __future__ import annotations
 
 from django.core.paginator import Paginator
@@ -21,9 +22,17 @@ def worklist(request: HttpRequest) -> HttpResponse:
     page = Paginator(rows, WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "classifier/worklist.html", {
-        "form": form, "page": page, "studies": page.object_list, "query": query.urlencode(),
-        "pending_statuses": PENDING_STUDY_STATUSES})
+    return render(
+        request,
+        "classifier/worklist.html",
+        {
+            "form": form,
+            "page": page,
+            "studies": page.object_list,
+            "query": query.urlencode(),
+            "pending_statuses": PENDING_STUDY_STATUSES,
+        },
+    )
 
 
 @action_required("view_studies")
@@ -39,8 +48,13 @@ def worklist_poll(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": "ids must be comma-separated integers"}, status=400)
     rows = {}
     for study in worklist_rows_by_id(ids):
-        rows[study.pk] = {"status": study.status, "pending": study.status in PENDING_STUDY_STATUSES,
-                          "html": render_to_string("classifier/_worklist_row.html",
-                                                   {"study": study, "pending_statuses": PENDING_STUDY_STATUSES},
-                                                   request=request)}
+        rows[study.pk] = {
+            "status": study.status,
+            "pending": study.status in PENDING_STUDY_STATUSES,
+            "html": render_to_string(
+                "classifier/_worklist_row.html",
+                {"study": study, "pending_statuses": PENDING_STUDY_STATUSES},
+                request=request,
+            ),
+        }
     return JsonResponse({"rows": rows})

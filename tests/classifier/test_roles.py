@@ -1,4 +1,5 @@
 """The role matrix: role x action -> allowed/denied, decided in classifier.roles only."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,15 @@ from classifier.roles import ACTIONS, user_can
 EXPECTED = {
     "Clinician": {"view_studies", "upload"},
     "Radiologist": {"view_studies", "upload", "review"},
-    "Admin": {"view_studies", "upload", "review", "manage_models", "start_training", "view_audit",
-              "manage_integrations"},
+    "Admin": {
+        "view_studies",
+        "upload",
+        "review",
+        "manage_models",
+        "start_training",
+        "view_audit",
+        "manage_integrations",
+    },
     "none": set(),
 }
 

@@ -1,4 +1,5 @@
 """Settings: strict env parsing and refusal to start without a secret in production."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL"}}
     base.update({"CXR_VAR_DIR": str(tmp_path), **env})
-    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=base,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=base, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_production_without_secret_key_refuses_to_start_with_one_line(tmp_path: Path) -> None:
@@ -31,13 +33,16 @@ def test_production_with_secret_key_starts(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize(("name", "value", "fragment"), [
-    ("DEBUG", "maybe", "DEBUG='maybe' is not a boolean"),
-    ("CXR_INFERENCE_BATCH_SIZE", "eight", "CXR_INFERENCE_BATCH_SIZE='eight' is not an integer"),
-    ("CXR_INFERENCE_BATCH_SIZE", "0", "CXR_INFERENCE_BATCH_SIZE=0 must be at least 1"),
-    ("CXR_TARGET_SENSITIVITY", "nan", "must be a finite number"),
-    ("CXR_INFERENCE_RUNTIME", "onnx", "must be one of: tflite, keras"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("DEBUG", "maybe", "DEBUG='maybe' is not a boolean"),
+        ("CXR_INFERENCE_BATCH_SIZE", "eight", "CXR_INFERENCE_BATCH_SIZE='eight' is not an integer"),
+        ("CXR_INFERENCE_BATCH_SIZE", "0", "CXR_INFERENCE_BATCH_SIZE=0 must be at least 1"),
+        ("CXR_TARGET_SENSITIVITY", "nan", "must be a finite number"),
+        ("CXR_INFERENCE_RUNTIME", "onnx", "must be one of: tflite, keras"),
+    ],
+)
 def test_malformed_value_fails_with_a_clear_message(tmp_path: Path, name: str, value: str, fragment: str) -> None:
     result = run_check(tmp_path, **{name: value})
     assert result.returncode == 2
@@ -59,9 +64,11 @@ def test_env_parsers_are_strict() -> None:
 
 def test_embedded_default_needs_no_environment(tmp_path: Path) -> None:
     """No DATABASE_URL and no broker: SQLite plus kombu's SQLAlchemy transport on SQLite."""
-    code = ("import django, os; os.environ['DJANGO_SETTINGS_MODULE']='cxrsite.settings'; django.setup();"
-            "from django.conf import settings as s;"
-            "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL.split(':')[0])")
+    code = (
+        "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='cxrsite.settings'; django.setup();"
+        "from django.conf import settings as s;"
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL.split(':')[0])"
+    )
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DEBUG"}}
     env["CXR_VAR_DIR"] = str(tmp_path)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
@@ -69,10 +76,12 @@ def test_embedded_default_needs_no_environment(tmp_path: Path) -> None:
 
 
 def test_wsgi_import_does_not_import_tensorflow(tmp_path: Path) -> None:
-    code = ("import sys, cxrsite.wsgi, classifier.views.worklist, classifier.services.predictions, training.registry;"
-            "from django.urls import resolve; resolve('/');"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras', 'ai_edge_litert'});"
-            "print('IMPORTED:' + ','.join(bad))")
+    code = (
+        "import sys, cxrsite.wsgi, classifier.views.worklist, classifier.services.predictions, training.registry;"
+        "from django.urls import resolve; resolve('/');"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras', 'ai_edge_litert'});"
+        "print('IMPORTED:' + ','.join(bad))"
+    )
     env = dict(os.environ, CXR_VAR_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -1,4 +1,5 @@
 """Model versions (list with metrics, promote, roll back) and training runs, for admins."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,22 +28,31 @@ def test_list_promote_and_roll_back(client_for, tmp_path) -> None:
 
 
 def test_registry_refusals_are_409(client_for, tmp_path) -> None:
-    broken = ModelVersion.objects.create(name="broken", version=1, architecture="x", input_size=32, labels=[],
-                                         preprocess_config={}, artifact_dir=str(tmp_path / "missing"))
+    broken = ModelVersion.objects.create(
+        name="broken",
+        version=1,
+        architecture="x",
+        input_size=32,
+        labels=[],
+        preprocess_config={},
+        artifact_dir=str(tmp_path / "missing"),
+    )
     admin = client_for("Admin")
     response = admin.post(f"/api/v1/models/{broken.pk}/activate/")
     assert response.status_code == 409 and response.json()["error"]["code"] == "registry_conflict"
     assert admin.post("/api/v1/models/rollback/", {"name": "broken"}, format="json").status_code == 409
 
 
-def test_start_a_training_run_and_read_its_progress(client_for, django_capture_on_commit_callbacks,
-                                                    monkeypatch) -> None:
+def test_start_a_training_run_and_read_its_progress(
+    client_for, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
     sent = []
     monkeypatch.setattr("training.tasks.training_run_task.delay", sent.append)
     admin = client_for("Admin")
     with django_capture_on_commit_callbacks(execute=True):
-        created = admin.post("/api/v1/training-runs/", {"spec": {"val_fraction": 0.2}, "include_reviews": False},
-                             format="json")
+        created = admin.post(
+            "/api/v1/training-runs/", {"spec": {"val_fraction": 0.2}, "include_reviews": False}, format="json"
+        )
     assert created.status_code == 201, created.content
     run = created.json()
     assert run["status"] == "queued" and run["spec"]["val_fraction"] == 0.2 and sent == [run["id"]]

@@ -1,4 +1,5 @@
 """The shipped model: registered and active after migrate, and scoring the real test split."""
+
 from __future__ import annotations
 
 import io
@@ -61,8 +62,13 @@ def test_shipped_model_scores_the_real_test_split_above_floor() -> None:
     from training.services.evaluate import evaluate_files, files_from_label_folders
 
     version = registry.active_version()
-    report = evaluate_files(version.artifact_dir, files_from_label_folders(data_dir() / "cxr" / "test"),
-                            threshold=version.thresholds["abnormal"], labels=version.labels, n_bootstrap=0)
+    report = evaluate_files(
+        version.artifact_dir,
+        files_from_label_folders(data_dir() / "cxr" / "test"),
+        threshold=version.thresholds["abnormal"],
+        labels=version.labels,
+        n_bootstrap=0,
+    )
     assert report["n"] == 56 and not report["failed_files"]
     assert report["auc"] >= 0.93
     assert report["sensitivity"] >= 0.9
@@ -102,8 +108,9 @@ def test_shipped_heatmaps_equal_the_gradient_tape_grad_cam_on_real_images() -> N
     from classifier.inference.gradcam import gradcam_batch
     from classifier.inference.pipeline import InferencePipeline
 
-    files = [path for folder in sorted((data_dir() / "cxr" / "test").iterdir())
-             for path in sorted(folder.iterdir())[:2]]
+    files = [
+        path for folder in sorted((data_dir() / "cxr" / "test").iterdir()) for path in sorted(folder.iterdir())[:2]
+    ]
     pipeline = InferencePipeline(SHIPPED)
     assert pipeline.head is not None  # cxr_net's GAP -> Dense head has the closed form
     results = pipeline.run_many([path.read_bytes() for path in files], batch_size=8)

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,102 +14,224 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Dataset',
+            name="Dataset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=128, unique=True)),
-                ('layout', models.CharField(choices=[('folders', 'DIR/<split>/<LABEL>/files or DIR/<LABEL>/files'), ('kermany', 'Kermany pediatric layout'), ('covid-metadata', 'COVID metadata CSV')], max_length=16)),
-                ('source_dir', models.CharField(max_length=500)),
-                ('description', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=128, unique=True)),
+                (
+                    "layout",
+                    models.CharField(
+                        choices=[
+                            ("folders", "DIR/<split>/<LABEL>/files or DIR/<LABEL>/files"),
+                            ("kermany", "Kermany pediatric layout"),
+                            ("covid-metadata", "COVID metadata CSV"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("source_dir", models.CharField(max_length=500)),
+                ("description", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(default='cxr-triage', max_length=64)),
-                ('version', models.PositiveIntegerField()),
-                ('architecture', models.CharField(max_length=64)),
-                ('input_size', models.PositiveIntegerField()),
-                ('labels', models.JSONField(help_text='Ordered output classes.')),
-                ('preprocess_config', models.JSONField()),
-                ('hyperparameters', models.JSONField(blank=True, default=dict)),
-                ('data_snapshot', models.JSONField(blank=True, default=dict, help_text='Image ids per split and their hash.')),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('thresholds', models.JSONField(blank=True, default=dict)),
-                ('artifact_dir', models.CharField(max_length=500)),
-                ('artifact_sha256', models.JSONField(blank=True, default=dict, help_text='sha256 of every artifact file.')),
-                ('model_card', models.TextField(blank=True)),
-                ('status', models.CharField(choices=[('candidate', 'Candidate'), ('active', 'Active'), ('archived', 'Archived'), ('failed', 'Failed')], db_index=True, default='candidate', max_length=10)),
-                ('reviewed_images_used', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('activated_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='children', to='training.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(default="cxr-triage", max_length=64)),
+                ("version", models.PositiveIntegerField()),
+                ("architecture", models.CharField(max_length=64)),
+                ("input_size", models.PositiveIntegerField()),
+                ("labels", models.JSONField(help_text="Ordered output classes.")),
+                ("preprocess_config", models.JSONField()),
+                ("hyperparameters", models.JSONField(blank=True, default=dict)),
+                (
+                    "data_snapshot",
+                    models.JSONField(blank=True, default=dict, help_text="Image ids per split and their hash."),
+                ),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("thresholds", models.JSONField(blank=True, default=dict)),
+                ("artifact_dir", models.CharField(max_length=500)),
+                (
+                    "artifact_sha256",
+                    models.JSONField(blank=True, default=dict, help_text="sha256 of every artifact file."),
+                ),
+                ("model_card", models.TextField(blank=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("candidate", "Candidate"),
+                            ("active", "Active"),
+                            ("archived", "Archived"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="candidate",
+                        max_length=10,
+                    ),
+                ),
+                ("reviewed_images_used", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("activated_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="children",
+                        to="training.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name', '-version'],
-                'permissions': [('manage_models', 'Can promote, roll back and inspect model versions')],
+                "ordering": ["name", "-version"],
+                "permissions": [("manage_models", "Can promote, roll back and inspect model versions")],
             },
         ),
         migrations.CreateModel(
-            name='TrainingRun',
+            name="TrainingRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], db_index=True, default='queued', max_length=10)),
-                ('trigger', models.CharField(choices=[('manual', 'Manual'), ('schedule', 'Schedule'), ('command', 'Command line')], default='manual', max_length=10)),
-                ('name', models.CharField(default='cxr-triage', help_text='Model name the run produces.', max_length=64)),
-                ('spec', models.JSONField(default=dict, help_text='Training hyperparameters and preprocessing.')),
-                ('include_reviews', models.BooleanField(default=True)),
-                ('progress', models.JSONField(blank=True, default=dict, help_text='epoch, epochs, loss, metrics, eta_seconds')),
-                ('history', models.JSONField(blank=True, default=dict)),
-                ('promotion', models.JSONField(blank=True, default=dict, help_text="The gate's decision and reasons.")),
-                ('error_message', models.TextField(blank=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('claim_token', models.UUIDField(blank=True, editable=False, null=True)),
-                ('claimed_by', models.CharField(blank=True, max_length=128)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('datasets', models.ManyToManyField(blank=True, to='training.dataset')),
-                ('model_version', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='training_run', to='training.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[("manual", "Manual"), ("schedule", "Schedule"), ("command", "Command line")],
+                        default="manual",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(default="cxr-triage", help_text="Model name the run produces.", max_length=64),
+                ),
+                ("spec", models.JSONField(default=dict, help_text="Training hyperparameters and preprocessing.")),
+                ("include_reviews", models.BooleanField(default=True)),
+                (
+                    "progress",
+                    models.JSONField(blank=True, default=dict, help_text="epoch, epochs, loss, metrics, eta_seconds"),
+                ),
+                ("history", models.JSONField(blank=True, default=dict)),
+                ("promotion", models.JSONField(blank=True, default=dict, help_text="The gate's decision and reasons.")),
+                ("error_message", models.TextField(blank=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("claim_token", models.UUIDField(blank=True, editable=False, null=True)),
+                ("claimed_by", models.CharField(blank=True, max_length=128)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                ("datasets", models.ManyToManyField(blank=True, to="training.dataset")),
+                (
+                    "model_version",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="training_run",
+                        to="training.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'permissions': [('start_training', 'Can start training runs')],
+                "ordering": ["-created_at"],
+                "permissions": [("start_training", "Can start training runs")],
             },
         ),
         migrations.CreateModel(
-            name='DatasetImage',
+            name="DatasetImage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('file', models.FileField(max_length=255, upload_to='datasets/')),
-                ('sha256', models.CharField(db_index=True, max_length=64)),
-                ('original_path', models.CharField(max_length=500)),
-                ('label', models.CharField(choices=[('NORMAL', 'Normal'), ('PNEUMONIA_BACTERIAL', 'Bacterial pneumonia'), ('PNEUMONIA_VIRAL', 'Viral pneumonia'), ('COVID19', 'COVID-19'), ('PNEUMONIA', 'Pneumonia (cause unknown)')], max_length=24)),
-                ('patient_key', models.CharField(help_text='Keeps splits patient-disjoint.', max_length=128)),
-                ('source', models.CharField(blank=True, help_text='Hospital or collection, for per-source metrics.', max_length=64)),
-                ('split', models.CharField(blank=True, choices=[('train', 'Train'), ('val', 'Validation'), ('test', 'Test'), ('', 'Unassigned')], default='', max_length=5)),
-                ('view_position', models.CharField(blank=True, default='unknown', max_length=8)),
-                ('format', models.CharField(max_length=8)),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='images', to='training.dataset')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("file", models.FileField(max_length=255, upload_to="datasets/")),
+                ("sha256", models.CharField(db_index=True, max_length=64)),
+                ("original_path", models.CharField(max_length=500)),
+                (
+                    "label",
+                    models.CharField(
+                        choices=[
+                            ("NORMAL", "Normal"),
+                            ("PNEUMONIA_BACTERIAL", "Bacterial pneumonia"),
+                            ("PNEUMONIA_VIRAL", "Viral pneumonia"),
+                            ("COVID19", "COVID-19"),
+                            ("PNEUMONIA", "Pneumonia (cause unknown)"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("patient_key", models.CharField(help_text="Keeps splits patient-disjoint.", max_length=128)),
+                (
+                    "source",
+                    models.CharField(
+                        blank=True, help_text="Hospital or collection, for per-source metrics.", max_length=64
+                    ),
+                ),
+                (
+                    "split",
+                    models.CharField(
+                        blank=True,
+                        choices=[("train", "Train"), ("val", "Validation"), ("test", "Test"), ("", "Unassigned")],
+                        default="",
+                        max_length=5,
+                    ),
+                ),
+                ("view_position", models.CharField(blank=True, default="unknown", max_length=8)),
+                ("format", models.CharField(max_length=8)),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="images", to="training.dataset"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('dataset', 'sha256'), name='dataset_image_unique_content')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("dataset", "sha256"), name="dataset_image_unique_content")
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(fields=('name', 'version'), name='model_version_unique'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(fields=("name", "version"), name="model_version_unique"),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'active')), fields=('name',), name='one_active_version_per_name'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "active")), fields=("name",), name="one_active_version_per_name"
+            ),
         ),
     ]

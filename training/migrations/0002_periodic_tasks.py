@@ -1,4 +1,5 @@
 """Data migration: the default beat schedule, kept in the database so admins can edit it."""
+
 from django.db import migrations
 
 SWEEP = "prediction sweeper (re-send lost work, reclaim dead workers, refresh priorities)"
@@ -10,10 +11,13 @@ def create(apps, schema_editor):  # noqa: ANN001, ANN201
     task = apps.get_model("django_celery_beat", "PeriodicTask")
     every_minute, _ = interval.objects.get_or_create(every=60, period="seconds")
     hourly, _ = interval.objects.get_or_create(every=1, period="hours")
-    task.objects.get_or_create(name=SWEEP, defaults={"task": "classifier.tasks.prediction_sweep_task",
-                                                     "interval": every_minute, "queue": "inference"})
-    task.objects.get_or_create(name=RETRAIN, defaults={"task": "training.tasks.retrain_check_task",
-                                                       "interval": hourly, "queue": "training"})
+    task.objects.get_or_create(
+        name=SWEEP,
+        defaults={"task": "classifier.tasks.prediction_sweep_task", "interval": every_minute, "queue": "inference"},
+    )
+    task.objects.get_or_create(
+        name=RETRAIN, defaults={"task": "training.tasks.retrain_check_task", "interval": hourly, "queue": "training"}
+    )
 
 
 def remove(apps, schema_editor):  # noqa: ANN001, ANN201

@@ -8,6 +8,7 @@ Layouts (``import_dataset --layout``):
 - ``covid-metadata``: a metadata CSV (ieee8023 style: patientid, finding, view,
   filename[, folder]) next to the images.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,8 +33,13 @@ from training.models import Dataset, DatasetImage
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 SPLITS = {"train", "val", "test"}
-_FINDINGS = {"covid-19": Label.COVID19, "covid-19, ards": Label.COVID19, "no finding": Label.NORMAL,
-             "normal": Label.NORMAL, "pneumonia": Label.PNEUMONIA}
+_FINDINGS = {
+    "covid-19": Label.COVID19,
+    "covid-19, ards": Label.COVID19,
+    "no finding": Label.NORMAL,
+    "normal": Label.NORMAL,
+    "pneumonia": Label.PNEUMONIA,
+}
 
 
 @dataclass(frozen=True)
@@ -68,8 +74,14 @@ def scan_folders(root: Path) -> Iterator[Candidate]:
             continue
         row = manifest.get(path.relative_to(root).as_posix(), {})
         patient = row.get("patient_id") or f"{root.name}:{kermany_patient(path.name)}"
-        yield Candidate(path=path, label=label, patient_key=patient, split=row.get("split", split) or split,
-                        view=Study.view_code(row.get("view")), source=patient.split(":", 1)[0] if ":" in patient else root.name)
+        yield Candidate(
+            path=path,
+            label=label,
+            patient_key=patient,
+            split=row.get("split", split) or split,
+            view=Study.view_code(row.get("view")),
+            source=patient.split(":", 1)[0] if ":" in patient else root.name,
+        )
 
 
 def _read_manifest(root: Path) -> dict[str, dict[str, str]]:
@@ -93,8 +105,14 @@ def scan_kermany(root: Path) -> Iterator[Candidate]:
             label = Label.PNEUMONIA_VIRAL
         else:
             continue
-        yield Candidate(path=path, label=label, patient_key=f"kermany:{kermany_patient(path.name)}",
-                        split=split, view=Study.View.AP, source="kermany")
+        yield Candidate(
+            path=path,
+            label=label,
+            patient_key=f"kermany:{kermany_patient(path.name)}",
+            split=split,
+            view=Study.View.AP,
+            source="kermany",
+        )
 
 
 def scan_covid_metadata(root: Path, csv_name: str = "metadata.csv") -> Iterator[Candidate]:
@@ -105,15 +123,27 @@ def scan_covid_metadata(root: Path, csv_name: str = "metadata.csv") -> Iterator[
             path = folder / (row.get("filename") or "")
             if label is None or not path.is_file():
                 continue
-            yield Candidate(path=path, label=label, patient_key=f"covid:{row.get('patientid', path.stem)}",
-                            view=Study.view_code(row.get("view")), source="covid-metadata")
+            yield Candidate(
+                path=path,
+                label=label,
+                patient_key=f"covid:{row.get('patientid', path.stem)}",
+                view=Study.view_code(row.get("view")),
+                source="covid-metadata",
+            )
 
 
 SCANNERS = {"folders": scan_folders, "kermany": scan_kermany, "covid-metadata": scan_covid_metadata}
 
 
-def dataset_import(*, directory: Path, layout: str, name: str, created_by: Any = None,
-                   default_split: str = "", limit: int | None = None) -> tuple[Dataset, dict[str, int]]:
+def dataset_import(
+    *,
+    directory: Path,
+    layout: str,
+    name: str,
+    created_by: Any = None,
+    default_split: str = "",
+    limit: int | None = None,
+) -> tuple[Dataset, dict[str, int]]:
     """Validate and store every labelled image of ``directory``; return the dataset and counts.
 
     Re-importing the same name adds only files not yet stored (by sha256). Files that fail
@@ -121,8 +151,9 @@ def dataset_import(*, directory: Path, layout: str, name: str, created_by: Any =
     """
     if layout not in SCANNERS:
         raise ValueError(f"layout must be one of {', '.join(SCANNERS)}")
-    dataset, _ = Dataset.objects.get_or_create(name=name, defaults={
-        "layout": layout, "source_dir": str(directory), "created_by": created_by})
+    dataset, _ = Dataset.objects.get_or_create(
+        name=name, defaults={"layout": layout, "source_dir": str(directory), "created_by": created_by}
+    )
     known = set(dataset.images.values_list("sha256", flat=True))
     counts = {"added": 0, "duplicate": 0, "rejected": 0}
     for number, candidate in enumerate(SCANNERS[layout](directory)):
@@ -146,16 +177,26 @@ def _import_one(dataset: Dataset, candidate: Candidate, known: set[str], default
     stored = default_storage.save(f"datasets/{dataset.pk}/{uuid.uuid4().hex}{suffix}", ContentFile(data))
     with transaction.atomic():
         DatasetImage.objects.create(
-            dataset=dataset, file=stored, sha256=sha, original_path=str(candidate.path)[-500:],
-            label=candidate.label, patient_key=candidate.patient_key[:128], source=candidate.source[:64],
-            split=candidate.split or default_split, view_position=candidate.view[:8], format=header.format,
-            width=header.width, height=header.height)
+            dataset=dataset,
+            file=stored,
+            sha256=sha,
+            original_path=str(candidate.path)[-500:],
+            label=candidate.label,
+            patient_key=candidate.patient_key[:128],
+            source=candidate.source[:64],
+            split=candidate.split or default_split,
+            view_position=candidate.view[:8],
+            format=header.format,
+            width=header.width,
+            height=header.height,
+        )
     known.add(sha)
     return "added"
 
 
-def assign_splits(patients: dict[str, tuple[str, str]], *, seed: int, val_fraction: float = 0.15,
-                  test_fraction: float = 0.0) -> dict[str, str]:
+def assign_splits(
+    patients: dict[str, tuple[str, str]], *, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.0
+) -> dict[str, str]:
     """Patient -> split. ``patients`` maps patient key -> (recorded split or "", label).
 
     A patient keeps a recorded split (test beats val beats train when images disagree, so

@@ -4,6 +4,7 @@ Every figure here comes from the same InferencePipeline that workers use (decode
 preprocess with the version's own config -> exported runtime model -> calibrated
 softmax), so what is measured is what is deployed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,8 +37,11 @@ def files_from_label_folders(root: Path) -> list[LabelledFile]:
     """
     root = root.resolve()
     sources = _manifest_sources(root)
-    return [LabelledFile(path=p, label=p.parent.name, source=sources.get(p, ""))
-            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return [
+        LabelledFile(path=p, label=p.parent.name, source=sources.get(p, ""))
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    ]
 
 
 def _manifest_sources(root: Path) -> dict[Path, str]:
@@ -45,8 +49,11 @@ def _manifest_sources(root: Path) -> dict[Path, str]:
         manifest = base / "manifest.csv"
         if manifest.is_file():
             with manifest.open(newline="") as handle:
-                return {(base / row["file"]).resolve(): row["patient_id"].split(":", 1)[0]
-                        for row in csv.DictReader(handle) if row.get("file") and row.get("patient_id")}
+                return {
+                    (base / row["file"]).resolve(): row["patient_id"].split(":", 1)[0]
+                    for row in csv.DictReader(handle)
+                    if row.get("file") and row.get("patient_id")
+                }
     return {}
 
 
@@ -58,15 +65,16 @@ def snapshot_hash(files: Sequence[LabelledFile]) -> str:
     return digest.hexdigest()
 
 
-def predict_files(artifact_dir: str | Path, files: Sequence[LabelledFile], *, runtime: str = "tflite",
-                  batch_size: int = 16) -> tuple[np.ndarray, list[LabelledFile], list[tuple[str, str]]]:
+def predict_files(
+    artifact_dir: str | Path, files: Sequence[LabelledFile], *, runtime: str = "tflite", batch_size: int = 16
+) -> tuple[np.ndarray, list[LabelledFile], list[tuple[str, str]]]:
     """Probabilities (n, k) for the files that decode; failures as (file name, reason)."""
     from classifier.inference.pipeline import InferencePipeline
 
     pipeline = InferencePipeline(artifact_dir, runtime=runtime, heatmap=False)
     probs, kept, failed = [], [], []
     for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
+        chunk = files[start : start + batch_size]
         payloads = [item.path.read_bytes() for item in chunk]
         for item, result in zip(chunk, run_each(pipeline, payloads, batch_size=batch_size), strict=False):
             if isinstance(result, ImagingError):
@@ -77,14 +85,26 @@ def predict_files(artifact_dir: str | Path, files: Sequence[LabelledFile], *, ru
     return np.asarray(probs, dtype=np.float64).reshape(-1, len(pipeline.labels)), kept, failed
 
 
-def evaluate_files(artifact_dir: str | Path, files: Sequence[LabelledFile], *, threshold: float,
-                   labels: list[str], runtime: str = "tflite", n_bootstrap: int = 1000) -> dict[str, Any]:
+def evaluate_files(
+    artifact_dir: str | Path,
+    files: Sequence[LabelledFile],
+    *,
+    threshold: float,
+    labels: list[str],
+    runtime: str = "tflite",
+    n_bootstrap: int = 1000,
+) -> dict[str, Any]:
     """Binary, per-class, calibration and per-source figures for ``files``."""
     probs, kept, failed = predict_files(artifact_dir, files, runtime=runtime)
     sources = [item.source or "unknown" for item in kept]
-    report = evaluate_predictions([item.label for item in kept], probs, labels, threshold=threshold,
-                                  sources=sources if any(s != "unknown" for s in sources) else None,
-                                  n_bootstrap=n_bootstrap)
+    report = evaluate_predictions(
+        [item.label for item in kept],
+        probs,
+        labels,
+        threshold=threshold,
+        sources=sources if any(s != "unknown" for s in sources) else None,
+        n_bootstrap=n_bootstrap,
+    )
     report["failed_files"] = [{"file": name, "reason": reason} for name, reason in failed]
     report["snapshot_sha256"] = snapshot_hash(files)
     return report

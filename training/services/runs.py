@@ -4,6 +4,7 @@
 the run row (one executor per run), writes progress to the row every epoch, and resumes
 from the last checkpoint when a crashed run is executed again (same work directory).
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,7 +29,6 @@ from training.services.datasets import assign_splits
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Item:
     """One training example, wherever it came from."""
@@ -50,18 +50,25 @@ def architecture_names() -> tuple[str, ...]:
     return ARCHITECTURES
 
 
-def training_run_start(*, spec: dict, datasets: list[Dataset] | None = None, include_reviews: bool = True,
-                       created_by: Any = None, trigger: str = TrainingRun.Trigger.MANUAL,
-                       enqueue: bool = True, request: Any = None) -> TrainingRun:
+def training_run_start(
+    *,
+    spec: dict,
+    datasets: list[Dataset] | None = None,
+    include_reviews: bool = True,
+    created_by: Any = None,
+    trigger: str = TrainingRun.Trigger.MANUAL,
+    enqueue: bool = True,
+    request: Any = None,
+) -> TrainingRun:
     """Create a QUEUED run; with ``enqueue`` it is sent to the training queue on commit."""
     from training.runspec import spec_with_defaults
 
     with transaction.atomic():
-        run = TrainingRun.objects.create(spec=spec_with_defaults(spec), include_reviews=include_reviews,
-                                         created_by=created_by, trigger=trigger)
+        run = TrainingRun.objects.create(
+            spec=spec_with_defaults(spec), include_reviews=include_reviews, created_by=created_by, trigger=trigger
+        )
         run.datasets.set(datasets or [])
-        audit_record(actor=created_by, action="training_start", obj=run, request=request,
-                     detail={"trigger": trigger})
+        audit_record(actor=created_by, action="training_start", obj=run, request=request, detail={"trigger": trigger})
         if enqueue:
             from training.tasks import training_run_task
 
@@ -72,14 +79,31 @@ def training_run_start(*, spec: dict, datasets: list[Dataset] | None = None, inc
 def training_items(run: TrainingRun) -> list[Item]:
     """Dataset images of the run (all datasets when none chosen) plus reviewed images."""
     datasets = list(run.datasets.all()) or list(Dataset.objects.all())
-    items = [Item(key=f"dataset:{row.pk}", path=Path(row.file.path), label=row.label, patient=row.patient_key,
-                  split=row.split, source=row.source or row.dataset.name, view=row.view_position)
-             for row in DatasetImage.objects.filter(dataset__in=datasets).select_related("dataset")]
+    items = [
+        Item(
+            key=f"dataset:{row.pk}",
+            path=Path(row.file.path),
+            label=row.label,
+            patient=row.patient_key,
+            split=row.split,
+            source=row.source or row.dataset.name,
+            view=row.view_position,
+        )
+        for row in DatasetImage.objects.filter(dataset__in=datasets).select_related("dataset")
+    ]
     if run.include_reviews:
         for image in reviewed_images().select_related("study__patient"):
-            items.append(Item(key=f"image:{image.pk}", path=Path(image.file.path), label=image.reviewed_label,
-                              patient=f"site:{image.study.patient.mrn}", split="", source="site",
-                              view=image.study.view_position))
+            items.append(
+                Item(
+                    key=f"image:{image.pk}",
+                    path=Path(image.file.path),
+                    label=image.reviewed_label,
+                    patient=f"site:{image.study.patient.mrn}",
+                    split="",
+                    source="site",
+                    view=image.study.view_position,
+                )
+            )
     views = set(run.spec.get("views") or [])
     return [item for item in items if not views or item.view.upper() in views]
 
@@ -101,8 +125,14 @@ def split_items(items: list[Item], *, seed: int, val_fraction: float) -> dict[st
 def training_run_execute(*, run_id: int) -> TrainingRun | None:
     """Execute a run end to end. Returns None when another executor holds it."""
     lease = settings.CXR["TRAINING_HARD_TIME_LIMIT"] + 60
-    token = claims.claim(TrainingRun, run_id, pending=TrainingRun.Status.QUEUED,
-                         running=TrainingRun.Status.RUNNING, lease_seconds=lease, started_at=timezone.now())
+    token = claims.claim(
+        TrainingRun,
+        run_id,
+        pending=TrainingRun.Status.QUEUED,
+        running=TrainingRun.Status.RUNNING,
+        lease_seconds=lease,
+        started_at=timezone.now(),
+    )
     if token is None:
         return None
     run = TrainingRun.objects.get(pk=run_id)
@@ -110,12 +140,25 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
         version = _execute(run)
     except Exception as exc:  # the run row must always end in a final state with the reason
         log.exception("training run %s failed", run_id)
-        claims.complete(TrainingRun, run_id, token, running=TrainingRun.Status.RUNNING,
-                        status=TrainingRun.Status.FAILED, error_message=f"{type(exc).__name__}: {exc}"[:2000],
-                        finished_at=timezone.now())
+        claims.complete(
+            TrainingRun,
+            run_id,
+            token,
+            running=TrainingRun.Status.RUNNING,
+            status=TrainingRun.Status.FAILED,
+            error_message=f"{type(exc).__name__}: {exc}"[:2000],
+            finished_at=timezone.now(),
+        )
         raise
-    claims.complete(TrainingRun, run_id, token, running=TrainingRun.Status.RUNNING,
-                    status=TrainingRun.Status.SUCCEEDED, model_version=version, finished_at=timezone.now())
+    claims.complete(
+        TrainingRun,
+        run_id,
+        token,
+        running=TrainingRun.Status.RUNNING,
+        status=TrainingRun.Status.SUCCEEDED,
+        model_version=version,
+        finished_at=timezone.now(),
+    )
     return TrainingRun.objects.get(pk=run_id)
 
 
@@ -123,8 +166,9 @@ def _execute(run: TrainingRun) -> ModelVersion:
     from training.pipeline import build_candidate
 
     spec = run.spec
-    splits = split_items(training_items(run), seed=int(spec["train"]["seed"]),
-                         val_fraction=float(spec.get("val_fraction", 0.15)))
+    splits = split_items(
+        training_items(run), seed=int(spec["train"]["seed"]), val_fraction=float(spec.get("val_fraction", 0.15))
+    )
     if not splits["train"] or not splits["val"]:
         raise ValueError("Training needs labelled images in both the train and validation splits.")
     # Stable for the run (a resume finds its checkpoint) but unique across databases.
@@ -142,21 +186,31 @@ def _execute(run: TrainingRun) -> ModelVersion:
         TrainingRun.objects.filter(pk=run.pk).update(progress=record, history=history)
 
     try:
-        candidate = build_candidate(spec=spec, splits=splits, workdir=workdir, artifact_dir=staging / "artifact",
-                                    progress=progress)
+        candidate = build_candidate(
+            spec=spec, splits=splits, workdir=workdir, artifact_dir=staging / "artifact", progress=progress
+        )
         champion = registry.active_version(run.name)
         reviewed = sum(1 for item in splits["train"] + splits["val"] if item.key.startswith("image:"))
         version = registry.version_register(
-            source_dir=staging / "artifact", name=run.name, created_by=run.created_by, parent=champion,
-            data_snapshot=candidate.snapshot, reviewed_images_used=reviewed)
+            source_dir=staging / "artifact",
+            name=run.name,
+            created_by=run.created_by,
+            parent=champion,
+            data_snapshot=candidate.snapshot,
+            reviewed_images_used=reviewed,
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     decision = _gate(version, champion, splits["val"])
     TrainingRun.objects.filter(pk=run.pk).update(
-        history=candidate.history, promotion=decision,
-        progress={**TrainingRun.objects.get(pk=run.pk).progress, "seconds": round(time.monotonic() - started, 1)})
+        history=candidate.history,
+        promotion=decision,
+        progress={**TrainingRun.objects.get(pk=run.pk).progress, "seconds": round(time.monotonic() - started, 1)},
+    )
     if decision["promote"]:
-        registry.version_activate(version=version, actor=run.created_by, reason=f"training run {run.pk} passed the gate")
+        registry.version_activate(
+            version=version, actor=run.created_by, reason=f"training run {run.pk} passed the gate"
+        )
     return version
 
 
@@ -169,8 +223,13 @@ def _gate(candidate: ModelVersion, champion: ModelVersion | None, val_items: lis
     runtime = settings.CXR["INFERENCE_RUNTIME"]
 
     def report(version: ModelVersion) -> dict:
-        return evaluate_files(version.artifact_dir, files, threshold=float(version.thresholds["abnormal"]),
-                              labels=list(version.labels), runtime=runtime)
+        return evaluate_files(
+            version.artifact_dir,
+            files,
+            threshold=float(version.thresholds["abnormal"]),
+            labels=list(version.labels),
+            runtime=runtime,
+        )
 
     challenger = report(candidate)
     incumbent = report(champion) if champion is not None else None

@@ -1,4 +1,5 @@
 """QIDO-RS study search: query parameters -> studies -> DICOM JSON (PS3.18 10.6)."""
+
 from __future__ import annotations
 
 import re
@@ -13,10 +14,16 @@ from classifier.models import Study
 
 MAX_LIMIT = 200
 # QIDO accepts keywords or tags; both map to one filter.
-KEYS = {"PatientID": "patient__mrn", "00100020": "patient__mrn",
-        "AccessionNumber": "accession_number", "00080050": "accession_number",
-        "StudyInstanceUID": "study_instance_uid", "0020000D": "study_instance_uid",
-        "StudyDate": "study_date", "00080020": "study_date"}
+KEYS = {
+    "PatientID": "patient__mrn",
+    "00100020": "patient__mrn",
+    "AccessionNumber": "accession_number",
+    "00080050": "accession_number",
+    "StudyInstanceUID": "study_instance_uid",
+    "0020000D": "study_instance_uid",
+    "StudyDate": "study_date",
+    "00080020": "study_date",
+}
 
 
 def _dicom_date(text: str) -> date:
@@ -79,6 +86,6 @@ def study_search(request: Request) -> tuple[list[dict[str, Any]], list[Study]]:
             studies = _filter(studies, field, value)
     offset = _int(request, "offset", 0, 10**6)
     limit = _int(request, "limit", MAX_LIMIT, MAX_LIMIT)
-    rows = list(studies[offset:offset + limit])
+    rows = list(studies[offset : offset + limit])
     base = request.build_absolute_uri("/dicomweb")
     return [_record(study, base) for study in rows], rows

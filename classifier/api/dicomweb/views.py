@@ -6,6 +6,7 @@ with a FailureReason (0008,1197) for refused ones, RetrieveURL (0008,1190); stat
 when all were stored, 202 when some failed, 409 when none could be stored, 400 for a
 malformed request, 415 for a payload other than application/dicom.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,11 +31,18 @@ MAX_INSTANCES = 4
 # PS3.4 Annex GG / PS3.18 failure reasons.
 PROCESSING_FAILURE, SOP_CLASS_NOT_SUPPORTED = 0x0110, 0x0122
 OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0xA700, 0xC000
-FAILURE_BY_CODE = {"file_too_large": OUT_OF_RESOURCES, "image_too_large": OUT_OF_RESOURCES,
-                   "limit_exceeded": OUT_OF_RESOURCES, "not_chest_radiograph": SOP_CLASS_NOT_SUPPORTED,
-                   "multi_frame": SOP_CLASS_NOT_SUPPORTED, "no_pixel_data": SOP_CLASS_NOT_SUPPORTED,
-                   "unsupported_image": SOP_CLASS_NOT_SUPPORTED, "corrupt_image": CANNOT_UNDERSTAND,
-                   "unsupported_format": CANNOT_UNDERSTAND, "empty_file": CANNOT_UNDERSTAND}
+FAILURE_BY_CODE = {
+    "file_too_large": OUT_OF_RESOURCES,
+    "image_too_large": OUT_OF_RESOURCES,
+    "limit_exceeded": OUT_OF_RESOURCES,
+    "not_chest_radiograph": SOP_CLASS_NOT_SUPPORTED,
+    "multi_frame": SOP_CLASS_NOT_SUPPORTED,
+    "no_pixel_data": SOP_CLASS_NOT_SUPPORTED,
+    "unsupported_image": SOP_CLASS_NOT_SUPPORTED,
+    "corrupt_image": CANNOT_UNDERSTAND,
+    "unsupported_format": CANNOT_UNDERSTAND,
+    "empty_file": CANNOT_UNDERSTAND,
+}
 
 
 def _params(content_type: str) -> dict[str, str]:
@@ -98,8 +106,7 @@ class MultipartDicomRenderer(renderers.BaseRenderer):
     charset = None
     render_style = "binary"
 
-    def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: dict | None = None) -> bytes:
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: dict | None = None) -> bytes:
         response = (renderer_context or {}).get("response")
         if response is not None:
             response["Content-Type"] = "application/json"
@@ -112,8 +119,10 @@ def _ident(data: bytes) -> dict[str, str]:
         import pydicom
 
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-        return {key: str(ds.get(key, "") or "") for key in
-                ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")}
+        return {
+            key: str(ds.get(key, "") or "")
+            for key in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+        }
     except Exception:
         return {"SOPClassUID": "", "SOPInstanceUID": "", "StudyInstanceUID": "", "SeriesInstanceUID": ""}
 
@@ -145,12 +154,15 @@ class StowRsApi(Api):
     renderer_classes = [DicomJsonRenderer, renderers.JSONRenderer]
     max_body_bytes = upload_limit_bytes(MAX_INSTANCES)
 
-    @extend_schema(operation_id="dicomweb_stow", request={"multipart/related": OpenApiTypes.BINARY},
-                   responses={(200, "application/dicom+json"): OpenApiTypes.OBJECT,
-                              (202, "application/dicom+json"): OpenApiResponse(OpenApiTypes.OBJECT,
-                                                                               "Some instances failed."),
-                              (409, "application/dicom+json"): OpenApiResponse(OpenApiTypes.OBJECT,
-                                                                               "No instance was stored.")})
+    @extend_schema(
+        operation_id="dicomweb_stow",
+        request={"multipart/related": OpenApiTypes.BINARY},
+        responses={
+            (200, "application/dicom+json"): OpenApiTypes.OBJECT,
+            (202, "application/dicom+json"): OpenApiResponse(OpenApiTypes.OBJECT, "Some instances failed."),
+            (409, "application/dicom+json"): OpenApiResponse(OpenApiTypes.OBJECT, "No instance was stored."),
+        },
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         parts = request.data.get("parts") if isinstance(request.data, dict) else None
@@ -165,8 +177,9 @@ class StowRsApi(Api):
             if content_type.split(";")[0].strip().lower() != "application/dicom" or not _is_dicom(data):
                 reason = CANNOT_UNDERSTAND
             else:
-                outcome = image_upload(data=data, filename=f"stow-{index}.dcm", uploaded_by=request.user,
-                                       request=request)
+                outcome = image_upload(
+                    data=data, filename=f"stow-{index}.dcm", uploaded_by=request.user, request=request
+                )
                 reason = None if outcome.ok else FAILURE_BY_CODE.get(outcome.error_code, PROCESSING_FAILURE)
             item = {"00081150": _ui(ident["SOPClassUID"]), "00081155": _ui(ident["SOPInstanceUID"])}
             if reason is not None:
@@ -185,12 +198,18 @@ class StowRsApi(Api):
         code = 200 if not failed else (202 if referenced else 409)
         return Response(body, status=code, content_type="application/dicom+json")
 
-    @extend_schema(operation_id="dicomweb_qido_studies", parameters=[
-        OpenApiParameter("PatientID", str), OpenApiParameter("AccessionNumber", str),
-        OpenApiParameter("StudyInstanceUID", str), OpenApiParameter("StudyDate", str,
-                                                                     description="YYYYMMDD or YYYYMMDD-YYYYMMDD"),
-        OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
-        responses={(200, "application/dicom+json"): OpenApiTypes.OBJECT, 204: None})
+    @extend_schema(
+        operation_id="dicomweb_qido_studies",
+        parameters=[
+            OpenApiParameter("PatientID", str),
+            OpenApiParameter("AccessionNumber", str),
+            OpenApiParameter("StudyInstanceUID", str),
+            OpenApiParameter("StudyDate", str, description="YYYYMMDD or YYYYMMDD-YYYYMMDD"),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses={(200, "application/dicom+json"): OpenApiTypes.OBJECT, 204: None},
+    )
     def get(self, request: Request) -> Response:
         """QIDO-RS: search studies. 204 when nothing matches."""
         from classifier.api.dicomweb.qido import study_search
@@ -208,17 +227,22 @@ class WadoInstanceApi(Api):
     role_actions = {"GET": "view_studies"}
     renderer_classes = [MultipartDicomRenderer, DicomJsonRenderer, renderers.JSONRenderer]
 
-    @extend_schema(operation_id="dicomweb_wado_instance",
-                   responses={(200, "multipart/related"): OpenApiTypes.BINARY, 404: None})
+    @extend_schema(
+        operation_id="dicomweb_wado_instance", responses={(200, "multipart/related"): OpenApiTypes.BINARY, 404: None}
+    )
     def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str) -> HttpResponse:
-        image = get_object_or_404(Image.objects.select_related("study"), sop_instance_uid=sop_uid,
-                                  format=Image.Format.DICOM)
+        image = get_object_or_404(
+            Image.objects.select_related("study"), sop_instance_uid=sop_uid, format=Image.Format.DICOM
+        )
         if image.study.study_instance_uid and image.study.study_instance_uid != study_uid:
             raise Http404("The instance is not in that study.")
         with image.file.open("rb") as handle:
             data = handle.read()
         self.audit("dicomweb_retrieve", image)
         boundary = "cxr-wado-boundary-0a1b2c3d"
-        body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data
-                + f"\r\n--{boundary}--\r\n".encode())
+        body = (
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         return HttpResponse(body, content_type=f'multipart/related; type="application/dicom"; boundary={boundary}')

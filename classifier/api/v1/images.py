@@ -3,6 +3,7 @@
 Natural keys make retries safe without an Idempotency-Key: a file whose SOP Instance
 UID (or content, within the study) is already stored returns that image with 200.
 """
+
 from __future__ import annotations
 
 import django_filters
@@ -47,13 +48,17 @@ class ImageListUploadApi(ListApi):
     def get_queryset(self):
         return Image.objects.all()
 
-    @extend_schema(request={"multipart/form-data": ImageUploadInput},
-                   responses={201: UploadResultSerializer,
-                              200: OpenApiResponse(UploadResultSerializer, "Already stored (duplicate)."),
-                              400: OpenApiResponse(description="Invalid or unreadable file, or missing fields."),
-                              409: OpenApiResponse(description="Accession number of another patient."),
-                              413: OpenApiResponse(description="File or image too large."),
-                              415: OpenApiResponse(description="Not a DICOM, PNG or JPEG file.")})
+    @extend_schema(
+        request={"multipart/form-data": ImageUploadInput},
+        responses={
+            201: UploadResultSerializer,
+            200: OpenApiResponse(UploadResultSerializer, "Already stored (duplicate)."),
+            400: OpenApiResponse(description="Invalid or unreadable file, or missing fields."),
+            409: OpenApiResponse(description="Accession number of another patient."),
+            413: OpenApiResponse(description="File or image too large."),
+            415: OpenApiResponse(description="Not a DICOM, PNG or JPEG file."),
+        },
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         form = ImageUploadInput(data=request.data)
@@ -62,13 +67,20 @@ class ImageListUploadApi(ListApi):
         study = None
         if form.validated_data.get("study") is not None:
             study = get_object_or_404(Study, pk=form.validated_data["study"])
-        outcome = image_upload(data=upload.read(), filename=upload.name or "upload",
-                               uploaded_by=request.user, fields=study_fields(form.validated_data),
-                               study=study, request=request)
+        outcome = image_upload(
+            data=upload.read(),
+            filename=upload.name or "upload",
+            uploaded_by=request.user,
+            fields=study_fields(form.validated_data),
+            study=study,
+            request=request,
+        )
         if not outcome.ok:
             raise ApiError(outcome.error_code, outcome.error_message, outcome_status(outcome.error_code))
-        return Response(outcome_data(outcome, self.get_serializer_context()),
-                        status=status.HTTP_200_OK if outcome.duplicate else status.HTTP_201_CREATED)
+        return Response(
+            outcome_data(outcome, self.get_serializer_context()),
+            status=status.HTTP_200_OK if outcome.duplicate else status.HTTP_201_CREATED,
+        )
 
 
 class ImageDetailApi(RetrieveApi):

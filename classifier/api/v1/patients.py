@@ -1,4 +1,5 @@
 """Patients: list, retrieve, create (an existing MRN returns that patient with 200)."""
+
 from __future__ import annotations
 
 import django_filters
@@ -39,19 +40,29 @@ class PatientListCreateApi(ListApi):
     def get_queryset(self):
         return Patient.objects.all()
 
-    @extend_schema(request=PatientInput, responses={201: PatientSerializer,
-                                                    200: OpenApiResponse(PatientSerializer, "Existing MRN.")})
+    @extend_schema(
+        request=PatientInput,
+        responses={201: PatientSerializer, 200: OpenApiResponse(PatientSerializer, "Existing MRN.")},
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         form = PatientInput(data=request.data)
         form.is_valid(raise_exception=True)
-        patient, created = patient_get_or_create(actor=request.user, request=request, **{
-            "mrn": form.validated_data["mrn"], "name": form.validated_data.get("name", ""),
-            "birth_date": form.validated_data.get("birth_date"), "sex": form.validated_data.get("sex", "")})
+        patient, created = patient_get_or_create(
+            actor=request.user,
+            request=request,
+            **{
+                "mrn": form.validated_data["mrn"],
+                "name": form.validated_data.get("name", ""),
+                "birth_date": form.validated_data.get("birth_date"),
+                "sex": form.validated_data.get("sex", ""),
+            },
+        )
         if not created:
             self.audit("api_read", patient)
-        return Response(PatientSerializer(patient).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            PatientSerializer(patient).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class PatientDetailApi(RetrieveApi):

@@ -1,4 +1,5 @@
 """Predictions: list, retrieve, heatmap PNG (role-checked stream), re-run on the active model."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,8 +30,7 @@ class PngRenderer(renderers.BaseRenderer):
     charset = None
     render_style = "binary"
 
-    def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: dict | None = None) -> bytes:
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: dict | None = None) -> bytes:
         if isinstance(data, bytes):
             return data
         response = (renderer_context or {}).get("response")
@@ -84,8 +84,12 @@ class PredictionHeatmapApi(Api):
     role_actions = {"GET": "view_studies"}
     renderer_classes = [renderers.JSONRenderer, PngRenderer]
 
-    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY,
-                              404: OpenApiResponse(description="No such prediction or no heatmap yet.")})
+    @extend_schema(
+        responses={
+            (200, "image/png"): OpenApiTypes.BINARY,
+            404: OpenApiResponse(description="No such prediction or no heatmap yet."),
+        }
+    )
     def get(self, request: Request, pk: int) -> FileResponse:
         prediction = get_object_or_404(Prediction, pk=pk)
         if not prediction.heatmap:
@@ -111,6 +115,8 @@ class PredictionRerunApi(Api):
         previous = get_object_or_404(Prediction.objects.select_related("image"), pk=pk)
         prediction = prediction_rerun(image=previous.image, requested_by=request.user, request=request)
         prediction = prediction_queryset().get(pk=prediction.pk)
-        return Response(PredictionSerializer(prediction, context={"request": request}).data,
-                        status=status.HTTP_202_ACCEPTED,
-                        headers={"Location": f"/api/v1/predictions/{prediction.pk}/"})
+        return Response(
+            PredictionSerializer(prediction, context={"request": request}).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": f"/api/v1/predictions/{prediction.pk}/"},
+        )

@@ -1,4 +1,5 @@
 """Reviews: radiologists confirm or correct a finished prediction (services.review_submit)."""
+
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
@@ -28,14 +29,21 @@ class PredictionReviewListCreateApi(ListApi):
         prediction = get_object_or_404(Prediction, pk=self.kwargs["pk"])
         return Review.objects.filter(prediction=prediction).select_related("radiologist")
 
-    @extend_schema(request=ReviewInput, responses={
-        201: ReviewSerializer, 409: OpenApiResponse(description="The prediction is not finished.")})
+    @extend_schema(
+        request=ReviewInput,
+        responses={201: ReviewSerializer, 409: OpenApiResponse(description="The prediction is not finished.")},
+    )
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         prediction = get_object_or_404(Prediction, pk=pk)
         form = ReviewInput(data=request.data)
         form.is_valid(raise_exception=True)
-        review = review_submit(prediction=prediction, radiologist=request.user,
-                               decision=form.validated_data["decision"], label=form.validated_data.get("label", ""),
-                               comment=form.validated_data.get("comment", ""), request=request)
+        review = review_submit(
+            prediction=prediction,
+            radiologist=request.user,
+            decision=form.validated_data["decision"],
+            label=form.validated_data.get("label", ""),
+            comment=form.validated_data.get("comment", ""),
+            request=request,
+        )
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)

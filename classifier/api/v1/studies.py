@@ -5,6 +5,7 @@ that study (200) and only adds images it does not have yet (services dedupe by S
 Instance UID and content hash). Every file is validated from its header before
 anything is written, so a bad file refuses the whole request with 400/413/415.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -36,20 +37,33 @@ from classifier.services.uploads import UploadOutcome, image_upload, upload_limi
 
 MAX_FILES_PER_REQUEST = 4
 
-STUDY_FIELD_NAMES = ("mrn", "patient_name", "birth_date", "sex", "accession_number", "study_instance_uid",
-                     "view_position", "study_date", "modality", "clinical_notes")
+STUDY_FIELD_NAMES = (
+    "mrn",
+    "patient_name",
+    "birth_date",
+    "sex",
+    "accession_number",
+    "study_instance_uid",
+    "view_position",
+    "study_date",
+    "modality",
+    "clinical_notes",
+)
 
 
 def study_fields(data: dict[str, Any]) -> StudyFields:
     """StudyFields from validated input: absent strings become '' and absent dates None."""
     values = {name: data.get(name) for name in STUDY_FIELD_NAMES}
-    return StudyFields(**{name: (value if value is not None or name.endswith("date") else "")
-                          for name, value in values.items()})
+    return StudyFields(
+        **{name: (value if value is not None or name.endswith("date") else "") for name, value in values.items()}
+    )
 
 
 def outcome_data(outcome: UploadOutcome, context: dict[str, Any]) -> dict[str, Any]:
     return {
-        "filename": outcome.filename, "duplicate": outcome.duplicate, "warnings": outcome.warnings,
+        "filename": outcome.filename,
+        "duplicate": outcome.duplicate,
+        "warnings": outcome.warnings,
         "image": ImageSerializer(outcome.image, context=context).data if outcome.image else None,
         "error": {"code": outcome.error_code, "message": outcome.error_message} if outcome.error_code else None,
     }
@@ -63,9 +77,10 @@ class StudyFilter(django_filters.FilterSet):
     study_instance_uid = django_filters.CharFilter()
     view_position = django_filters.ChoiceFilter(choices=Study.View.choices)
     modality = django_filters.CharFilter()
-    flagged = django_filters.BooleanFilter(method="filter_flagged",
-                                           help_text="Any image's current result is flagged abnormal "
-                                                     "(false: results and none flagged).")
+    flagged = django_filters.BooleanFilter(
+        method="filter_flagged",
+        help_text="Any image's current result is flagged abnormal (false: results and none flagged).",
+    )
     created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
 
@@ -77,8 +92,9 @@ class StudyFilter(django_filters.FilterSet):
         return queryset if value is None else study_filter_flagged(queryset, value)
 
 
-StudyCreateResponse = inline_serializer("StudyCreateResponse", fields={
-    "study": StudyDetailSerializer(), "uploads": UploadResultSerializer(many=True)})
+StudyCreateResponse = inline_serializer(
+    "StudyCreateResponse", fields={"study": StudyDetailSerializer(), "uploads": UploadResultSerializer(many=True)}
+)
 
 
 class StudyListCreateApi(ListApi):
@@ -94,11 +110,15 @@ class StudyListCreateApi(ListApi):
     def get_queryset(self):
         return worklist()
 
-    @extend_schema(request={"multipart/form-data": StudyCreateInput, "application/json": StudyCreateInput},
-                   responses={201: StudyCreateResponse, 200: OpenApiResponse(StudyCreateResponse,
-                                                                            "The accession number exists."),
-                              413: OpenApiResponse(description="A file is too large."),
-                              415: OpenApiResponse(description="A file is not DICOM, PNG or JPEG.")})
+    @extend_schema(
+        request={"multipart/form-data": StudyCreateInput, "application/json": StudyCreateInput},
+        responses={
+            201: StudyCreateResponse,
+            200: OpenApiResponse(StudyCreateResponse, "The accession number exists."),
+            413: OpenApiResponse(description="A file is too large."),
+            415: OpenApiResponse(description="A file is not DICOM, PNG or JPEG."),
+        },
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         form = StudyCreateInput(data=request.data)
@@ -109,12 +129,16 @@ class StudyListCreateApi(ListApi):
             probe_bytes(data, limits=upload_limits())  # refuse the whole request before any write
         study, created = study_get_or_create(fields=study_fields(form.validated_data), requested_by=request.user)
         self.audit("study_create" if created else "api_read", study)
-        outcomes = [image_upload(data=data, filename=name, uploaded_by=request.user, study=study, request=request)
-                    for name, data in payloads]
+        outcomes = [
+            image_upload(data=data, filename=name, uploaded_by=request.user, study=study, request=request)
+            for name, data in payloads
+        ]
         context = self.get_serializer_context()
         study.refresh_from_db()
-        body = {"study": StudyDetailSerializer(study, context=context).data,
-                "uploads": [outcome_data(outcome, context) for outcome in outcomes]}
+        body = {
+            "study": StudyDetailSerializer(study, context=context).data,
+            "uploads": [outcome_data(outcome, context) for outcome in outcomes],
+        }
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -138,6 +162,4 @@ class StudyPredictionListApi(ListApi):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request data
             return Prediction.objects.none()
         study = get_object_or_404(Study, pk=self.kwargs["pk"])
-        return (Prediction.objects.filter(image__study=study)
-                .select_related("model_version", "image__study"))
-
+        return Prediction.objects.filter(image__study=study).select_related("model_version", "image__study")

@@ -1,4 +1,5 @@
 """API tokens (admins): create (the token is shown once), list, retrieve, revoke."""
+
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
@@ -18,8 +19,19 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "role", "prefix", "service_user", "rate", "created_at", "expires_at",
-                  "last_used_at", "revoked", "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "role",
+            "prefix",
+            "service_user",
+            "rate",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked",
+            "revoked_at",
+        ]
         read_only_fields = fields
 
 
@@ -34,8 +46,12 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 class ApiTokenInput(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     role = serializers.ChoiceField(choices=ApiToken.Role.choices)
-    rate = serializers.CharField(max_length=32, required=False, allow_blank=True,
-                                 help_text="Throttle rate, e.g. '120/min'; blank for the default.")
+    rate = serializers.CharField(
+        max_length=32,
+        required=False,
+        allow_blank=True,
+        help_text="Throttle rate, e.g. '120/min'; blank for the default.",
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
 

@@ -3,6 +3,7 @@
 Each caller sees its own webhooks; integration managers (admins) see all. Receiving
 events discloses results, so registering needs the right to view studies.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -39,15 +40,28 @@ class WebhookCreatedSerializer(WebhookSerializer):
 
 class WebhookInput(serializers.Serializer):
     url = serializers.URLField(max_length=500)
-    events = serializers.ListField(child=serializers.ChoiceField(choices=Webhook.Event.choices), required=False,
-                                   help_text="Events to receive; empty or absent means all.")
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=Webhook.Event.choices),
+        required=False,
+        help_text="Events to receive; empty or absent means all.",
+    )
 
 
 class WebhookDeliverySerializer(serializers.ModelSerializer):
     class Meta:
         model = WebhookDelivery
-        fields = ["id", "event", "event_id", "status", "attempts", "last_status_code", "last_error",
-                  "created_at", "last_attempt_at", "delivered_at"]
+        fields = [
+            "id",
+            "event",
+            "event_id",
+            "status",
+            "attempts",
+            "last_status_code",
+            "last_error",
+            "created_at",
+            "last_attempt_at",
+            "delivered_at",
+        ]
         read_only_fields = fields
 
 
@@ -73,8 +87,12 @@ class WebhookListCreateApi(ListApi):
     def post(self, request: Request) -> Response:
         form = WebhookInput(data=request.data)
         form.is_valid(raise_exception=True)
-        hook = webhook_create(owner=request.user, url=form.validated_data["url"],
-                              events=form.validated_data.get("events") or [], request=request)
+        hook = webhook_create(
+            owner=request.user,
+            url=form.validated_data["url"],
+            events=form.validated_data.get("events") or [],
+            request=request,
+        )
         data = WebhookCreatedSerializer(hook).data
         return Response(data, status=status.HTTP_201_CREATED)
 
@@ -90,8 +108,9 @@ class WebhookDetailApi(Api):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        webhook_delete(webhook=get_object_or_404(visible_webhooks(request.user), pk=pk), actor=request.user,
-                       request=request)
+        webhook_delete(
+            webhook=get_object_or_404(visible_webhooks(request.user), pk=pk), actor=request.user, request=request
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

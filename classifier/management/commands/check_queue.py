@@ -1,4 +1,5 @@
 """Round-trip a probe through broker, worker and database and print the latency."""
+
 from __future__ import annotations
 
 import time

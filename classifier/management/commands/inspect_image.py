@@ -1,4 +1,5 @@
 """python manage.py inspect_image FILE [--json] [--config CFG] [--save-stages DIR]"""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,10 @@ from classifier.services.uploads import upload_limits
 
 
 class Command(BaseCommand):
-    help = ("Decode a DICOM/PNG/JPEG file with the upload limits, print its metadata, pixel statistics and "
-            "what each preprocessing stage did; exit non-zero with the reason when it cannot be used.")
+    help = (
+        "Decode a DICOM/PNG/JPEG file with the upload limits, print its metadata, pixel statistics and "
+        "what each preprocessing stage did; exit non-zero with the reason when it cannot be used."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("file", type=Path)
@@ -21,22 +24,26 @@ class Command(BaseCommand):
         parser.add_argument("--config", type=Path, help="PreprocessConfig as JSON (default: the active model's).")
         parser.add_argument("--save-stages", type=Path, metavar="DIR", help="Write each stage's image as PNG.")
 
-    def handle(self, *args: Any, file: Path, json: bool, config: Path | None, save_stages: Path | None,
-               **options: Any) -> None:
+    def handle(
+        self, *args: Any, file: Path, json: bool, config: Path | None, save_stages: Path | None, **options: Any
+    ) -> None:
         try:
             data = file.read_bytes()
         except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc.strerror}") from exc
         try:
-            report = inspect_bytes(data, config=self._config(config), limits=upload_limits(),
-                                   save_stages_to=save_stages)
+            report = inspect_bytes(
+                data, config=self._config(config), limits=upload_limits(), save_stages_to=save_stages
+            )
         except ImagingError as exc:
             raise CommandError(f"{file.name}: {exc.message} [{exc.code}]") from exc
         if json:
             self.stdout.write(_dumps(report))
             return
-        self.stdout.write(f"{file.name}: {report['format']} {report['width']}x{report['height']}, "
-                          f"{report['bit_depth']}-bit, decoded in {report['decode_ms']:.1f} ms")
+        self.stdout.write(
+            f"{file.name}: {report['format']} {report['width']}x{report['height']}, "
+            f"{report['bit_depth']}-bit, decoded in {report['decode_ms']:.1f} ms"
+        )
         for key, value in report["metadata"].items():
             if value not in (None, ""):
                 self.stdout.write(f"  {key}: {value}")

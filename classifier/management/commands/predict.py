@@ -3,6 +3,7 @@
 The same pipeline the workers run (decode -> the version's preprocessing -> model ->
 Grad-CAM), on files, without the database rows. Decision support, not a diagnosis.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,18 +34,34 @@ class Command(BaseCommand):
         parser.add_argument("--runtime", choices=["tflite", "keras"], default=None)
         parser.add_argument("--no-heatmap", action="store_true")
 
-    def handle(self, *args: Any, files: list[Path], json: bool, out: Path | None, version: int | None,
-               runtime: str | None, no_heatmap: bool, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        files: list[Path],
+        json: bool,
+        out: Path | None,
+        version: int | None,
+        runtime: str | None,
+        no_heatmap: bool,
+        **options: Any,
+    ) -> None:
         from classifier.inference.pipeline import InferencePipeline
 
-        chosen = (ModelVersion.objects.filter(name=registry.DEFAULT_NAME, version=version).first() if version
-                  else registry.active_version())
+        chosen = (
+            ModelVersion.objects.filter(name=registry.DEFAULT_NAME, version=version).first()
+            if version
+            else registry.active_version()
+        )
         if chosen is None:
             raise CommandError("no such model version" if version else "no active model version")
         out = out or Path(settings.VAR_DIR) / "predictions"
         out.mkdir(parents=True, exist_ok=True)
-        pipeline = InferencePipeline(chosen.artifact_dir, runtime=runtime or settings.CXR["INFERENCE_RUNTIME"],
-                                     heatmap=not no_heatmap, threads=settings.CXR["INFERENCE_THREADS"])
+        pipeline = InferencePipeline(
+            chosen.artifact_dir,
+            runtime=runtime or settings.CXR["INFERENCE_RUNTIME"],
+            heatmap=not no_heatmap,
+            threads=settings.CXR["INFERENCE_THREADS"],
+        )
         failures = 0
         for path in _progress(files):
             record = self._one(pipeline, path, out, chosen)
@@ -65,10 +82,17 @@ class Command(BaseCommand):
         if result.heatmap_png:
             heatmap = out / f"{path.stem}.v{version.version}.heatmap.png"
             heatmap.write_bytes(result.heatmap_png)
-        return {**record, "probabilities": result.probabilities, "label": result.label,
-                "p_abnormal": result.p_abnormal, "flag": result.flag, "threshold": result.threshold,
-                "heatmap": str(heatmap) if heatmap else None, "timings_ms": result.timings_ms,
-                "notice": "decision support, not a diagnosis"}
+        return {
+            **record,
+            "probabilities": result.probabilities,
+            "label": result.label,
+            "p_abnormal": result.p_abnormal,
+            "flag": result.flag,
+            "threshold": result.threshold,
+            "heatmap": str(heatmap) if heatmap else None,
+            "timings_ms": result.timings_ms,
+            "notice": "decision support, not a diagnosis",
+        }
 
 
 def _progress(files: list[Path]) -> Any:

@@ -1,4 +1,5 @@
 """Create the Clinician, Radiologist and Admin groups; optionally one demo user per role."""
+
 from __future__ import annotations
 
 import secrets

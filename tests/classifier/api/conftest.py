@@ -1,4 +1,5 @@
 """API fixtures: synthetic DICOM files and a local webhook receiver (clients per role are in tests/conftest.py)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,9 +16,17 @@ import numpy as np
 import pytest
 
 
-def synthetic_dicom(*, mrn: str = "MRN-D1", accession: str = "ACC-D1", study_uid: str | None = None,
-                    sop_uid: str | None = None, size: int = 96, seed: int = 0, modality: str = "CR",
-                    body_part: str = "CHEST") -> bytes:
+def synthetic_dicom(
+    *,
+    mrn: str = "MRN-D1",
+    accession: str = "ACC-D1",
+    study_uid: str | None = None,
+    sop_uid: str | None = None,
+    size: int = 96,
+    seed: int = 0,
+    modality: str = "CR",
+    body_part: str = "CHEST",
+) -> bytes:
     """A CR chest radiograph with synthetic pixels, written with pydicom."""
     from PIL import Image as PILImage
     from pydicom.dataset import Dataset, FileMetaDataset

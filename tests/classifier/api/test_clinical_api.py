@@ -1,4 +1,5 @@
 """Patients, studies and images through the API: natural keys, filters, error statuses, audit."""
+
 from __future__ import annotations
 
 import pytest
@@ -39,10 +40,17 @@ def test_patient_list_is_paginated_filtered_and_ordered(client_for) -> None:
 
 def test_study_with_images_in_one_multipart_request(client_for) -> None:
     client = client_for("Clinician")
-    response = client.post("/api/v1/studies/", {
-        "mrn": "M-1", "accession_number": "A-1", "view_position": "PA", "clinical_notes": "cough",
-        "images": [_file(synthetic_png(96, seed=1), "a.png"), _file(synthetic_png(96, seed=2), "b.png")]},
-        format="multipart")
+    response = client.post(
+        "/api/v1/studies/",
+        {
+            "mrn": "M-1",
+            "accession_number": "A-1",
+            "view_position": "PA",
+            "clinical_notes": "cough",
+            "images": [_file(synthetic_png(96, seed=1), "a.png"), _file(synthetic_png(96, seed=2), "b.png")],
+        },
+        format="multipart",
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["study"]["accession_number"] == "A-1" and len(body["study"]["images"]) == 2
@@ -50,9 +58,11 @@ def test_study_with_images_in_one_multipart_request(client_for) -> None:
     prediction = body["study"]["images"][0]["latest_prediction"]
     assert prediction["status"] == "pending" and prediction["notice"] == "decision support, not a diagnosis"
     # Same accession again: the existing study (200), the duplicate image is not stored twice.
-    again = client.post("/api/v1/studies/", {"mrn": "M-1", "accession_number": "A-1",
-                                             "images": [_file(synthetic_png(96, seed=1), "a.png")]},
-                        format="multipart")
+    again = client.post(
+        "/api/v1/studies/",
+        {"mrn": "M-1", "accession_number": "A-1", "images": [_file(synthetic_png(96, seed=1), "a.png")]},
+        format="multipart",
+    )
     assert again.status_code == 200 and again.json()["study"]["id"] == body["study"]["id"]
     assert again.json()["uploads"][0]["duplicate"] is True
     assert Study.objects.count() == 1 and Image.objects.count() == 2
@@ -60,8 +70,7 @@ def test_study_with_images_in_one_multipart_request(client_for) -> None:
 
 def test_study_json_without_images_and_patient_mismatch(client_for) -> None:
     client = client_for("Clinician")
-    assert client.post("/api/v1/studies/", {"mrn": "M-2", "accession_number": "A-2"},
-                       format="json").status_code == 201
+    assert client.post("/api/v1/studies/", {"mrn": "M-2", "accession_number": "A-2"}, format="json").status_code == 201
     clash = client.post("/api/v1/studies/", {"mrn": "M-3", "accession_number": "A-2"}, format="json")
     assert clash.status_code == 409 and _error(clash)["code"] == "patient_mismatch"
     missing = client.post("/api/v1/studies/", {"mrn": "M-2"}, format="json")
@@ -70,12 +79,17 @@ def test_study_json_without_images_and_patient_mismatch(client_for) -> None:
 
 def test_bad_file_refuses_the_whole_study_with_the_right_status(client_for) -> None:
     client = client_for("Clinician")
-    text = client.post("/api/v1/studies/", {"mrn": "M", "accession_number": "A",
-                                            "images": [_file(b"hello, not an image", "x.png")]}, format="multipart")
+    text = client.post(
+        "/api/v1/studies/",
+        {"mrn": "M", "accession_number": "A", "images": [_file(b"hello, not an image", "x.png")]},
+        format="multipart",
+    )
     assert text.status_code == 415 and _error(text)["code"] == "unsupported_format"
-    broken = client.post("/api/v1/studies/", {"mrn": "M", "accession_number": "A",
-                                              "images": [_file(synthetic_png(96)[:40], "x.png")]},
-                         format="multipart")
+    broken = client.post(
+        "/api/v1/studies/",
+        {"mrn": "M", "accession_number": "A", "images": [_file(synthetic_png(96)[:40], "x.png")]},
+        format="multipart",
+    )
     assert broken.status_code == 400
     assert Study.objects.count() == 0
 
@@ -101,12 +115,18 @@ def test_image_errors_map_to_400_413_415(client_for, settings) -> None:
     assert png.status_code == 400 and _error(png)["code"] == "missing_field"  # no MRN/accession in a PNG
     exe = client.post("/api/v1/images/", {"file": _file(b"MZ" + b"\0" * 200, "p.exe")}, format="multipart")
     assert exe.status_code == 400 and _error(exe)["code"] == "suspicious_file"
-    odd = client.post("/api/v1/images/", {"file": _file(b"GIF89a" + b"\0" * 100, "p.gif"), "mrn": "x",
-                                          "accession_number": "y"}, format="multipart")
+    odd = client.post(
+        "/api/v1/images/",
+        {"file": _file(b"GIF89a" + b"\0" * 100, "p.gif"), "mrn": "x", "accession_number": "y"},
+        format="multipart",
+    )
     assert odd.status_code == 415
     settings.CXR = {**settings.CXR, "MAX_UPLOAD_BYTES": 2048}
-    big = client.post("/api/v1/images/", {"file": _file(synthetic_png(96) + b"\0" * 4096, "p.png"),
-                                          "mrn": "x", "accession_number": "y"}, format="multipart")
+    big = client.post(
+        "/api/v1/images/",
+        {"file": _file(synthetic_png(96) + b"\0" * 4096, "p.png"), "mrn": "x", "accession_number": "y"},
+        format="multipart",
+    )
     assert big.status_code == 413 and _error(big)["code"] == "file_too_large"
     no_file = client.post("/api/v1/images/", {"mrn": "x"}, format="multipart")
     assert no_file.status_code == 400
@@ -116,8 +136,13 @@ def test_image_errors_map_to_400_413_415(client_for, settings) -> None:
 
 def test_unknown_rows_are_json_404s(client_for) -> None:
     client = client_for("Clinician")
-    for path in ("/api/v1/patients/999999/", "/api/v1/studies/999999/", "/api/v1/predictions/999999/",
-                 "/api/v1/studies/999999/predictions/", "/api/v1/predictions/999999/heatmap/"):
+    for path in (
+        "/api/v1/patients/999999/",
+        "/api/v1/studies/999999/",
+        "/api/v1/predictions/999999/",
+        "/api/v1/studies/999999/predictions/",
+        "/api/v1/predictions/999999/heatmap/",
+    ):
         response = client.get(path)
         assert response.status_code == 404 and _error(response)["code"] == "not_found", path
 

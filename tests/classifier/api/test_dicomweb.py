@@ -1,4 +1,5 @@
 """DICOMweb: STOW-RS round trip with dicomweb-client, partial failures, QIDO-RS search, WADO-RS."""
+
 from __future__ import annotations
 
 import io
@@ -15,8 +16,7 @@ STOW_TYPE = 'multipart/related; type="application/dicom"; boundary=xyz'
 
 
 def _multipart(*payloads: bytes, content_type: str = "application/dicom") -> bytes:
-    body = b"".join(b"--xyz\r\nContent-Type: " + content_type.encode() + b"\r\n\r\n" + p + b"\r\n"
-                    for p in payloads)
+    body = b"".join(b"--xyz\r\nContent-Type: " + content_type.encode() + b"\r\n\r\n" + p + b"\r\n" for p in payloads)
     return body + b"--xyz--\r\n"
 
 
@@ -24,9 +24,12 @@ def test_stow_qido_wado_round_trip_with_dicomweb_client(live_server, transaction
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {api_tokens['Clinician']}"
     client = DICOMwebClient(url=f"{live_server.url}/dicomweb", session=session)
-    datasets = [pydicom.dcmread(io.BytesIO(synthetic_dicom(mrn="STOW-1", accession="SA-1", seed=s,
-                                                           study_uid="1.2.826.0.1.3680043.8.498.1")))
-                for s in (1, 2)]
+    datasets = [
+        pydicom.dcmread(
+            io.BytesIO(synthetic_dicom(mrn="STOW-1", accession="SA-1", seed=s, study_uid="1.2.826.0.1.3680043.8.498.1"))
+        )
+        for s in (1, 2)
+    ]
     result = client.store_instances(datasets)
     stored = [item.ReferencedSOPInstanceUID for item in result.ReferencedSOPSequence]
     assert stored == [ds.SOPInstanceUID for ds in datasets]
@@ -38,8 +41,9 @@ def test_stow_qido_wado_round_trip_with_dicomweb_client(live_server, transaction
     assert len(found) == 1 and found[0]["0020000D"]["Value"] == ["1.2.826.0.1.3680043.8.498.1"]
     assert found[0]["00201208"]["Value"] == [2]
     assert client.search_for_studies(search_filters={"PatientID": "nobody"}) == []
-    instance = client.retrieve_instance(datasets[0].StudyInstanceUID, datasets[0].SeriesInstanceUID,
-                                        datasets[0].SOPInstanceUID)
+    instance = client.retrieve_instance(
+        datasets[0].StudyInstanceUID, datasets[0].SeriesInstanceUID, datasets[0].SOPInstanceUID
+    )
     assert instance.SOPInstanceUID == datasets[0].SOPInstanceUID and instance.PatientID == "STOW-1"
     # Storing again is idempotent by SOP Instance UID.
     assert len(client.store_instances(datasets[:1]).ReferencedSOPSequence) == 1
@@ -53,8 +57,9 @@ def test_stow_statuses_follow_the_standard(client_for) -> None:
     ct = synthetic_dicom(mrn="P-2", accession="PA-2", modality="CT", seed=3)
 
     def stow(body: bytes, content_type: str = STOW_TYPE):
-        return client.generic("POST", "/dicomweb/studies", body, content_type=content_type,
-                              HTTP_ACCEPT="application/dicom+json")
+        return client.generic(
+            "POST", "/dicomweb/studies", body, content_type=content_type, HTTP_ACCEPT="application/dicom+json"
+        )
 
     partial = stow(_multipart(good, ct))
     assert partial.status_code == 202 and partial["Content-Type"].startswith("application/dicom+json")

@@ -1,4 +1,5 @@
 """FHIR R4 resources, validated with the fhir.resources R4 (4.0.1) models."""
+
 from __future__ import annotations
 
 import pytest
@@ -56,11 +57,19 @@ def test_unfinished_or_unknown_resources_are_operation_outcomes(client_for, role
     from classifier.services.uploads import image_upload
     from tests.conftest import synthetic_png
 
-    outcome = image_upload(data=synthetic_png(96), filename="x.png", uploaded_by=role_users["Clinician"],
-                           fields=StudyFields(mrn="F-1", accession_number="FA-1"))
+    outcome = image_upload(
+        data=synthetic_png(96),
+        filename="x.png",
+        uploaded_by=role_users["Clinician"],
+        fields=StudyFields(mrn="F-1", accession_number="FA-1"),
+    )
     client = client_for("Clinician")
-    for path in (f"/fhir/DiagnosticReport/{outcome.prediction.pk}", "/fhir/Patient/999999",
-                 "/fhir/Observation/abc", f"/fhir/Observation/{outcome.prediction.pk}-normal"):
+    for path in (
+        f"/fhir/DiagnosticReport/{outcome.prediction.pk}",
+        "/fhir/Patient/999999",
+        "/fhir/Observation/abc",
+        f"/fhir/Observation/{outcome.prediction.pk}-normal",
+    ):
         response = client.get(path)
         assert response.status_code == 404, path
         assert response.json()["resourceType"] == "OperationOutcome"

@@ -1,4 +1,5 @@
 """Idempotency-Key: replay of the original response, 409 on reuse, no duplicates under concurrency."""
+
 from __future__ import annotations
 
 import threading
@@ -36,11 +37,17 @@ def test_same_key_with_a_different_body_is_409(client_for) -> None:
 @pytest.mark.django_db
 def test_keys_are_scoped_per_user_and_refusals_are_replayed_without_side_effects(client_for) -> None:
     body = {"mrn": "I-4", "accession_number": "IA-4"}
-    assert client_for("Clinician").post("/api/v1/studies/", body, format="json",
-                                        HTTP_IDEMPOTENCY_KEY="shared").status_code == 201
+    assert (
+        client_for("Clinician").post("/api/v1/studies/", body, format="json", HTTP_IDEMPOTENCY_KEY="shared").status_code
+        == 201
+    )
     # Another integration with the same key is a different request: the natural key answers 200.
-    assert client_for("Radiologist").post("/api/v1/studies/", body, format="json",
-                                          HTTP_IDEMPOTENCY_KEY="shared").status_code == 200
+    assert (
+        client_for("Radiologist")
+        .post("/api/v1/studies/", body, format="json", HTTP_IDEMPOTENCY_KEY="shared")
+        .status_code
+        == 200
+    )
     bad = {"mrn": "OTHER", "accession_number": "IA-4"}
     client = client_for("Admin")
     first = client.post("/api/v1/studies/", bad, format="json", HTTP_IDEMPOTENCY_KEY="bad")
@@ -51,8 +58,7 @@ def test_keys_are_scoped_per_user_and_refusals_are_replayed_without_side_effects
     assert too_long.status_code == 400
 
 
-def test_concurrent_retries_create_one_study_and_answer_identically(live_server, transactional_db,
-                                                                     api_tokens) -> None:
+def test_concurrent_retries_create_one_study_and_answer_identically(live_server, transactional_db, api_tokens) -> None:
     """Eight threads send the same upload with the same key at once (PostgreSQL, real server threads)."""
     png = synthetic_png(96, seed=9)
     barrier = threading.Barrier(8)
@@ -63,9 +69,12 @@ def test_concurrent_retries_create_one_study_and_answer_identically(live_server,
         try:
             barrier.wait(timeout=10)
             response = requests.post(
-                f"{live_server.url}/api/v1/studies/", timeout=60,
+                f"{live_server.url}/api/v1/studies/",
+                timeout=60,
                 headers={"Authorization": f"Bearer {api_tokens['Clinician']}", "Idempotency-Key": "upload-42"},
-                data={"mrn": "C-1", "accession_number": "CA-1"}, files={"images": ("c.png", png, "image/png")})
+                data={"mrn": "C-1", "accession_number": "CA-1"},
+                files={"images": ("c.png", png, "image/png")},
+            )
             results.append((response.status_code, response.json()))
         except BaseException as exc:
             errors.append(exc)

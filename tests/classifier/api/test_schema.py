@@ -1,4 +1,5 @@
 """OpenAPI 3 schema, local Swagger UI, and property-based testing of the API against its schema."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,15 @@ def test_schema_is_valid_openapi_3_and_complete(client) -> None:
     schema = response.json()
     validate_schema(schema)
     assert schema["openapi"].startswith("3.")
-    assert {"/api/v1/studies/", "/api/v1/images/", "/api/v1/predictions/{id}/", "/dicomweb/studies",
-            "/fhir/DiagnosticReport/{id}", "/api/v1/tokens/", "/api/v1/webhooks/"} <= set(schema["paths"])
+    assert {
+        "/api/v1/studies/",
+        "/api/v1/images/",
+        "/api/v1/predictions/{id}/",
+        "/dicomweb/studies",
+        "/fhir/DiagnosticReport/{id}",
+        "/api/v1/tokens/",
+        "/api/v1/webhooks/",
+    } <= set(schema["paths"])
     assert {"ApiToken", "Session"} <= set(schema["components"]["securitySchemes"])
     post = schema["paths"]["/api/v1/studies/"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
@@ -77,11 +85,11 @@ def wsgi_in_test_transaction():
 
 
 @schema.parametrize()
-@settings(max_examples=6, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=6, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 @pytest.mark.django_db
 def test_api_conforms_to_its_schema(case, api_tokens, wsgi_in_test_transaction) -> None:
     """No 500 for any generated input; statuses, content types and bodies match the schema."""
-    case.call_and_validate(headers={"Authorization": f"Bearer {api_tokens['Admin']}"},
-                           checks=[not_a_server_error, status_code_conformance, content_type_conformance,
-                                   response_schema_conformance])
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {api_tokens['Admin']}"},
+        checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
+    )

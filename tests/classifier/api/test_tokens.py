@@ -1,4 +1,5 @@
 """API tokens: shown once, stored hashed, carry their role, revocable, throttled per token."""
+
 from __future__ import annotations
 
 import pytest
@@ -52,8 +53,9 @@ def test_revoked_expired_or_malformed_tokens_are_401(client_for, api_tokens) -> 
 
 def test_throttling_is_per_token(client_for) -> None:
     admin = client_for("Admin")
-    slow = admin.post("/api/v1/tokens/", {"name": "slow", "role": "Clinician", "rate": "3/min"},
-                      format="json").json()["token"]
+    slow = admin.post("/api/v1/tokens/", {"name": "slow", "role": "Clinician", "rate": "3/min"}, format="json").json()[
+        "token"
+    ]
     statuses = [_bearer(slow).get("/api/v1/patients/").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     throttled = _bearer(slow).get("/api/v1/patients/")

@@ -1,4 +1,5 @@
 """Webhooks: signed deliveries to a local receiver, retries with backoff, delivery records."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,9 @@ def _register(client, url: str, events: list[str] | None = None) -> dict:
     return response.json()
 
 
-def test_prediction_done_is_delivered_signed(client_for, role_users, webhook_receiver, eager_celery, tmp_path,
-                                             django_capture_on_commit_callbacks) -> None:
+def test_prediction_done_is_delivered_signed(
+    client_for, role_users, webhook_receiver, eager_celery, tmp_path, django_capture_on_commit_callbacks
+) -> None:
     hook = _register(client_for("Clinician"), webhook_receiver.url, ["prediction.done"])
     assert "secret" in hook and "secret" not in client_for("Clinician").get(f"/api/v1/webhooks/{hook['id']}/").json()
     prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path))
@@ -55,8 +57,9 @@ def test_prediction_done_is_delivered_signed(client_for, role_users, webhook_rec
     assert listed["results"][0]["status"] == "succeeded"
 
 
-def test_failed_deliveries_are_retried_then_given_up(client_for, role_users, webhook_receiver, eager_celery,
-                                                     tmp_path, django_capture_on_commit_callbacks) -> None:
+def test_failed_deliveries_are_retried_then_given_up(
+    client_for, role_users, webhook_receiver, eager_celery, tmp_path, django_capture_on_commit_callbacks
+) -> None:
     _register(client_for("Clinician"), webhook_receiver.url)
     webhook_receiver.statuses = [500, 503]  # then 200
     version = registered_version(tmp_path)
@@ -72,15 +75,18 @@ def test_failed_deliveries_are_retried_then_given_up(client_for, role_users, web
     assert failed.status == "failed" and failed.attempts == 3 and failed.last_error == "HTTP 500"
 
 
-def test_review_lands_as_an_event(client_for, role_users, webhook_receiver, eager_celery, tmp_path,
-                                  django_capture_on_commit_callbacks) -> None:
+def test_review_lands_as_an_event(
+    client_for, role_users, webhook_receiver, eager_celery, tmp_path, django_capture_on_commit_callbacks
+) -> None:
     hook = _register(client_for("Clinician"), webhook_receiver.url, ["review.created"])
     prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path))
     with django_capture_on_commit_callbacks(execute=True):
         prediction_finished(prediction.pk)  # not subscribed: nothing sent
-        response = client_for("Radiologist").post(f"/api/v1/predictions/{prediction.pk}/reviews/",
-                                                  {"decision": "correct", "label": "NORMAL", "comment": "clear"},
-                                                  format="json")
+        response = client_for("Radiologist").post(
+            f"/api/v1/predictions/{prediction.pk}/reviews/",
+            {"decision": "correct", "label": "NORMAL", "comment": "clear"},
+            format="json",
+        )
     assert response.status_code == 201
     assert [e["event"] for e in webhook_receiver.events()] == ["review.created"]
     assert webhook_receiver.verify(webhook_receiver.requests[0], hook["secret"])
@@ -90,8 +96,12 @@ def test_review_lands_as_an_event(client_for, role_users, webhook_receiver, eage
 def test_webhook_validation_and_visibility(client_for) -> None:
     clinician = client_for("Clinician")
     assert clinician.post("/api/v1/webhooks/", {"url": "ftp://x/y"}, format="json").status_code == 400
-    assert clinician.post("/api/v1/webhooks/", {"url": "http://127.0.0.1/h", "events": ["nope"]},
-                          format="json").status_code == 400
+    assert (
+        clinician.post(
+            "/api/v1/webhooks/", {"url": "http://127.0.0.1/h", "events": ["nope"]}, format="json"
+        ).status_code
+        == 400
+    )
     hook = _register(clinician, "http://127.0.0.1:9/h")
     assert client_for("Radiologist").get(f"/api/v1/webhooks/{hook['id']}/").status_code == 404  # not theirs
     assert client_for("Admin").get(f"/api/v1/webhooks/{hook['id']}/").status_code == 200
@@ -99,19 +109,32 @@ def test_webhook_validation_and_visibility(client_for) -> None:
     assert clinician.get(f"/api/v1/webhooks/{hook['id']}/").json()["is_active"] is False
 
 
-def _delivery(hook_id: int, *, age_seconds: float = 0, attempts: int = 0, last_attempt_age: float | None = None,
-              status: str = "pending") -> WebhookDelivery:
+def _delivery(
+    hook_id: int,
+    *,
+    age_seconds: float = 0,
+    attempts: int = 0,
+    last_attempt_age: float | None = None,
+    status: str = "pending",
+) -> WebhookDelivery:
     import uuid
     from datetime import timedelta
 
     from django.utils import timezone
 
-    delivery = WebhookDelivery.objects.create(webhook_id=hook_id, event="prediction.done", event_id=uuid.uuid4(),
-                                              body='{"id": "x"}', attempts=attempts, status=status)
+    delivery = WebhookDelivery.objects.create(
+        webhook_id=hook_id,
+        event="prediction.done",
+        event_id=uuid.uuid4(),
+        body='{"id": "x"}',
+        attempts=attempts,
+        status=status,
+    )
     now = timezone.now()
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         created_at=now - timedelta(seconds=age_seconds),
-        last_attempt_at=None if last_attempt_age is None else now - timedelta(seconds=last_attempt_age))
+        last_attempt_at=None if last_attempt_age is None else now - timedelta(seconds=last_attempt_age),
+    )
     return delivery
 
 
@@ -122,8 +145,8 @@ def test_sweep_resends_only_deliveries_whose_next_attempt_is_overdue(client_for,
     settings.CXR = {**settings.CXR, "SWEEP_INTERVAL_SECONDS": 60}
     monkeypatch.setattr(webhook_services, "BACKOFF_SECONDS", 10.0)
     hook = _register(client_for("Clinician"), "https://example.org/hook")
-    lost = _delivery(hook["id"], age_seconds=600)                                     # never attempted
-    fresh = _delivery(hook["id"], age_seconds=5)                                      # task still on its way
+    lost = _delivery(hook["id"], age_seconds=600)  # never attempted
+    fresh = _delivery(hook["id"], age_seconds=5)  # task still on its way
     waiting = _delivery(hook["id"], age_seconds=900, attempts=3, last_attempt_age=30)  # next retry due in 10 s
     dropped = _delivery(hook["id"], age_seconds=900, attempts=3, last_attempt_age=200)  # its retry was due 160 s ago
     _delivery(hook["id"], age_seconds=900, attempts=1, last_attempt_age=800, status="succeeded")
@@ -146,25 +169,33 @@ def test_a_resent_delivery_continues_its_attempt_count(client_for, webhook_recei
     assert len(webhook_receiver.requests) == 1
 
 
-def test_a_finished_prediction_and_its_delivery_commit_together(client_for, role_users, active_tiny_model,
-                                                               django_capture_on_commit_callbacks) -> None:
+def test_a_finished_prediction_and_its_delivery_commit_together(
+    client_for, role_users, active_tiny_model, django_capture_on_commit_callbacks
+) -> None:
     from classifier.services.predictions import prediction_run
     from classifier.services.studies import StudyFields
     from classifier.services.uploads import image_upload
     from tests.conftest import synthetic_png
 
     _register(client_for("Clinician"), "https://example.org/hook", ["prediction.done"])
-    outcome = image_upload(data=synthetic_png(96), filename="a.png", uploaded_by=role_users["Clinician"],
-                           fields=StudyFields(mrn="W1", accession_number="W1"))
+    outcome = image_upload(
+        data=synthetic_png(96),
+        filename="a.png",
+        uploaded_by=role_users["Clinician"],
+        fields=StudyFields(mrn="W1", accession_number="W1"),
+    )
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert prediction_run(prediction_id=outcome.prediction.pk) == [outcome.prediction.pk]
     delivery = WebhookDelivery.objects.get(event="prediction.done")
-    assert delivery.status == "pending" and json.loads(delivery.body)["data"]["prediction"]["id"] == outcome.prediction.pk
+    assert (
+        delivery.status == "pending" and json.loads(delivery.body)["data"]["prediction"]["id"] == outcome.prediction.pk
+    )
     assert callbacks  # the delivery task is sent once the outcome's transaction commits
 
 
-def test_review_event_commits_in_the_review_transaction(client_for, role_users, tmp_path,
-                                                       django_capture_on_commit_callbacks) -> None:
+def test_review_event_commits_in_the_review_transaction(
+    client_for, role_users, tmp_path, django_capture_on_commit_callbacks
+) -> None:
     """The review.created delivery row exists before commit (an outbox), so a crash between
     commit and the on-commit callbacks cannot lose the event."""
     from classifier.services.reviews import review_submit

@@ -3,6 +3,7 @@
 Real data comes from ``data_dir()``; tests that need it skip (with a reason) when that
 directory is missing, and fail in CI (see tests.conftest.needs_shared_data). Synthetic files are built in memory, never written to the repo.
 """
+
 from __future__ import annotations
 
 import io
@@ -38,8 +39,7 @@ def dicom_dir(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def cxr_files(shared_data: Path) -> list[Path]:
-    files = sorted(p for p in (shared_data / "cxr").rglob("*")
-                   if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    files = sorted(p for p in (shared_data / "cxr").rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     assert files, "data_dir()/cxr holds no images"
     return files
 
@@ -47,6 +47,7 @@ def cxr_files(shared_data: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def pydicom_test_dir() -> Path:
     import pydicom.data
+
     path = Path(pydicom.data.__file__).parent / "test_files"
     if not path.is_dir():
         pytest.skip("pydicom's bundled test files are not installed")
@@ -93,10 +94,12 @@ def dataset_bytes(ds: Dataset, *, preamble: bytes | None = None) -> bytes:
 @pytest.fixture
 def make_dicom() -> Callable[..., bytes]:
     """make_dicom(pixels=None, preamble=None, **attrs) -> DICOM bytes."""
+
     def make(pixels: np.ndarray | None = None, preamble: bytes | None = None, **attrs: Any) -> bytes:
         if pixels is None:
             pixels = gradient_u16()
         return dataset_bytes(build_dataset(pixels, **attrs), preamble=preamble)
+
     return make
 
 

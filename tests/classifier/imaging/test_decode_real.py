@@ -1,4 +1,5 @@
 """Decoding real files: the shared chest DICOMs and radiographs, and pydicom's test files."""
+
 from __future__ import annotations
 
 import io
@@ -25,9 +26,13 @@ from .conftest import dataset_bytes, read_pydicom
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-SHARED_DICOMS = ["CR-MONO1-10-chest.dcm", "RG1_J2KI.dcm", "SIIM_Fake_MONOHR1.dcm",
-                 "RSNA_c64d5667-a776-4f95-9e21-bfabafb07740.dcm",
-                 "SIIM_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"]
+SHARED_DICOMS = [
+    "CR-MONO1-10-chest.dcm",
+    "RG1_J2KI.dcm",
+    "SIIM_Fake_MONOHR1.dcm",
+    "RSNA_c64d5667-a776-4f95-9e21-bfabafb07740.dcm",
+    "SIIM_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm",
+]
 SMALL = DecodeLimits(min_dimension=8)
 
 
@@ -69,20 +74,31 @@ def test_real_monochrome1_shows_bone_bright(dicom_dir: Path, name: str) -> None:
     height, width = pixels.shape
     # Lung fields (upper-middle thirds either side of the spine) are darker than the
     # mediastinum/spine column once MONOCHROME1 is inverted.
-    lungs = np.concatenate([pixels[height // 4:height // 2, width // 6:width // 3].ravel(),
-                            pixels[height // 4:height // 2, 2 * width // 3:5 * width // 6].ravel()])
-    spine = pixels[height // 4:height // 2, 9 * width // 20:11 * width // 20]
+    lungs = np.concatenate(
+        [
+            pixels[height // 4 : height // 2, width // 6 : width // 3].ravel(),
+            pixels[height // 4 : height // 2, 2 * width // 3 : 5 * width // 6].ravel(),
+        ]
+    )
+    spine = pixels[height // 4 : height // 2, 9 * width // 20 : 11 * width // 20]
     assert lungs.mean() < spine.mean()
 
 
-@pytest.mark.parametrize("name, shape", [
-    ("JPGExtended.dcm", (1024, 256)), ("JPEG2000.dcm", (1024, 256)),
-    ("MR_small_jpeg_ls_lossless.dcm", (64, 64)), ("MR_small_RLE.dcm", (64, 64)),
-    ("MR_small_jp2klossless.dcm", (64, 64)), ("MR_small_bigendian.dcm", (64, 64)),
-    ("MR_small.dcm", (64, 64)),
-])
-def test_pydicom_codec_files_decode_when_relabelled_as_chest(pydicom_test_dir: Path, name: str,
-                                                             shape: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("JPGExtended.dcm", (1024, 256)),
+        ("JPEG2000.dcm", (1024, 256)),
+        ("MR_small_jpeg_ls_lossless.dcm", (64, 64)),
+        ("MR_small_RLE.dcm", (64, 64)),
+        ("MR_small_jp2klossless.dcm", (64, 64)),
+        ("MR_small_bigendian.dcm", (64, 64)),
+        ("MR_small.dcm", (64, 64)),
+    ],
+)
+def test_pydicom_codec_files_decode_when_relabelled_as_chest(
+    pydicom_test_dir: Path, name: str, shape: tuple[int, int]
+) -> None:
     ds = read_pydicom(pydicom_test_dir / name)
     ds.Modality, ds.BodyPartExamined = "CR", "CHEST"
     decoded = decode_bytes(dataset_bytes(ds))
@@ -92,8 +108,13 @@ def test_pydicom_codec_files_decode_when_relabelled_as_chest(pydicom_test_dir: P
 
 def test_lossless_codecs_agree_with_uncompressed(pydicom_test_dir: Path) -> None:
     results = []
-    for name in ("MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm",
-                 "MR_small_jp2klossless.dcm", "MR_small_bigendian.dcm"):
+    for name in (
+        "MR_small.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_bigendian.dcm",
+    ):
         ds = read_pydicom(pydicom_test_dir / name)
         ds.Modality = "CR"
         results.append(decode_bytes(dataset_bytes(ds)).pixels)
@@ -101,8 +122,9 @@ def test_lossless_codecs_agree_with_uncompressed(pydicom_test_dir: Path) -> None
         np.testing.assert_allclose(other, results[0], atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["image_dfl.dcm", "SC_rgb_jpeg.dcm", "SC_rgb_rle.dcm",
-                                  "SC_ybr_full_422_uncompressed.dcm"])
+@pytest.mark.parametrize(
+    "name", ["image_dfl.dcm", "SC_rgb_jpeg.dcm", "SC_rgb_rle.dcm", "SC_ybr_full_422_uncompressed.dcm"]
+)
 def test_secondary_capture_without_body_part_is_accepted(pydicom_test_dir: Path, name: str) -> None:
     decoded = decode_file(pydicom_test_dir / name)
     _assert_valid(decoded, "DICOM")
@@ -122,13 +144,18 @@ def test_monochrome1_cr_files_are_refused_as_spine_then_decode_inverted(pydicom_
         np.testing.assert_allclose(decoded.pixels, 1.0 - as_mono2, atol=1e-6)
 
 
-@pytest.mark.parametrize("name, error", [
-    ("CT_small.dcm", NotChestRadiograph), ("MR_small.dcm", NotChestRadiograph),
-    ("examples_palette.dcm", NotChestRadiograph), ("SC_rgb_rle_2frame.dcm", MultiFrameImage),
-    ("rtplan.dcm", NoPixelData), ("JPEG-lossy.dcm", ImagingError),
-])
-def test_pydicom_files_outside_policy_are_refused(pydicom_test_dir: Path, name: str,
-                                                  error: type[ImagingError]) -> None:
+@pytest.mark.parametrize(
+    "name, error",
+    [
+        ("CT_small.dcm", NotChestRadiograph),
+        ("MR_small.dcm", NotChestRadiograph),
+        ("examples_palette.dcm", NotChestRadiograph),
+        ("SC_rgb_rle_2frame.dcm", MultiFrameImage),
+        ("rtplan.dcm", NoPixelData),
+        ("JPEG-lossy.dcm", ImagingError),
+    ],
+)
+def test_pydicom_files_outside_policy_are_refused(pydicom_test_dir: Path, name: str, error: type[ImagingError]) -> None:
     with pytest.raises(error) as caught:
         decode_file(pydicom_test_dir / name)
     assert caught.value.message and caught.value.code

@@ -1,4 +1,5 @@
 """Decoding files built in the test: LUT arithmetic, colour modes, sniffing, metadata."""
+
 from __future__ import annotations
 
 import io
@@ -22,14 +23,21 @@ def dicom_linear_window(x: np.ndarray, centre: float, width: float) -> np.ndarra
     """PS3.3 C.11.2.1.2.1, written out independently, onto [0, 1]."""
     low = centre - 0.5 - (width - 1) / 2
     high = centre - 0.5 + (width - 1) / 2
-    y = ((x - (centre - 0.5)) / (width - 1) + 0.5)
+    y = (x - (centre - 0.5)) / (width - 1) + 0.5
     return np.where(x <= low, 0.0, np.where(x > high, 1.0, y))
 
 
 def test_rescale_then_window_follows_the_dicom_formula(make_dicom) -> None:
     stored = gradient_u16()
-    data = make_dicom(stored, BitsStored=12, HighBit=11, RescaleSlope="2", RescaleIntercept="-100",
-                      WindowCenter="3000", WindowWidth="2001")
+    data = make_dicom(
+        stored,
+        BitsStored=12,
+        HighBit=11,
+        RescaleSlope="2",
+        RescaleIntercept="-100",
+        WindowCenter="3000",
+        WindowWidth="2001",
+    )
     decoded = decode_bytes(data)
     expected = dicom_linear_window(stored.astype(np.float64) * 2 - 100, 3000, 2001)
     np.testing.assert_allclose(decoded.pixels, expected, atol=1e-5)
@@ -40,8 +48,7 @@ def test_rescale_then_window_follows_the_dicom_formula(make_dicom) -> None:
 def test_monochrome1_is_one_minus_monochrome2(make_dicom) -> None:
     attrs = {"RescaleSlope": "2", "RescaleIntercept": "-100", "WindowCenter": "3000", "WindowWidth": "2001"}
     mono2 = decode_bytes(make_dicom(gradient_u16(), **attrs)).pixels
-    mono1 = decode_bytes(make_dicom(gradient_u16(), PhotometricInterpretation="MONOCHROME1",
-                                    **attrs)).pixels
+    mono1 = decode_bytes(make_dicom(gradient_u16(), PhotometricInterpretation="MONOCHROME1", **attrs)).pixels
     np.testing.assert_allclose(mono1, 1.0 - mono2, atol=1e-6)
 
 
@@ -64,26 +71,34 @@ def test_voi_lut_sequence_takes_precedence_over_window(make_dicom) -> None:
     item = Dataset()
     item.add_new(0x00283002, "US", [4096, 0, 16])  # LUTDescriptor
     item.add_new(0x00283006, "US", list(range(4095, -1, -1)))  # LUTData: an inverting LUT
-    data = make_dicom(gradient_u16(), VOILUTSequence=Sequence([item]),
-                      WindowCenter="100", WindowWidth="10")
+    data = make_dicom(gradient_u16(), VOILUTSequence=Sequence([item]), WindowCenter="100", WindowWidth="10")
     pixels = decode_bytes(data).pixels
     np.testing.assert_allclose(pixels, 1.0 - gradient_u16() / 4095.0, atol=1e-4)
 
 
-@pytest.mark.parametrize("function, expected", [
-    ("LINEAR_EXACT", [0.0, 0.25, 0.5, 0.75, 1.0]),
-    ("SIGMOID", [1 / (1 + np.exp(2)), 1 / (1 + np.exp(1)), 0.5, 1 / (1 + np.exp(-1)),
-                 1 / (1 + np.exp(-2))]),
-])
+@pytest.mark.parametrize(
+    "function, expected",
+    [
+        ("LINEAR_EXACT", [0.0, 0.25, 0.5, 0.75, 1.0]),
+        ("SIGMOID", [1 / (1 + np.exp(2)), 1 / (1 + np.exp(1)), 0.5, 1 / (1 + np.exp(-1)), 1 / (1 + np.exp(-2))]),
+    ],
+)
 def test_other_voi_functions(function: str, expected: list[float]) -> None:
     values = np.array([[0.0, 50.0, 100.0, 150.0, 200.0]], dtype=np.float32)
     np.testing.assert_allclose(window(values, 100, 200, function)[0], expected, atol=1e-6)
 
 
 def test_metadata_keys_dates_and_names(make_dicom) -> None:
-    data = make_dicom(PatientName="Doe^Jane", PatientID="P1", PatientBirthDate="19700131",
-                      StudyDate="20240229", PatientSex="F", ViewPosition="PA",
-                      PixelSpacing=["0.139", "0.139"], AccessionNumber="A7")
+    data = make_dicom(
+        PatientName="Doe^Jane",
+        PatientID="P1",
+        PatientBirthDate="19700131",
+        StudyDate="20240229",
+        PatientSex="F",
+        ViewPosition="PA",
+        PixelSpacing=["0.139", "0.139"],
+        AccessionNumber="A7",
+    )
     meta = decode_bytes(data).metadata
     json.dumps(meta)
     assert meta["patient_name"] == "Doe^Jane" and meta["patient_id"] == "P1"

@@ -1,4 +1,5 @@
 """inspect_bytes reports, plus data_dir resolution."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,7 @@ def test_inspect_report_is_json_and_complete(seed_files: dict[str, bytes]) -> No
         assert report["width"] > 0 and report["height"] > 0 and report["bit_depth"] > 0
         stats = report["pixel_statistics"]
         assert 0 <= stats["min"] <= stats["percentiles"]["p50"] <= stats["max"] <= 1
-        assert [s["name"] for s in report["stages"]] == ["lung_crop", "resize", "clahe", "pad",
-                                                         "normalise"]
+        assert [s["name"] for s in report["stages"]] == ["lung_crop", "resize", "clahe", "pad", "normalise"]
         assert report["output_shape"] == [224, 224, 1]
         assert set(report["metadata"]) >= {"patient_id", "study_date", "transfer_syntax"}
 

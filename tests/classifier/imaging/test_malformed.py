@@ -1,5 +1,6 @@
 """A malformed and hostile corpus, generated in code: each file must be refused with a
 specific ImagingError subclass and a readable message, without hanging."""
+
 from __future__ import annotations
 
 import struct
@@ -43,8 +44,9 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
 
 def lying_png(width: int, height: int, idat: bytes = b"\x00" * 64) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(idat))
-            + png_chunk(b"IEND", b""))
+    return (
+        PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(idat)) + png_chunk(b"IEND", b"")
+    )
 
 
 def refuse(data: bytes, error: type[ImagingError], limits: DecodeLimits | None = None) -> ImagingError:
@@ -62,15 +64,22 @@ def _pattern() -> np.ndarray:
 
 # --- not an image at all -------------------------------------------------------------
 
+
 def test_zero_bytes() -> None:
     assert isinstance(refuse(b"", EmptyFile), UnsupportedFormat)
 
 
-@pytest.mark.parametrize("data", [
-    b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n",
-    b"Patient: Jane Doe\nThis is a text file renamed to .dcm\n" * 10,
-    b"GIF89a" + bytes(300), b"II*\x00" + bytes(300), b"\x00" * 500, b"PK\x03\x04" + bytes(100),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n",
+        b"Patient: Jane Doe\nThis is a text file renamed to .dcm\n" * 10,
+        b"GIF89a" + bytes(300),
+        b"II*\x00" + bytes(300),
+        b"\x00" * 500,
+        b"PK\x03\x04" + bytes(100),
+    ],
+)
 def test_other_content_is_unsupported(data: bytes) -> None:
     error = refuse(data, UnsupportedFormat)
     assert error.message == "This file is not a DICOM, PNG or JPEG image."
@@ -96,6 +105,7 @@ def test_executables_are_suspicious(magic: bytes) -> None:
 
 # --- truncation and damage -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["png", "jpeg"])
 def test_truncated_raster_is_corrupt(seed_files: dict[str, bytes], kind: str) -> None:
     data = seed_files[kind]
@@ -118,11 +128,13 @@ def test_png_with_bad_crc_is_corrupt() -> None:
 
 def test_dicom_element_lengths_that_lie_are_corrupt(make_dicom) -> None:
     data = make_dicom()
-    for marker, offset, fmt, value in [(b"\x28\x00\x10\x00US", 6, "<H", 0x0400),
-                                       (b"\x08\x00\x60\x00CS", 6, "<H", 0xFFF0),
-                                       (b"\xe0\x7f\x10\x00OW", 8, "<I", 0x7FFFFFF0)]:
+    for marker, offset, fmt, value in [
+        (b"\x28\x00\x10\x00US", 6, "<H", 0x0400),
+        (b"\x08\x00\x60\x00CS", 6, "<H", 0xFFF0),
+        (b"\xe0\x7f\x10\x00OW", 8, "<I", 0x7FFFFFF0),
+    ]:
         at = data.index(marker) + offset
-        bad = data[:at] + struct.pack(fmt, value) + data[at + struct.calcsize(fmt):]
+        bad = data[:at] + struct.pack(fmt, value) + data[at + struct.calcsize(fmt) :]
         refuse(bad, CorruptImage)
 
 
@@ -131,6 +143,7 @@ def test_dicom_without_magic_but_garbage_body_is_corrupt() -> None:
 
 
 # --- lying headers and sizes ---------------------------------------------------------
+
 
 def test_png_header_claiming_60000_squared_is_refused_before_allocation() -> None:
     refuse(lying_png(60_000, 60_000), ImageTooLarge)
@@ -149,7 +162,7 @@ def test_jpeg_frame_header_claiming_huge_size_is_refused(seed_files: dict[str, b
     for marker in (b"\xff\xc0", b"\xff\xc2", b"\xff\xc1"):
         at = data.find(marker)
         if at > 0:
-            data[at + 5:at + 9] = struct.pack(">HH", 65_000, 65_000)
+            data[at + 5 : at + 9] = struct.pack(">HH", 65_000, 65_000)
             break
     refuse(bytes(data), ImageTooLarge)
 
@@ -183,8 +196,11 @@ def test_element_over_the_length_limit(make_dicom) -> None:
 
 # --- DICOM policy --------------------------------------------------------------------
 
-@pytest.mark.parametrize("preamble", [b"MZ" + bytes(126), b"\x7fELF" + bytes(124),
-                                      b"#!/bin/bash\n" + bytes(116), b"\xfe\xed\xfa\xcf" + bytes(124)])
+
+@pytest.mark.parametrize(
+    "preamble",
+    [b"MZ" + bytes(126), b"\x7fELF" + bytes(124), b"#!/bin/bash\n" + bytes(116), b"\xfe\xed\xfa\xcf" + bytes(124)],
+)
 def test_executable_preamble_is_suspicious(make_dicom: Callable[..., bytes], preamble: bytes) -> None:
     refuse(make_dicom(preamble=preamble), SuspiciousFile)
 
@@ -200,18 +216,25 @@ def test_non_radiograph_modalities_are_refused(make_dicom, modality: str) -> Non
     assert modality in refuse(make_dicom(Modality=modality), NotChestRadiograph).message
 
 
-@pytest.mark.parametrize("body_part", ["HEAD", "KNEE", "HAND", "SKULL", "LSPINE", "PELVIS",
-                                       "LEFT KNEE", "HAND_R"])
+@pytest.mark.parametrize("body_part", ["HEAD", "KNEE", "HAND", "SKULL", "LSPINE", "PELVIS", "LEFT KNEE", "HAND_R"])
 def test_non_chest_body_parts_are_refused(make_dicom, body_part: str) -> None:
     refuse(make_dicom(BodyPartExamined=body_part), NotChestRadiograph)
 
 
-@pytest.mark.parametrize("attrs", [
-    {"BodyPartExamined": None}, {"BodyPartExamined": "THORAX"}, {"BodyPartExamined": "PORT CHEST"},
-    {"BodyPartExamined": "CHEST_AP"}, {"BodyPartExamined": "PORTABLE"},
-    {"Modality": "DX"}, {"Modality": "OT", "BodyPartExamined": None}, {"Modality": "SC"},
-    {"Modality": None},
-])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"BodyPartExamined": None},
+        {"BodyPartExamined": "THORAX"},
+        {"BodyPartExamined": "PORT CHEST"},
+        {"BodyPartExamined": "CHEST_AP"},
+        {"BodyPartExamined": "PORTABLE"},
+        {"Modality": "DX"},
+        {"Modality": "OT", "BodyPartExamined": None},
+        {"Modality": "SC"},
+        {"Modality": None},
+    ],
+)
 def test_chest_like_objects_are_accepted(make_dicom, attrs: dict) -> None:
     assert decode_bytes(make_dicom(**attrs)).format == "DICOM"
 
@@ -239,7 +262,7 @@ def test_deeply_nested_sequences_are_refused(make_dicom) -> None:
 
 
 def test_pathologically_deep_undefined_length_nesting_is_refused(make_dicom) -> None:
-    opening = (b"\x40\x00\x75\x02SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff")
+    opening = b"\x40\x00\x75\x02SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
     closing = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
     data = make_dicom()
     at = data.index(b"\x28\x00\x02\x00")  # before (0028,0002), keeping tag order
@@ -249,12 +272,12 @@ def test_pathologically_deep_undefined_length_nesting_is_refused(make_dicom) -> 
 def test_compressed_dicom_whose_codestream_claims_a_huge_frame(dicom_dir: Path) -> None:
     data = bytearray(next(dicom_dir.glob("SIIM_1.*.dcm")).read_bytes())
     sof = data.find(b"\xff\xc0", data.find(b"\xff\xd8\xff"))
-    data[sof + 5:sof + 9] = struct.pack(">HH", 65_000, 65_000)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 65_000, 65_000)
     refuse(bytes(data), CorruptImage)
 
 
 def test_compressed_dicom_without_a_codestream_header(dicom_dir: Path) -> None:
     data = bytearray(next(dicom_dir.glob("SIIM_1.*.dcm")).read_bytes())
     soi = data.find(b"\xff\xd8\xff")
-    data[soi:soi + 3] = b"\x00\x00\x00"
+    data[soi : soi + 3] = b"\x00\x00\x00"
     refuse(bytes(data), CorruptImage)

@@ -1,4 +1,5 @@
 """Preprocessing steps on generated arrays, and the pipeline's contract."""
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,11 @@ from classifier.imaging import (
 def synthetic_chest(height: int = 600, width: int = 500) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Dark background, bright body, two dark lungs; returns image and the lungs' box."""
     img = np.full((height, width), 0.05, dtype=np.float32)
-    cv2.ellipse(img, (width // 2, height // 2), (int(width * 0.42), int(height * 0.46)), 0, 0, 360,
-                0.8, -1)
-    lungs = [((int(width * 0.33), int(height * 0.45)), (int(width * 0.12), int(height * 0.25))),
-             ((int(width * 0.67), int(height * 0.45)), (int(width * 0.12), int(height * 0.25)))]
+    cv2.ellipse(img, (width // 2, height // 2), (int(width * 0.42), int(height * 0.46)), 0, 0, 360, 0.8, -1)
+    lungs = [
+        ((int(width * 0.33), int(height * 0.45)), (int(width * 0.12), int(height * 0.25))),
+        ((int(width * 0.67), int(height * 0.45)), (int(width * 0.12), int(height * 0.25))),
+    ]
     for centre, axes in lungs:
         cv2.ellipse(img, centre, axes, 0, 0, 360, 0.25, -1)
     x0 = lungs[0][0][0] - lungs[0][1][0]
@@ -131,8 +133,13 @@ def test_config_round_trip_and_validation() -> None:
     config = PreprocessConfig(input_size=256, channels=3, normalisation="imagenet")
     assert PreprocessConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     defaults = PreprocessConfig()
-    assert (defaults.input_size, defaults.channels, defaults.clahe, defaults.lung_crop,
-            defaults.normalisation) == (224, 1, True, True, "zero_one")
+    assert (defaults.input_size, defaults.channels, defaults.clahe, defaults.lung_crop, defaults.normalisation) == (
+        224,
+        1,
+        True,
+        True,
+        "zero_one",
+    )
     assert defaults.version
     with pytest.raises(ValueError):
         PreprocessConfig.from_dict({"input_size": 224, "colour": True})
@@ -142,10 +149,14 @@ def test_config_round_trip_and_validation() -> None:
         PreprocessConfig(normalisation="z-score")
 
 
-@pytest.mark.parametrize("config", [
-    PreprocessConfig(), PreprocessConfig(channels=3, normalisation="imagenet", input_size=160),
-    PreprocessConfig(lung_crop=False, clahe=False, normalisation="minus_one_one"),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        PreprocessConfig(),
+        PreprocessConfig(channels=3, normalisation="imagenet", input_size=160),
+        PreprocessConfig(lung_crop=False, clahe=False, normalisation="minus_one_one"),
+    ],
+)
 def test_preprocess_shape_determinism_and_stage_equivalence(config: PreprocessConfig) -> None:
     img, _ = synthetic_chest()
     first = preprocess(img, config)
@@ -200,8 +211,11 @@ def test_chan_vese_matches_scikit_image_reference(cxr_files: list[Path]) -> None
         init = small < small.mean()
         # skimage alternates its curvature operators through a module-global cycle;
         # start it afresh so the reference is the documented algorithm.
-        morphsnakes._curvop = morphsnakes._fcycle([
-            lambda u: morphsnakes.sup_inf(morphsnakes.inf_sup(u)),
-            lambda u: morphsnakes.inf_sup(morphsnakes.sup_inf(u))])
+        morphsnakes._curvop = morphsnakes._fcycle(
+            [
+                lambda u: morphsnakes.sup_inf(morphsnakes.inf_sup(u)),
+                lambda u: morphsnakes.inf_sup(morphsnakes.sup_inf(u)),
+            ]
+        )
         expected = morphsnakes.morphological_chan_vese(small, 6, init_level_set=init, smoothing=1)
         assert np.array_equal(chan_vese(small, 6, init), expected.astype(bool))

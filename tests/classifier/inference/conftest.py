@@ -1,4 +1,5 @@
 """A tiny trained model and its artifact directory, shared by the inference tests."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,8 @@ def blob_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     masks = np.zeros((n, SIZE, SIZE), bool)
     for i in np.flatnonzero(y == 3):
         r, c = rng.integers(4, SIZE - 18, size=2)
-        masks[i, r:r + 14, c:c + 14] = True
-        x[i, r:r + 14, c:c + 14, 0] = 0.95
+        masks[i, r : r + 14, c : c + 14] = True
+        x[i, r : r + 14, c : c + 14, 0] = 0.95
     return x, y, masks
 
 
@@ -32,8 +33,9 @@ def trained_model():
 
     keras.utils.set_random_seed(0)
     model = build_model("s0_cnn", input_shape=(SIZE, SIZE, 1), num_classes=4, dropout=0.0)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(2e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     x, y, _ = blob_images(256, 0)
     model.fit(x, y, epochs=4, batch_size=32, verbose=0)
     return model
@@ -47,10 +49,16 @@ def artifact_dir(trained_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("artifacts") / "v1"
     config = PreprocessConfig(input_size=SIZE, channels=1, clahe=False, lung_crop=False)
     x, _, _ = blob_images(8, 1)
-    write_artifact(out, model=trained_model, preprocess_config=config, labels=LABELS,
-                   thresholds={"abnormal": 0.5, "temperature": 1.0},
-                   metrics={"note": "synthetic"}, model_card_md="# test model\n",
-                   parity_x=x)
+    write_artifact(
+        out,
+        model=trained_model,
+        preprocess_config=config,
+        labels=LABELS,
+        thresholds={"abnormal": 0.5, "temperature": 1.0},
+        metrics={"note": "synthetic"},
+        model_card_md="# test model\n",
+        parity_x=x,
+    )
     return out
 
 

@@ -5,6 +5,7 @@ weights, and a fresh model keeps the test fast.  Each architecture family is cov
 cxr_net (GAP -> Dropout -> Dense), regularised_cnn (GAP -> Dense relu -> Dropout ->
 Dense) and s0_cnn (pool -> Flatten -> Dense: no closed form, tape fallback).
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,10 +33,16 @@ def _artifact(model, out: Path) -> Path:
     from training.trainers.export import write_artifact
 
     x, _, _ = blob_images(4, 1)
-    write_artifact(out, model=model, preprocess_config=PreprocessConfig(input_size=SIZE, channels=1, clahe=False,
-                                                                        lung_crop=False),
-                   labels=LABELS, thresholds={"abnormal": 0.5, "temperature": 1.0}, metrics={},
-                   model_card_md="# test\n", parity_x=x)
+    write_artifact(
+        out,
+        model=model,
+        preprocess_config=PreprocessConfig(input_size=SIZE, channels=1, clahe=False, lung_crop=False),
+        labels=LABELS,
+        thresholds={"abnormal": 0.5, "temperature": 1.0},
+        metrics={},
+        model_card_md="# test\n",
+        parity_x=x,
+    )
     return out
 
 

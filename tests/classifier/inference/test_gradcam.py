@@ -1,4 +1,5 @@
 """Grad-CAM: shape, range, and that it points at the discriminative blob."""
+
 from __future__ import annotations
 
 import numpy as np

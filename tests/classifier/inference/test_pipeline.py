@@ -1,4 +1,5 @@
 """The inference pipeline end to end on synthetic PNG bytes."""
+
 from __future__ import annotations
 
 import subprocess
@@ -51,11 +52,13 @@ def test_get_pipeline_caches_per_artifact_and_runtime(artifact_dir) -> None:
 
 
 def test_importing_packages_does_not_import_tensorflow() -> None:
-    code = ("import sys, classifier.inference, classifier.inference.pipeline, "
-            "classifier.inference.runtime, classifier.inference.gradcam, training.trainers, "
-            "training.trainers.train, training.trainers.export, training.trainers.recipes, "
-            "training.trainers.experiments, training.trainers.architectures; "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    code = (
+        "import sys, classifier.inference, classifier.inference.pipeline, "
+        "classifier.inference.runtime, classifier.inference.gradcam, training.trainers, "
+        "training.trainers.train, training.trainers.export, training.trainers.recipes, "
+        "training.trainers.experiments, training.trainers.architectures; "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -67,8 +70,10 @@ def test_serving_a_pooled_head_model_with_heatmaps_never_imports_tensorflow(tmp_
     artifact = build_tiny_artifact(tmp_path / "cxr_net", architecture="cxr_net")
     image = tmp_path / "chest.png"
     image.write_bytes(synthetic_png(96))
-    code = ("import sys; from classifier.inference.pipeline import InferencePipeline; "
-            f"p = InferencePipeline({str(artifact)!r}, threads=2); assert p.head is not None; "
-            f"r = p.run(open({str(image)!r}, 'rb').read()); assert r.heatmap_png and r.display_png; "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
+    code = (
+        "import sys; from classifier.inference.pipeline import InferencePipeline; "
+        f"p = InferencePipeline({str(artifact)!r}, threads=2); assert p.head is not None; "
+        f"r = p.run(open({str(image)!r}, 'rb').read()); assert r.heatmap_png and r.display_png; "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])

@@ -1,4 +1,5 @@
 """Runtimes: verified loading, TFLite/Keras agreement, tamper detection."""
+
 from __future__ import annotations
 
 import shutil
@@ -12,8 +13,16 @@ from tests.classifier.inference.conftest import blob_images
 
 def test_artifact_has_contract_layout(artifact_dir) -> None:
     names = {p.name for p in artifact_dir.iterdir()}
-    assert {"model.keras", "model.tflite", "preprocess.json", "labels.json",
-            "thresholds.json", "metrics.json", "model_card.md", "manifest.json"} <= names
+    assert {
+        "model.keras",
+        "model.tflite",
+        "preprocess.json",
+        "labels.json",
+        "thresholds.json",
+        "metrics.json",
+        "model_card.md",
+        "manifest.json",
+    } <= names
     manifest = verify_manifest(artifact_dir)
     assert set(manifest["files"]) == names - {"manifest.json"}
     assert manifest["tflite"]["parity_max_abs_prob_diff"] <= 1e-4

@@ -1,4 +1,5 @@
 """The one rule for a study's flag: flagged when any image's current (latest) result is."""
+
 from __future__ import annotations
 
 import pytest

@@ -3,6 +3,7 @@
 The end-to-end paths through a real broker and worker are in test_inference_flow.py;
 these pin down what one task does with the rows it finds waiting.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -18,8 +19,12 @@ pytestmark = pytest.mark.django_db
 
 
 def _upload(user, n: int, data: bytes | None = None):
-    outcome = image_upload(data=data or synthetic_png(96, seed=n), filename=f"{n}.png", uploaded_by=user,
-                           fields=StudyFields(mrn=f"MRN{n}", accession_number=f"ACC{n}"))
+    outcome = image_upload(
+        data=data or synthetic_png(96, seed=n),
+        filename=f"{n}.png",
+        uploaded_by=user,
+        fields=StudyFields(mrn=f"MRN{n}", accession_number=f"ACC{n}"),
+    )
     assert outcome.ok, outcome.error_message
     return outcome.prediction
 
@@ -28,11 +33,13 @@ def _upload(user, n: int, data: bytes | None = None):
 def batch_of(settings):
     def set_size(size: int) -> None:
         settings.CXR = {**settings.CXR, "INFERENCE_BATCH_SIZE": size}
+
     return set_size
 
 
 def test_one_task_runs_the_waiting_rows_as_a_batch_and_later_tasks_are_no_ops(
-        active_tiny_model, role_users, batch_of) -> None:
+    active_tiny_model, role_users, batch_of
+) -> None:
     batch_of(4)
     pending = [_upload(role_users["Clinician"], n) for n in range(6)]
     first = prediction_run(prediction_id=pending[0].pk)
@@ -79,17 +86,24 @@ def test_study_refresh_of_several_studies_sets_each_state(active_tiny_model, rol
     prediction_run(prediction_id=a.pk)  # runs all three
     Prediction.objects.filter(pk=c.pk).update(status="failed", error_code="x", error_message="x.")
     b_done = Prediction.objects.get(pk=b.pk)
-    Review.objects.create(image=b_done.image, prediction=b_done, radiologist=role_users["Radiologist"],
-                          decision="confirm", label=b_done.label)
+    Review.objects.create(
+        image=b_done.image,
+        prediction=b_done,
+        radiologist=role_users["Radiologist"],
+        decision="confirm",
+        label=b_done.label,
+    )
     study_refresh(a.image.study_id, b.image.study_id, c.image.study_id)
-    state = dict(Study.objects.filter(pk__in=[a.image.study_id, b.image.study_id, c.image.study_id])
-                 .values_list("pk", "status"))
+    state = dict(
+        Study.objects.filter(pk__in=[a.image.study_id, b.image.study_id, c.image.study_id]).values_list("pk", "status")
+    )
     assert state == {a.image.study_id: "done", b.image.study_id: "reviewed", c.image.study_id: "failed"}
     assert Study.objects.get(pk=b.image.study_id).priority == 0.0
 
 
-def test_the_batch_uses_the_configured_threads_and_gives_the_same_answers(active_tiny_model, role_users,
-                                                                          batch_of, settings) -> None:
+def test_the_batch_uses_the_configured_threads_and_gives_the_same_answers(
+    active_tiny_model, role_users, batch_of, settings
+) -> None:
     from classifier.inference.pipeline import InferencePipeline
 
     data = [synthetic_png(96, seed=n) for n in range(4)]
@@ -109,6 +123,10 @@ def test_a_study_created_by_an_upload_starts_in_the_state_a_refresh_gives_it(rol
     study.refresh_from_db()
     assert as_created[0] == study.status == "queued"
     assert as_created[1] == pytest.approx(study.priority, abs=1e-3)
-    second = image_upload(data=synthetic_png(96, seed=2), filename="2.png", uploaded_by=role_users["Clinician"],
-                          fields=StudyFields(mrn="MRN1", accession_number="ACC1"))
+    second = image_upload(
+        data=synthetic_png(96, seed=2),
+        filename="2.png",
+        uploaded_by=role_users["Clinician"],
+        fields=StudyFields(mrn="MRN1", accession_number="ACC1"),
+    )
     assert second.ok and second.image.study_id == study.pk  # an existing study is refreshed on commit

@@ -1,4 +1,5 @@
 """DICOM header -> study fields, and recorded views -> the clinical view codes: one rule each."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,15 +8,23 @@ from classifier.models import Study
 from classifier.services.studies import StudyFields, fields_from_header, person_name
 
 
-@pytest.mark.parametrize(("raw", "shown"), [("Doe^Jane", "Doe, Jane"), ("Doe^Jane^Q^Dr", "Doe, Jane Q"),
-                                            ("Doe", "Doe"), ("Jane Doe", "Jane Doe"), ("", "")])
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [("Doe^Jane", "Doe, Jane"), ("Doe^Jane^Q^Dr", "Doe, Jane Q"), ("Doe", "Doe"), ("Jane Doe", "Jane Doe"), ("", "")],
+)
 def test_person_name_reads_dicom_pn_components(raw: str, shown: str) -> None:
     assert person_name(raw) == shown
 
 
 def test_header_names_the_patient_as_the_upload_form_shows_it_and_typed_fields_win() -> None:
-    header = {"patient_id": "M1", "patient_name": "Doe^Jane", "patient_sex": "female", "view_position": "ll",
-              "patient_birth_date": "1970-01-02", "accession_number": "A1"}
+    header = {
+        "patient_id": "M1",
+        "patient_name": "Doe^Jane",
+        "patient_sex": "female",
+        "view_position": "ll",
+        "patient_birth_date": "1970-01-02",
+        "accession_number": "A1",
+    }
     fields = fields_from_header(header, StudyFields())
     assert (fields.mrn, fields.patient_name, fields.sex, fields.view_position) == ("M1", "Doe, Jane", "F", "LL")
     assert fields.birth_date.isoformat() == "1970-01-02"
@@ -23,8 +32,20 @@ def test_header_names_the_patient_as_the_upload_form_shows_it_and_typed_fields_w
     assert (typed.patient_name, typed.view_position) == ("Typed Name", "PA")
 
 
-@pytest.mark.parametrize(("raw", "code"), [("PA", "PA"), ("ap", "AP"), ("AP Supine", "AP"), ("L", "LL"),
-                                           ("LL", "LL"), ("RL", "LL"), ("lateral", "LL"), ("", "unknown"),
-                                           (None, "unknown"), ("OBLIQUE", "unknown")])
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("PA", "PA"),
+        ("ap", "AP"),
+        ("AP Supine", "AP"),
+        ("L", "LL"),
+        ("LL", "LL"),
+        ("RL", "LL"),
+        ("lateral", "LL"),
+        ("", "unknown"),
+        (None, "unknown"),
+        ("OBLIQUE", "unknown"),
+    ],
+)
 def test_view_code_is_the_one_mapping_for_uploads_and_datasets(raw: str | None, code: str) -> None:
     assert Study.view_code(raw) == code

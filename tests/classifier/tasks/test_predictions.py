@@ -1,4 +1,5 @@
 """Upload -> real broker -> real worker -> stored prediction with heatmap, and its failure modes."""
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,9 @@ pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 
 def _upload(user, data: bytes, accession: str = "ACC1", name: str = "chest.png"):
-    return image_upload(data=data, filename=name, uploaded_by=user,
-                        fields=StudyFields(mrn="MRN1", accession_number=accession))
+    return image_upload(
+        data=data, filename=name, uploaded_by=user, fields=StudyFields(mrn="MRN1", accession_number=accession)
+    )
 
 
 def _done(pk: int) -> bool:
@@ -58,8 +60,9 @@ def test_corrupt_file_ends_failed_with_a_readable_reason(celery_worker_proc, act
     assert prediction.error_code and prediction.error_message.endswith(".")
 
 
-def test_promotion_between_two_tasks_is_picked_up_without_restart(celery_worker_proc, tiny_artifacts,
-                                                                   active_tiny_model, role_users) -> None:
+def test_promotion_between_two_tasks_is_picked_up_without_restart(
+    celery_worker_proc, tiny_artifacts, active_tiny_model, role_users
+) -> None:
     worker = celery_worker_proc()
     first = _upload(role_users["Clinician"], synthetic_png(128, seed=4), accession="A1")
     wait_for(lambda: _done(first.prediction.pk), 120, message=worker.output)
@@ -70,15 +73,13 @@ def test_promotion_between_two_tasks_is_picked_up_without_restart(celery_worker_
     assert Prediction.objects.get(pk=second.prediction.pk).model_version_id == newer.pk
 
 
-def test_worker_killed_mid_prediction_completes_exactly_once(celery_worker_proc, active_tiny_model,
-                                                             role_users) -> None:
+def test_worker_killed_mid_prediction_completes_exactly_once(celery_worker_proc, active_tiny_model, role_users) -> None:
     """SIGKILL the whole worker while a prediction runs; a new worker plus the sweeper finish it once."""
     worker = celery_worker_proc()
     big = synthetic_png(4000, seed=6)  # a 16-megapixel image: a decode long enough to be caught running
     outcome = _upload(role_users["Clinician"], big)
     pk = outcome.prediction.pk
-    wait_for(lambda: Prediction.objects.get(pk=pk).status != "pending", 120, interval=0.002,
-             message=worker.output)
+    wait_for(lambda: Prediction.objects.get(pk=pk).status != "pending", 120, interval=0.002, message=worker.output)
     worker.kill()
     running = Prediction.objects.get(pk=pk)
     assert running.status == "running", "the prediction finished before the kill"
@@ -103,8 +104,10 @@ def redis_broker_outage():
     import subprocess
     import time
 
-    if not settings.CELERY_BROKER_URL.startswith("redis://127.0.0.1:6379") or \
-            os.environ.get("CXR_TEST_FLUSH_BROKER") != "1":
+    if (
+        not settings.CELERY_BROKER_URL.startswith("redis://127.0.0.1:6379")
+        or os.environ.get("CXR_TEST_FLUSH_BROKER") != "1"
+    ):
         pytest.skip("needs the test script's own local Redis")
 
     @contextlib.contextmanager
@@ -113,33 +116,59 @@ def redis_broker_outage():
         try:
             yield
         finally:
-            subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-                            "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-                            "--logfile", "/var/log/redis/ci.log"], check=True, timeout=20)
+            subprocess.run(
+                [
+                    "redis-server",
+                    "--daemonize",
+                    "yes",
+                    "--bind",
+                    "127.0.0.1",
+                    "-::1",
+                    "--port",
+                    "6379",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    "/var/lib/redis",
+                    "--logfile",
+                    "/var/log/redis/ci.log",
+                ],
+                check=True,
+                timeout=20,
+            )
             for _ in range(100):
-                if subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True, text=True).stdout.strip() == "PONG":
+                if (
+                    subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True, text=True).stdout.strip()
+                    == "PONG"
+                ):
                     break
                 time.sleep(0.1)
 
     return outage
 
 
-def test_upload_with_broker_down_is_stored_and_completes_after_sweep(active_tiny_model, role_users,
-                                                                    celery_worker_proc, redis_broker_outage) -> None:
+def test_upload_with_broker_down_is_stored_and_completes_after_sweep(
+    active_tiny_model, role_users, celery_worker_proc, redis_broker_outage
+) -> None:
     """Redis is stopped while uploading: the file and rows are kept; the sweeper sends the work later."""
     with redis_broker_outage():
         outcome = _upload(role_users["Clinician"], synthetic_png(128, seed=7))
         assert outcome.ok and outcome.image.file.storage.exists(outcome.image.file.name)
         assert Prediction.objects.get(pk=outcome.prediction.pk).status == "pending"
     worker = celery_worker_proc()
-    Prediction.objects.filter(pk=outcome.prediction.pk).update(created_at=outcome.prediction.created_at.replace(year=2020))
+    Prediction.objects.filter(pk=outcome.prediction.pk).update(
+        created_at=outcome.prediction.created_at.replace(year=2020)
+    )
     assert prediction_sweep()["resent"] >= 1
     wait_for(lambda: _done(outcome.prediction.pk), 120, message=worker.output)
     assert Prediction.objects.get(pk=outcome.prediction.pk).status == "done"
 
 
-def test_inference_worker_warms_up_the_active_model_before_work(celery_worker_proc, active_tiny_model,
-                                                                role_users) -> None:
+def test_inference_worker_warms_up_the_active_model_before_work(
+    celery_worker_proc, active_tiny_model, role_users
+) -> None:
     worker = celery_worker_proc(CXR_WORKER_WARM_UP="true")
     wait_for(lambda: "warmed up cxr-triage" in worker.output(), 120, interval=0.2, message=worker.output)
     outcome = _upload(role_users["Clinician"], synthetic_png(128, seed=9))

@@ -1,4 +1,5 @@
 """A real worker subprocess, the configured broker and database, and exactly-once completion."""
+
 from __future__ import annotations
 
 import pytest

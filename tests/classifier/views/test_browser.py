@@ -4,6 +4,7 @@ Runs Debian's chromium (scripts/browser.sh installs it) through Playwright again
 pytest-django's live server and a real Celery worker (inference + training queues).
 Screenshots of every page go to artifacts/screenshots/ for a human to look at.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,12 +22,21 @@ from tests.conftest import synthetic_png, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[3] / "artifacts" / "screenshots"
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PASSWORD = "pw-for-tests-1"  # tests.conftest.role_users
 
 pytestmark = [
-    pytest.mark.worker, pytest.mark.slow,
+    pytest.mark.worker,
+    pytest.mark.slow,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: run scripts/browser.sh"),
 ]
 
@@ -74,15 +84,25 @@ def _training_dataset() -> object:
     for i in range(12):
         data = synthetic_png(64, seed=100 + i)
         name = default_storage.save(f"datasets/synthetic/{i}.png", ContentFile(data))
-        DatasetImage.objects.create(dataset=dataset, file=name, sha256=f"{i:064d}", original_path=f"{i}.png",
-                                    label=labels[i % 4], patient_key=f"p{i}", source="synthetic",
-                                    split="val" if i < 6 else "train",
-                                    format="PNG", width=64, height=64)
+        DatasetImage.objects.create(
+            dataset=dataset,
+            file=name,
+            sha256=f"{i:064d}",
+            original_path=f"{i}.png",
+            label=labels[i % 4],
+            patient_key=f"p{i}",
+            source="synthetic",
+            split="val" if i < 6 else "train",
+            format="PNG",
+            width=64,
+            height=64,
+        )
     return dataset
 
 
-def test_clinician_radiologist_admin_journey(browser, live_server, role_users, active_tiny_model,
-                                             celery_worker_proc) -> None:
+def test_clinician_radiologist_admin_journey(
+    browser, live_server, role_users, active_tiny_model, celery_worker_proc
+) -> None:
     worker = celery_worker_proc()  # inference and training queues
     base = live_server.url
 

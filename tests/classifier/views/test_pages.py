@@ -1,4 +1,5 @@
 """Every page for every role: 200 for the allowed, 403 page for the others, login for anonymous."""
+
 from __future__ import annotations
 
 import pytest
@@ -45,10 +46,11 @@ def _pages(study, version, run) -> list[tuple[str, str, int]]:
 def run(role_users):
     from training.models import TrainingRun
 
-    return TrainingRun.objects.create(spec={"train": {"architecture": "s0_cnn", "epochs": 2},
-                                            "preprocess": {"input_size": 32}},
-                                      progress={"epoch": 1, "epochs": 2, "loss": 1.2, "val_loss": 1.3},
-                                      created_by=role_users["Admin"])
+    return TrainingRun.objects.create(
+        spec={"train": {"architecture": "s0_cnn", "epochs": 2}, "preprocess": {"input_size": 32}},
+        progress={"epoch": 1, "epochs": 2, "loss": 1.2, "val_loss": 1.3},
+        created_by=role_users["Admin"],
+    )
 
 
 @pytest.mark.parametrize("role", ["Clinician", "Radiologist", "Admin", "none", "anonymous"])
@@ -83,8 +85,9 @@ def test_login_lockout_shows_a_clear_message(client, role_users, settings) -> No
     settings.AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
     for _ in range(settings.AXES_FAILURE_LIMIT):
         client.post("/accounts/login/", {"username": "u-clinician", "password": "wrong"}, REMOTE_ADDR="10.0.0.9")
-    response = client.post("/accounts/login/", {"username": "u-clinician", "password": "pw-for-tests-1"},
-                           REMOTE_ADDR="10.0.0.9")
+    response = client.post(
+        "/accounts/login/", {"username": "u-clinician", "password": "pw-for-tests-1"}, REMOTE_ADDR="10.0.0.9"
+    )
     assert response.status_code in (403, 429)
     assert b"Account temporarily locked" in response.content
     assert b"Decision support, not a diagnosis" in response.content
@@ -102,8 +105,9 @@ def test_study_page_shows_result_and_writes_view_study(clients, done_study, mode
     assert "Flagged" in body and "0.800" in body and f"cxr-triage v{model_version.version}" in body
     assert "Cough, fever." in body
     assert "Radiologist review" not in body  # clinicians cannot review
-    assert AuditEvent.objects.filter(action="view_study", object_id=str(done_study.pk),
-                                     actor_username="u-clinician").exists()
+    assert AuditEvent.objects.filter(
+        action="view_study", object_id=str(done_study.pk), actor_username="u-clinician"
+    ).exists()
 
 
 def test_image_view_is_audited_and_not_cached(clients, done_study) -> None:
@@ -157,9 +161,15 @@ def test_promote_and_rollback_need_confirmation_post(clients, model_version, tmp
     client = clients["Admin"]
     assert b"Promote" in client.get(f"/models/{model_version.pk}/promote/").content
     # The fixture's artifact dir is incomplete: the registry refuses and the page says why, no 500.
-    candidate = ModelVersion.objects.create(name="cxr-triage", version=model_version.version + 1,
-                                            architecture="s0_cnn", input_size=32,
-                                            labels=[], preprocess_config={}, artifact_dir=str(tmp_path / "nope"))
+    candidate = ModelVersion.objects.create(
+        name="cxr-triage",
+        version=model_version.version + 1,
+        architecture="s0_cnn",
+        input_size=32,
+        labels=[],
+        preprocess_config={},
+        artifact_dir=str(tmp_path / "nope"),
+    )
     response = client.post(f"/models/{candidate.pk}/promote/", follow=True)
     assert response.status_code == 200 and b"Not promoted" in response.content
     response = client.post("/models/rollback/", follow=True)

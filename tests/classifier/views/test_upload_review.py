@@ -1,4 +1,5 @@
 """Upload endpoints and review submission through the pages (no worker needed)."""
+
 from __future__ import annotations
 
 import io
@@ -73,8 +74,9 @@ def test_missing_identifiers_are_named_in_the_error(clients) -> None:
 
 def test_plain_form_uploads_several_files_and_reports_each(clients) -> None:
     pdf = b"%PDF-1.4 not an image"
-    response = clients["Clinician"].post("/studies/upload/", {
-        **FIELDS, "files": [_file(synthetic_png(96, seed=1), "good.png"), _file(pdf, "bad.png")]})
+    response = clients["Clinician"].post(
+        "/studies/upload/", {**FIELDS, "files": [_file(synthetic_png(96, seed=1), "good.png"), _file(pdf, "bad.png")]}
+    )
     assert response.status_code == 200
     body = response.content.decode()
     assert "good.png" in body and "bad.png" in body and "open the study" in body
@@ -97,8 +99,10 @@ def test_dicom_upload_takes_identifiers_from_the_header(clients) -> None:
 
 
 def test_upload_is_refused_without_the_role(clients) -> None:
-    assert clients["none"].post("/studies/upload/file/", {**FIELDS, "file": _file(synthetic_png(), "a.png")}
-                                ).status_code == 403
+    assert (
+        clients["none"].post("/studies/upload/file/", {**FIELDS, "file": _file(synthetic_png(), "a.png")}).status_code
+        == 403
+    )
     assert clients["anonymous"].post("/studies/upload/file/", {}).status_code == 302
 
 
@@ -117,8 +121,9 @@ def test_radiologist_can_correct_and_clinician_cannot(clients, done_study) -> No
 
 def test_review_confirm_in_queue_moves_on(clients, done_study) -> None:
     prediction = Prediction.objects.get(image__study=done_study)
-    response = clients["Radiologist"].post(f"/studies/{done_study.pk}/review/",
-                                           {"prediction": prediction.pk, "decision": "confirm", "queue": "1"})
+    response = clients["Radiologist"].post(
+        f"/studies/{done_study.pk}/review/", {"prediction": prediction.pk, "decision": "confirm", "queue": "1"}
+    )
     assert response.status_code == 302 and response["Location"] == "/review/next/"
     assert Review.objects.get().label == "PNEUMONIA_BACTERIAL"
     # nothing else waits: the queue says so and lands on the worklist
@@ -128,8 +133,9 @@ def test_review_confirm_in_queue_moves_on(clients, done_study) -> None:
 
 def test_correct_without_label_is_refused_with_a_message(clients, done_study) -> None:
     prediction = Prediction.objects.get(image__study=done_study)
-    response = clients["Radiologist"].post(f"/studies/{done_study.pk}/review/",
-                                           {"prediction": prediction.pk, "decision": "correct"}, follow=True)
+    response = clients["Radiologist"].post(
+        f"/studies/{done_study.pk}/review/", {"prediction": prediction.pk, "decision": "correct"}, follow=True
+    )
     assert b"Choose the correct label" in response.content and not Review.objects.exists()
 
 
@@ -142,10 +148,20 @@ def test_agreement_stats(clients, done_study, role_users, model_version) -> None
     from classifier.selectors.agreement import cohen_kappa, review_agreement
 
     prediction = Prediction.objects.get(image__study=done_study)
-    Review.objects.create(prediction=prediction, image=prediction.image, radiologist=role_users["Radiologist"],
-                          decision="confirm", label=prediction.label)
-    Review.objects.create(prediction=prediction, image=prediction.image, radiologist=role_users["Admin"],
-                          decision="correct", label="NORMAL")
+    Review.objects.create(
+        prediction=prediction,
+        image=prediction.image,
+        radiologist=role_users["Radiologist"],
+        decision="confirm",
+        label=prediction.label,
+    )
+    Review.objects.create(
+        prediction=prediction,
+        image=prediction.image,
+        radiologist=role_users["Admin"],
+        decision="correct",
+        label="NORMAL",
+    )
     stats = review_agreement()
     by_person = {row.key: row for row in stats["by_radiologist"]}
     assert by_person["u-radiologist"].confirm_fraction == 1.0 and by_person["u-admin"].confirm_fraction == 0.0

@@ -64,8 +64,7 @@ def test_reliability_curve_bins_include_zero_and_one_and_are_json_clean() -> Non
 
 
 def test_brier_scores_known_values() -> None:
-    assert binary_brier_score(np.array([True, False]), np.array([0.8, 0.4])) == pytest.approx(
-        (0.04 + 0.16) / 2)
+    assert binary_brier_score(np.array([True, False]), np.array([0.8, 0.4])) == pytest.approx((0.04 + 0.16) / 2)
     probs = np.array([[1.0, 0.0], [0.5, 0.5]])
     assert brier_score(np.array([0, 1]), probs) == pytest.approx((0.0 + 0.5) / 2)
 

@@ -13,15 +13,27 @@ from training.evaluation import evaluate_predictions, promotion_decision
 LABELS = ["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"]
 
 
-def _evaluation(sensitivity: float, auc: float, auc_ci: list[float] | None,
-                *, threshold: float = 0.5, n_pos: int = 100, n_neg: int = 100) -> dict:
+def _evaluation(
+    sensitivity: float,
+    auc: float,
+    auc_ci: list[float] | None,
+    *,
+    threshold: float = 0.5,
+    n_pos: int = 100,
+    n_neg: int = 100,
+) -> dict:
     """The part of an evaluate_predictions() result the gate reads, with chosen figures."""
     return {
         "sensitivity": sensitivity,
         "auc": auc,
         "binary": {
-            "threshold": threshold, "sensitivity": sensitivity, "specificity": 0.7,
-            "auc": auc, "n": n_pos + n_neg, "n_pos": n_pos, "n_neg": n_neg,
+            "threshold": threshold,
+            "sensitivity": sensitivity,
+            "specificity": 0.7,
+            "auc": auc,
+            "n": n_pos + n_neg,
+            "n_pos": n_pos,
+            "n_neg": n_neg,
             "ci": {"auc": auc_ci},
         },
     }
@@ -58,8 +70,7 @@ def test_refuses_when_sensitivity_is_lower_even_with_better_auc() -> None:
 def test_refuses_when_auc_is_worse_beyond_the_champion_ci() -> None:
     decision = promotion_decision(_evaluation(0.96, 0.85, [0.8, 0.9]), CHAMPION)
     assert decision["promote"] is False
-    assert decision["comparison"]["checks"] == {
-        "comparable": True, "sensitivity": True, "auc": False}
+    assert decision["comparison"]["checks"] == {"comparable": True, "sensitivity": True, "auc": False}
     assert any("AUC" in r and "worse" in r for r in decision["reasons"])
 
 

@@ -34,6 +34,7 @@ def assert_json_clean(obj: object) -> None:
 
 # --- binary_metrics -------------------------------------------------------------------
 
+
 def test_binary_metrics_matches_hand_computed_confusion_counts() -> None:
     y = np.array([1, 1, 1, 0, 0, 0, 0], dtype=bool)
     s = np.array([0.9, 0.6, 0.2, 0.7, 0.3, 0.1, 0.5])
@@ -121,6 +122,7 @@ def test_bootstrap_auc_ci_is_seeded_reproducible_and_contains_estimate() -> None
 
 # --- Wilson ---------------------------------------------------------------------------
 
+
 def test_wilson_interval_known_value_and_edges() -> None:
     lo, hi = wilson_interval(0, 10)
     assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
@@ -145,6 +147,7 @@ def test_wilson_interval_properties(total: int, data: st.DataObject) -> None:
 
 
 # --- AUC properties / ROC curve -------------------------------------------------------
+
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 30)), min_size=2, max_size=60))
@@ -183,6 +186,7 @@ def test_roc_curve_raises_when_a_class_is_absent() -> None:
 
 # --- multiclass -----------------------------------------------------------------------
 
+
 def _onehot(predicted: list[str]) -> np.ndarray:
     probs = np.full((len(predicted), len(LABELS)), 0.05)
     for i, label in enumerate(predicted):
@@ -191,10 +195,16 @@ def _onehot(predicted: list[str]) -> np.ndarray:
 
 
 def test_multiclass_extra_ground_truth_label_is_a_confusion_row_but_not_in_accuracy() -> None:
-    truth = ["NORMAL", "NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19",
-             "PNEUMONIA", "PNEUMONIA"]
-    predicted = ["NORMAL", "PNEUMONIA_VIRAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_BACTERIAL",
-                 "COVID19", "PNEUMONIA_BACTERIAL", "NORMAL"]
+    truth = ["NORMAL", "NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19", "PNEUMONIA", "PNEUMONIA"]
+    predicted = [
+        "NORMAL",
+        "PNEUMONIA_VIRAL",
+        "PNEUMONIA_BACTERIAL",
+        "PNEUMONIA_BACTERIAL",
+        "COVID19",
+        "PNEUMONIA_BACTERIAL",
+        "NORMAL",
+    ]
     m = multiclass_metrics(truth, _onehot(predicted), LABELS)
     assert m["row_labels"] == [*LABELS, "PNEUMONIA"]
     assert m["col_labels"] == LABELS
@@ -225,6 +235,7 @@ def test_multiclass_metrics_validates_shapes() -> None:
 
 # --- evaluate_predictions -------------------------------------------------------------
 
+
 def _synthetic(n: int, seed: int) -> tuple[list[str], np.ndarray, list[str]]:
     rng = np.random.default_rng(seed)
     truth = list(rng.choice([*LABELS, "PNEUMONIA"], size=n))
@@ -237,8 +248,7 @@ def _synthetic(n: int, seed: int) -> tuple[list[str], np.ndarray, list[str]]:
 
 def test_evaluate_predictions_combines_sections_and_is_json_clean() -> None:
     truth, probs, sources = _synthetic(300, seed=1)
-    result = evaluate_predictions(truth, probs, LABELS, threshold=0.5, sources=sources,
-                                  n_bootstrap=100)
+    result = evaluate_predictions(truth, probs, LABELS, threshold=0.5, sources=sources, n_bootstrap=100)
     assert_json_clean(result)
     binary = result["binary"]
     for key in ("sensitivity", "specificity", "auc", "accuracy"):
@@ -259,8 +269,7 @@ def test_evaluate_predictions_combines_sections_and_is_json_clean() -> None:
 
 def test_evaluate_predictions_degenerate_all_normal_is_json_clean() -> None:
     probs = np.tile([0.7, 0.1, 0.1, 0.1], (5, 1))
-    result = evaluate_predictions(["NORMAL"] * 5, probs, LABELS, threshold=0.5,
-                                  sources=["a"] * 5)
+    result = evaluate_predictions(["NORMAL"] * 5, probs, LABELS, threshold=0.5, sources=["a"] * 5)
     assert result["sensitivity"] is None and result["auc"] is None
     assert result["specificity"] == 1.0 and result["per_source"]["a"]["sensitivity"] is None
     assert_json_clean(result)
@@ -270,5 +279,4 @@ def test_evaluate_predictions_requires_normal_label_and_matching_sources() -> No
     with pytest.raises(ValueError):
         evaluate_predictions(["A"], np.array([[0.5, 0.5]]), ["A", "B"], threshold=0.5)
     with pytest.raises(ValueError):
-        evaluate_predictions(["NORMAL"], np.array([[0.5, 0.5]]), ["NORMAL", "B"],
-                             threshold=0.5, sources=["a", "b"])
+        evaluate_predictions(["NORMAL"], np.array([[0.5, 0.5]]), ["NORMAL", "B"], threshold=0.5, sources=["a", "b"])

@@ -35,8 +35,12 @@ def binary_data() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_plot_training_curves_writes_png(tmp_path: Path) -> None:
-    history = {"loss": [0.9, 0.6, 0.4], "val_loss": [1.0, 0.7, 0.6],
-               "auc": [0.7, 0.8, 0.85], "val_auc": [0.65, 0.75, 0.8]}
+    history = {
+        "loss": [0.9, 0.6, 0.4],
+        "val_loss": [1.0, 0.7, 0.6],
+        "auc": [0.7, 0.8, 0.85],
+        "val_auc": [0.65, 0.75, 0.8],
+    }
     out = plot_training_curves(history, tmp_path / "nested" / "curves.png")
     assert out == tmp_path / "nested" / "curves.png"
     _assert_png(out)
@@ -56,8 +60,7 @@ def test_plot_confusion_matrix_with_extra_truth_row_writes_png(tmp_path: Path) -
     truth = ["NORMAL", "COVID19", "PNEUMONIA", "PNEUMONIA_VIRAL"]
     probs = np.eye(4)[[0, 3, 1, 1]] * 0.9 + 0.025
     m = multiclass_metrics(truth, probs, labels)
-    out = plot_confusion_matrix(m["confusion_matrix"], m["row_labels"], m["col_labels"],
-                                tmp_path / "cm.png")
+    out = plot_confusion_matrix(m["confusion_matrix"], m["row_labels"], m["col_labels"], tmp_path / "cm.png")
     _assert_png(out)
     with pytest.raises(ValueError):
         plot_confusion_matrix([[1, 2]], ["A", "B"], ["A", "B"], tmp_path / "bad.png")

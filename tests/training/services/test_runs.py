@@ -1,4 +1,5 @@
 """Import -> patient-disjoint split -> train (2 epochs, tiny) -> evaluate -> register -> gate -> rollback."""
+
 from __future__ import annotations
 
 import csv
@@ -19,8 +20,10 @@ from training.services.datasets import assign_splits, dataset_import, kermany_pa
 from training.services.runs import retrain_check, split_items, training_items, training_run_execute, training_run_start
 
 LABELS = ["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"]
-TINY = {"train": {"architecture": "s0_cnn", "epochs": 2, "batch_size": 8, "early_stopping_patience": 5},
-        "preprocess": {"input_size": 32, "lung_crop": False}}
+TINY = {
+    "train": {"architecture": "s0_cnn", "epochs": 2, "batch_size": 8, "early_stopping_patience": 5},
+    "preprocess": {"input_size": 32, "lung_crop": False},
+}
 
 
 def blob_png(label_index: int, seed: int, size: int = 80) -> bytes:
@@ -47,8 +50,14 @@ def make_folder_dataset(root: Path, *, per_class: int = 10, with_splits: bool = 
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{label.lower()}-{n}.png"
             path.write_bytes(blob_png(label_index, seed=label_index * 1000 + n))
-            rows.append({"file": path.relative_to(root).as_posix(), "label": label,
-                         "patient_id": f"synth:{label}-{n // 2}", "view": "PA"})
+            rows.append(
+                {
+                    "file": path.relative_to(root).as_posix(),
+                    "label": label,
+                    "patient_id": f"synth:{label}-{n // 2}",
+                    "view": "PA",
+                }
+            )
     with (root / "manifest.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["file", "label", "patient_id", "view"])
         writer.writeheader()
@@ -70,15 +79,23 @@ def test_import_folders_keeps_patients_labels_and_rejects_bad_files(tmp_path: Pa
     dataset, counts = dataset_import(directory=root, layout="folders", name="d")
     assert counts == {"added": 12, "duplicate": 0, "rejected": 1}
     image = DatasetImage.objects.get(dataset=dataset, original_path__endswith="normal-2.png")
-    assert (image.label, image.patient_key, image.split, image.view_position, image.source) == \
-        ("NORMAL", "synth:NORMAL-1", "train", "PA", "synth")
+    assert (image.label, image.patient_key, image.split, image.view_position, image.source) == (
+        "NORMAL",
+        "synth:NORMAL-1",
+        "train",
+        "PA",
+        "synth",
+    )
     assert dataset_import(directory=root, layout="folders", name="d")[1]["added"] == 0  # idempotent
 
 
 @pytest.mark.django_db
 def test_import_kermany_layout_reads_cause_and_patient_from_file_names(tmp_path: Path) -> None:
-    for folder, name in [("NORMAL", "IM-0011-0001.jpeg"), ("PNEUMONIA", "person12_bacteria_45.jpeg"),
-                         ("PNEUMONIA", "person12_virus_46.jpeg")]:
+    for folder, name in [
+        ("NORMAL", "IM-0011-0001.jpeg"),
+        ("PNEUMONIA", "person12_bacteria_45.jpeg"),
+        ("PNEUMONIA", "person12_virus_46.jpeg"),
+    ]:
         path = tmp_path / "k" / "test" / folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         PILImage.open(io.BytesIO(synthetic_png(80, seed=len(name)))).save(path, format="JPEG")
@@ -99,7 +116,8 @@ def test_import_covid_metadata_layout(tmp_path: Path) -> None:
         (images / name).write_bytes(synthetic_png(80, seed=len(name) + ord(name[0])))
     (tmp_path / "c" / "metadata.csv").write_text(
         "patientid,finding,view,filename,folder\n1,COVID-19,PA,a.png,images\n1,Pneumonia,AP Supine,b.png,images\n"
-        "2,Tuberculosis,PA,c.png,images\n")
+        "2,Tuberculosis,PA,c.png,images\n"
+    )
     dataset, _counts = dataset_import(directory=tmp_path / "c", layout="covid-metadata", name="c")
     assert sorted(dataset.images.values_list("label", "view_position")) == [("COVID19", "PA"), ("PNEUMONIA", "AP")]
 
@@ -125,8 +143,7 @@ def no_model_versions(transactional_db) -> None:
 @pytest.mark.slow
 def test_train_register_gate_and_rollback(no_model_versions, synthetic_dataset, role_users) -> None:
     assert registry.active_version() is None
-    run = training_run_start(spec=TINY, datasets=[synthetic_dataset], enqueue=False,
-                             created_by=role_users["Admin"])
+    run = training_run_start(spec=TINY, datasets=[synthetic_dataset], enqueue=False, created_by=role_users["Admin"])
     splits = split_items(training_items(run), seed=run.spec["train"]["seed"], val_fraction=0.15)
     train_patients = {i.patient for i in splits["train"]}
     assert train_patients.isdisjoint({i.patient for i in splits["val"]})
@@ -142,8 +159,11 @@ def test_train_register_gate_and_rollback(no_model_versions, synthetic_dataset, 
     assert (artifact / "plots" / "roc.png").is_file() and "Decision support" in first.model_card
     assert first.data_snapshot["sha256"] and first.preprocess_config["input_size"] == 32
     # a second candidate is compared with the champion on the same validation files
-    second_run = training_run_execute(run_id=training_run_start(
-        spec={**TINY, "train": {**TINY["train"], "seed": 99}}, datasets=[synthetic_dataset], enqueue=False).pk)
+    second_run = training_run_execute(
+        run_id=training_run_start(
+            spec={**TINY, "train": {**TINY["train"], "seed": 99}}, datasets=[synthetic_dataset], enqueue=False
+        ).pk
+    )
     decision = second_run.promotion
     assert decision["champion"] == first.version and decision["reasons"]
     second = second_run.model_version
@@ -174,8 +194,9 @@ def test_crashed_run_resumes_from_its_checkpoint(synthetic_dataset, monkeypatch)
 
         return real_train(spec, **{**kwargs, "progress": progress})
 
-    run = training_run_start(spec={**TINY, "train": {**TINY["train"], "epochs": 3}}, datasets=[synthetic_dataset],
-                             enqueue=False)
+    run = training_run_start(
+        spec={**TINY, "train": {**TINY["train"], "epochs": 3}}, datasets=[synthetic_dataset], enqueue=False
+    )
     monkeypatch.setattr(trainer, "train", crash_after_epoch_1)
     with pytest.raises(RuntimeError):
         training_run_execute(run_id=run.pk)
@@ -189,8 +210,9 @@ def test_crashed_run_resumes_from_its_checkpoint(synthetic_dataset, monkeypatch)
 
 
 @pytest.mark.django_db
-def test_schedule_starts_a_run_only_when_enough_reviews_arrived(settings, active_tiny_model, role_users,
-                                                                 django_capture_on_commit_callbacks) -> None:
+def test_schedule_starts_a_run_only_when_enough_reviews_arrived(
+    settings, active_tiny_model, role_users, django_capture_on_commit_callbacks
+) -> None:
     from django_celery_beat.models import PeriodicTask
 
     from classifier.models import Image, Patient, Prediction, Study
@@ -201,11 +223,17 @@ def test_schedule_starts_a_run_only_when_enough_reviews_arrived(settings, active
     study = Study.objects.create(patient=Patient.objects.create(mrn="R1"), accession_number="R1")
 
     def review(n: int) -> None:
-        image = Image.objects.create(study=study, file=f"images/r{n}.png", sha256=f"{n:064d}", size_bytes=1,
-                                     format="PNG", width=64, height=64)
+        image = Image.objects.create(
+            study=study, file=f"images/r{n}.png", sha256=f"{n:064d}", size_bytes=1, format="PNG", width=64, height=64
+        )
         prediction = Prediction.objects.create(image=image, status="done", label="NORMAL", p_abnormal=0.1)
-        Review.objects.create(prediction=prediction, image=image, radiologist=role_users["Radiologist"],
-                              decision="confirm", label="NORMAL")
+        Review.objects.create(
+            prediction=prediction,
+            image=image,
+            radiologist=role_users["Radiologist"],
+            decision="confirm",
+            label="NORMAL",
+        )
 
     review(1)
     assert retrain_check() is None
@@ -238,9 +266,13 @@ def test_group_balance_equalises_normal_and_abnormal_within_each_group() -> None
 
     from training.pipeline import group_balance
 
-    items = ([SimpleNamespace(source="nih", label="NORMAL")] * 2 + [SimpleNamespace(source="hannover", label="COVID19")] * 7
-             + [SimpleNamespace(source="kermany", label="NORMAL")] * 4 + [SimpleNamespace(source="kermany", label="PNEUMONIA_VIRAL")] * 4
-             + [SimpleNamespace(source="other", label="COVID19")] * 3)
+    items = (
+        [SimpleNamespace(source="nih", label="NORMAL")] * 2
+        + [SimpleNamespace(source="hannover", label="COVID19")] * 7
+        + [SimpleNamespace(source="kermany", label="NORMAL")] * 4
+        + [SimpleNamespace(source="kermany", label="PNEUMONIA_VIRAL")] * 4
+        + [SimpleNamespace(source="other", label="COVID19")] * 3
+    )
     rows = group_balance(items, {"nih": "adult", "hannover": "adult", "kermany": "child"}, seed=0)
     counts = Counter((items[i].source, items[i].label) for i in rows)
     assert counts[("nih", "NORMAL")] == 7 and counts[("hannover", "COVID19")] == 7

@@ -1,4 +1,5 @@
 """Architectures: every name builds, outputs logits, names a Grad-CAM layer."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,7 @@ import pytest
 from training.trainers.architectures import ARCHITECTURES, backbone_layers, build_model, gradcam_layer, unfreeze
 
 
-@pytest.mark.parametrize("name,size", [("s0_cnn", 32), ("regularised_cnn", 32),
-                                       ("cxr_net", 32), ("mobilenet_v2", 32)])
+@pytest.mark.parametrize("name,size", [("s0_cnn", 32), ("regularised_cnn", 32), ("cxr_net", 32), ("mobilenet_v2", 32)])
 def test_build_model_outputs_logits_and_gradcam_layer(name: str, size: int) -> None:
     model = build_model(name, input_shape=(size, size, 1), num_classes=4)
     out = model(np.random.default_rng(0).random((2, size, size, 1)).astype("float32"))
@@ -25,8 +25,7 @@ def test_unknown_architecture_lists_names() -> None:
 
 def test_imagenet_weights_need_explicit_permission() -> None:
     with pytest.raises(ValueError, match="allow_download"):
-        build_model("mobilenet_v2", input_shape=(32, 32, 1), num_classes=4,
-                    weights="imagenet")
+        build_model("mobilenet_v2", input_shape=(32, 32, 1), num_classes=4, weights="imagenet")
 
 
 def test_weights_from_local_file_round_trip(tmp_path) -> None:
@@ -45,13 +44,12 @@ def test_backbone_frozen_then_unfreeze_leaves_batchnorm_frozen() -> None:
     assert model.get_layer("logits").trainable
     changed = unfreeze(model, 20)
     assert 0 < changed < 20
-    assert all(not layer.trainable for layer in layers[-20:]
-               if layer.__class__.__name__ == "BatchNormalization")
+    assert all(not layer.trainable for layer in layers[-20:] if layer.__class__.__name__ == "BatchNormalization")
 
 
-@pytest.mark.parametrize("name", [n for n in ARCHITECTURES
-                                  if n not in ("s0_cnn", "regularised_cnn", "cxr_net",
-                                               "mobilenet_v2")])
+@pytest.mark.parametrize(
+    "name", [n for n in ARCHITECTURES if n not in ("s0_cnn", "regularised_cnn", "cxr_net", "mobilenet_v2")]
+)
 def test_build_other_backbones(name: str) -> None:
     size = 75 if name in ("xception", "inception_resnet_v2") else 32
     model = build_model(name, input_shape=(size, size, 1), num_classes=4)

@@ -1,4 +1,5 @@
 """Export: TFLite parity and immutable artifact directories."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,13 @@ def test_write_artifact_refuses_existing_non_empty_dir(small_model, tmp_path) ->
     target.mkdir()
     (target / "something").write_text("x")
     with pytest.raises(FileExistsError):
-        write_artifact(target, model=small_model, preprocess_config=PreprocessConfig(),
-                       labels=["A"] * 4, thresholds={"abnormal": 0.5}, metrics={},
-                       model_card_md="")
+        write_artifact(
+            target,
+            model=small_model,
+            preprocess_config=PreprocessConfig(),
+            labels=["A"] * 4,
+            thresholds={"abnormal": 0.5},
+            metrics={},
+            model_card_md="",
+        )
     assert [p.name for p in target.iterdir()] == ["something"]

@@ -1,4 +1,5 @@
 """Training loop: learns, checkpoints every epoch, resumes after a crash, stops early."""
+
 from __future__ import annotations
 
 import json
@@ -19,16 +20,25 @@ def separable_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-SPEC = TrainSpec(architecture="s0_cnn", input_size=32, channels=1, labels=("A", "B"),
-                 epochs=2, batch_size=16, learning_rate=3e-3, augment=None,
-                 balancing="none", early_stopping_patience=5, seed=7)
+SPEC = TrainSpec(
+    architecture="s0_cnn",
+    input_size=32,
+    channels=1,
+    labels=("A", "B"),
+    epochs=2,
+    batch_size=16,
+    learning_rate=3e-3,
+    augment=None,
+    balancing="none",
+    early_stopping_patience=5,
+    seed=7,
+)
 
 
 def _fit(spec: TrainSpec, workdir, progress=None):
     x, y = separable_data(96, 0)
     xv, yv = separable_data(32, 1)
-    return train(spec, x_train=x, y_train=y, x_val=xv, y_val=yv, workdir=workdir,
-                 progress=progress)
+    return train(spec, x_train=x, y_train=y, x_val=xv, y_val=yv, workdir=workdir, progress=progress)
 
 
 def test_train_reduces_loss_and_reports_progress(tmp_path) -> None:
@@ -37,8 +47,7 @@ def test_train_reduces_loss_and_reports_progress(tmp_path) -> None:
     assert outcome.history["loss"][1] < outcome.history["loss"][0]
     assert outcome.epochs_run == 2 and outcome.model_path.exists()
     assert [r["epoch"] for r in records] == [1, 2]
-    assert {"epochs", "loss", "val_loss", "accuracy", "val_accuracy",
-            "eta_seconds"} <= set(records[0])
+    assert {"epochs", "loss", "val_loss", "accuracy", "val_accuracy", "eta_seconds"} <= set(records[0])
     json.dumps(records)
 
 

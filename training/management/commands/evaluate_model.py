@@ -1,4 +1,5 @@
 """python manage.py evaluate_model [--version V] DIR [--json]"""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,10 @@ from training.services.evaluate import evaluate_files, files_from_label_folders
 
 
 class Command(BaseCommand):
-    help = ("Evaluate a model version (default: the active one) on DIR/<LABEL>/files through the served "
-            "inference path; print and store binary, per-class, calibration and per-source figures.")
+    help = (
+        "Evaluate a model version (default: the active one) on DIR/<LABEL>/files through the served "
+        "inference path; print and store binary, per-class, calibration and per-source figures."
+    )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
         # Our --version selects a model version; it replaces Django's "print version and exit".
@@ -28,20 +31,32 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
         parser.add_argument("--bootstrap", type=int, default=1000, help="Bootstrap resamples for the AUC CI.")
 
-    def handle(self, *args: Any, directory: Path, version: int | None, name: str, json: bool, bootstrap: int,
-               **options: Any) -> None:
-        chosen = (ModelVersion.objects.filter(name=name, version=version).first() if version
-                  else registry.active_version(name))
+    def handle(
+        self, *args: Any, directory: Path, version: int | None, name: str, json: bool, bootstrap: int, **options: Any
+    ) -> None:
+        chosen = (
+            ModelVersion.objects.filter(name=name, version=version).first()
+            if version
+            else registry.active_version(name)
+        )
         if chosen is None:
             raise CommandError("no such model version" if version else "no active model version")
         files = files_from_label_folders(directory)
         if not files:
             raise CommandError(f"no images found under {directory}/<LABEL>/")
-        report = evaluate_files(chosen.artifact_dir, files, threshold=float(chosen.thresholds["abnormal"]),
-                                labels=list(chosen.labels), runtime=settings.CXR["INFERENCE_RUNTIME"],
-                                n_bootstrap=bootstrap)
-        report["model"] = {"name": chosen.name, "version": chosen.version,
-                           "sha256": chosen.artifact_sha256.get("model.tflite", "")}
+        report = evaluate_files(
+            chosen.artifact_dir,
+            files,
+            threshold=float(chosen.thresholds["abnormal"]),
+            labels=list(chosen.labels),
+            runtime=settings.CXR["INFERENCE_RUNTIME"],
+            n_bootstrap=bootstrap,
+        )
+        report["model"] = {
+            "name": chosen.name,
+            "version": chosen.version,
+            "sha256": chosen.artifact_sha256.get("model.tflite", ""),
+        }
         Evaluation.objects.create(model_version=chosen, directory=str(directory.resolve())[-500:], report=report)
         if json:
             self.stdout.write(_json_dumps(report))
@@ -59,27 +74,39 @@ class Command(BaseCommand):
             return text + (f"  (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
 
         model = report["model"]
-        self.stdout.write(f"{model['name']} v{model['version']} on {report['n']} images "
-                          f"(threshold {b['threshold']:.4f}); decision support, not a diagnosis")
+        self.stdout.write(
+            f"{model['name']} v{model['version']} on {report['n']} images "
+            f"(threshold {b['threshold']:.4f}); decision support, not a diagnosis"
+        )
         for key in ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc"):
             self.stdout.write("  " + fig(key))
         mc = report["multiclass"]
         self.stdout.write(f"  4-class accuracy {mc['accuracy']}")
         for label, figures in mc["per_class"].items():
-            self.stdout.write(f"    {label:<20} precision {figures['precision']} recall {figures['recall']} "
-                              f"f1 {figures['f1']} auc {figures['auc_ovr']} (n={figures['support']})")
+            self.stdout.write(
+                f"    {label:<20} precision {figures['precision']} recall {figures['recall']} "
+                f"f1 {figures['f1']} auc {figures['auc_ovr']} (n={figures['support']})"
+            )
         self.stdout.write("  confusion (rows true, columns predicted: " + ", ".join(mc["col_labels"]) + ")")
         for row_label, row in zip(mc["row_labels"], mc["confusion_matrix"], strict=False):
             self.stdout.write(f"    {row_label:<20} {row}")
         self.stdout.write(f"  calibration ECE {report['calibration']['ece']}")
         for source, figures in (report.get("per_source") or {}).items():
-            self.stdout.write(f"  source {source:<10} n={figures['n']} sensitivity {figures['sensitivity']} "
-                              f"specificity {figures['specificity']}")
+            self.stdout.write(
+                f"  source {source:<10} n={figures['n']} sensitivity {figures['sensitivity']} "
+                f"specificity {figures['specificity']}"
+            )
         for failure in report["failed_files"]:
             self.stdout.write(f"  could not read {failure['file']}: {failure['reason']}")
 
 
 def _json_dumps(report: dict[str, Any]) -> str:
     """One object: binary figures at the top level (from evaluate_predictions) plus per-class."""
-    return json.dumps({**report, "multiclass_accuracy": report["multiclass"]["accuracy"],
-                       "per_class": report["multiclass"]["per_class"]}, default=float)
+    return json.dumps(
+        {
+            **report,
+            "multiclass_accuracy": report["multiclass"]["accuracy"],
+            "per_class": report["multiclass"]["per_class"],
+        },
+        default=float,
+    )

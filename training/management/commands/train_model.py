@@ -1,4 +1,5 @@
 """python manage.py train_model [--dataset NAME ...] [--architecture A] [--epochs N] ... [--async]"""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,10 @@ from training.services.runs import training_run_execute, training_run_start
 
 
 class Command(BaseCommand):
-    help = ("Train a candidate model version on imported datasets and reviewed images, evaluate it, register "
-            "it and promote it only if it passes the champion/challenger gate.")
+    help = (
+        "Train a candidate model version on imported datasets and reviewed images, evaluate it, register "
+        "it and promote it only if it passes the champion/challenger gate."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--dataset", action="append", default=[], help="Dataset name (repeatable; default all).")
@@ -32,21 +35,31 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int)
         parser.add_argument("--spec", type=Path, help="A JSON run spec (merged under the flags).")
         parser.add_argument("--async", dest="run_async", action="store_true", help="Queue it for a training worker.")
-        parser.add_argument("--resume", type=int, metavar="RUN_ID", help="Re-execute a crashed run from its checkpoint.")
-        parser.add_argument("--export-to", type=Path, help="Copy the new version's artifact here (e.g. training/shipped).")
+        parser.add_argument(
+            "--resume", type=int, metavar="RUN_ID", help="Re-execute a crashed run from its checkpoint."
+        )
+        parser.add_argument(
+            "--export-to", type=Path, help="Copy the new version's artifact here (e.g. training/shipped)."
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["resume"]:
             TrainingRun.objects.filter(pk=opts["resume"], status__in=["running", "failed"]).update(
-                status="queued", claim_token=None, claimed_by="", lease_expires_at=None, error_message="")
+                status="queued", claim_token=None, claimed_by="", lease_expires_at=None, error_message=""
+            )
             run = TrainingRun.objects.get(pk=opts["resume"])
         else:
             datasets = list(Dataset.objects.filter(name__in=opts["dataset"]))
             if len(datasets) != len(set(opts["dataset"])):
                 raise CommandError("unknown dataset name in --dataset")
             try:
-                run = training_run_start(spec=self._spec(opts), datasets=datasets, include_reviews=not opts["no_reviews"],
-                                         trigger=TrainingRun.Trigger.COMMAND, enqueue=opts["run_async"])
+                run = training_run_start(
+                    spec=self._spec(opts),
+                    datasets=datasets,
+                    include_reviews=not opts["no_reviews"],
+                    trigger=TrainingRun.Trigger.COMMAND,
+                    enqueue=opts["run_async"],
+                )
             except ValueError as exc:
                 raise CommandError(str(exc)) from exc
         if opts["run_async"]:
@@ -61,9 +74,15 @@ class Command(BaseCommand):
     def _spec(self, opts: dict[str, Any]) -> dict[str, Any]:
         spec = json.loads(opts["spec"].read_text()) if opts["spec"] else {}
         train, pre = spec.setdefault("train", {}), spec.setdefault("preprocess", {})
-        for flag, key in (("architecture", "architecture"), ("epochs", "epochs"), ("batch_size", "batch_size"),
-                          ("learning_rate", "learning_rate"), ("balancing", "balancing"), ("weights", "weights"),
-                          ("seed", "seed")):
+        for flag, key in (
+            ("architecture", "architecture"),
+            ("epochs", "epochs"),
+            ("batch_size", "batch_size"),
+            ("learning_rate", "learning_rate"),
+            ("balancing", "balancing"),
+            ("weights", "weights"),
+            ("seed", "seed"),
+        ):
             if opts[flag] is not None:
                 train[key] = opts[flag]
         if opts["allow_download"]:
@@ -79,9 +98,11 @@ class Command(BaseCommand):
     def _report(self, run: TrainingRun, export_to: Path | None) -> None:
         version = run.model_version
         val = version.metrics.get("val", {}).get("binary", {})
-        self.stdout.write(f"registered {version} ({version.status}); val sensitivity {val.get('sensitivity')}, "
-                          f"specificity {val.get('specificity')}, AUC {val.get('auc')}; "
-                          f"training {version.metrics.get('training', {}).get('seconds')} s")
+        self.stdout.write(
+            f"registered {version} ({version.status}); val sensitivity {val.get('sensitivity')}, "
+            f"specificity {val.get('specificity')}, AUC {val.get('auc')}; "
+            f"training {version.metrics.get('training', {}).get('seconds')} s"
+        )
         for reason in run.promotion.get("reasons", []):
             self.stdout.write(f"  gate: {reason}")
         if export_to is not None:
