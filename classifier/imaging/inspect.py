@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .decode import decode_bytes
 from .limits import DecodeLimits
-from .preprocess import PreprocessConfig, preprocess_with_stages
+from .preprocess import PreprocessConfig, preprocess_with_stages, save_stages
 
 __all__ = ["inspect_bytes", "pixel_statistics"]
 
@@ -30,15 +31,22 @@ def pixel_statistics(pixels: np.ndarray) -> dict[str, Any]:
 
 
 def inspect_bytes(
-    data: bytes, *, config: PreprocessConfig | None = None, limits: DecodeLimits | None = None
+    data: bytes,
+    *,
+    config: PreprocessConfig | None = None,
+    limits: DecodeLimits | None = None,
+    save_stages_to: str | Path | None = None,
 ) -> dict[str, Any]:
     """JSON-serialisable report: format, size, bit depth, metadata, pixel statistics,
-    decode time and each preprocessing stage's summary and time. Raises ImagingError."""
+    decode time and each preprocessing stage's summary and time. With ``save_stages_to``
+    each stage's image is also written there as PNG. Raises ImagingError."""
     config = config or PreprocessConfig()
     start = time.perf_counter()
     decoded = decode_bytes(data, limits=limits)
     decode_ms = (time.perf_counter() - start) * 1000.0
     output, reports = preprocess_with_stages(decoded.pixels, config)
+    if save_stages_to is not None:
+        save_stages(reports, save_stages_to)
     return {
         "format": decoded.format,
         "width": decoded.width,
