@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
+from classifier.http import audit_context, request_user
 from classifier.integrations import ApiToken, Webhook, WebhookDelivery
 from classifier.models import AuditEvent, Image, Patient, Prediction, Review, Study
 from classifier.services.tokens import api_token_create, api_token_revoke
@@ -87,10 +88,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
         "revoked_at",
     )
 
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
             kwargs["form"] = ApiTokenCreateForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.readonly_fields if obj is not None else ()
@@ -106,8 +107,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
             role=obj.role,
             rate=obj.rate,
             expires_at=obj.expires_at,
-            created_by=request.user,
-            request=request,
+            created_by=request_user(request),
+            audit=audit_context(request),
         )
         obj.pk = token.pk
         messages.warning(request, f"Copy the token now, it will not be shown again: {raw}")
@@ -118,7 +119,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected tokens")
     def revoke_tokens(self, request: HttpRequest, queryset: Any) -> None:
         for token in queryset:
-            api_token_revoke(token=token, actor=request.user, request=request)
+            api_token_revoke(token=token, actor=request.user, audit=audit_context(request))
         self.message_user(request, f"Revoked {queryset.count()} token(s).")
 
 

@@ -68,7 +68,7 @@ def claim(
         attempts=F("attempts") + 1,
         **extra,
     )
-    rows = model.objects.filter(pk=pk)
+    rows = model._default_manager.filter(pk=pk)
     if rows.filter(status=pending).update(**changes) == 1:
         return token
     stale = rows.filter(status=running).values("claim_token", "claimed_by", "lease_expires_at").first()
@@ -99,13 +99,15 @@ def claim_many(
         attempts=F("attempts") + 1,
         **extra,
     )
-    if not model.objects.filter(pk__in=pks, status=pending).update(**changes):
+    if not model._default_manager.filter(pk__in=pks, status=pending).update(**changes):
         return token, []
     return token, list(
-        model.objects.filter(pk__in=pks, status=running, claim_token=token).order_by("pk").values_list("pk", flat=True)
+        model._default_manager.filter(pk__in=pks, status=running, claim_token=token)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
 
 
 def complete(model: type[models.Model], pk: int, token: uuid.UUID, *, running: str, **fields: Any) -> bool:
     """Write the outcome only if this process still holds the claim. True when written."""
-    return model.objects.filter(pk=pk, status=running, claim_token=token).update(**fields) == 1
+    return model._default_manager.filter(pk=pk, status=running, claim_token=token).update(**fields) == 1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth import get_user_model
 
-from classifier.models import Label, Patient, Review, Study
+from classifier.models import SEX_CHOICES, Label, Review, Study
 from classifier.selectors.audit import AuditFilters
 from classifier.selectors.worklist import WorklistFilters
 from classifier.services.studies import StudyFields
@@ -32,10 +34,10 @@ class WorklistFilterForm(forms.Form):
         required=False, label="Requesting clinician", empty_label="Anyone", queryset=get_user_model().objects.none()
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Only people who have requested studies: a short list, and no user directory leak.
-        self.fields["clinician"].queryset = (
+        self.fields["clinician"].queryset = (  # type: ignore[attr-defined]  # a ModelChoiceField
             get_user_model().objects.filter(requested_studies__isnull=False).distinct().order_by("username")
         )
 
@@ -63,7 +65,7 @@ class StudyFieldsForm(forms.Form):
     mrn = forms.CharField(label="Patient MRN", max_length=64, required=False)
     patient_name = forms.CharField(label="Patient name", max_length=200, required=False)
     birth_date = forms.DateField(label="Birth date", required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    sex = forms.ChoiceField(required=False, choices=[("", "—"), *Patient._meta.get_field("sex").choices])
+    sex = forms.ChoiceField(required=False, choices=[("", "—"), *SEX_CHOICES])
     accession_number = forms.CharField(label="Accession number", max_length=64, required=False)
     view_position = forms.ChoiceField(
         label="View position",
@@ -100,8 +102,8 @@ class ReviewForm(forms.Form):
     )
     comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
         if data.get("decision") == Review.Decision.CORRECT and not data.get("label"):
             self.add_error("label", "Choose the correct label.")
         return data
@@ -113,9 +115,9 @@ class AuditFilterForm(forms.Form):
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 
-    def __init__(self, *args: object, actions: list[str], **kwargs: object) -> None:
+    def __init__(self, *args: Any, actions: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["action"].choices = [("", "Any")] + [(a, a) for a in actions]
+        self.fields["action"].choices = [("", "Any")] + [(a, a) for a in actions]  # type: ignore[attr-defined]
 
     def to_filters(self) -> AuditFilters:
         if not self.is_bound:

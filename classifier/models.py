@@ -21,13 +21,14 @@ class Label(models.TextChoices):
     PNEUMONIA = "PNEUMONIA", "Pneumonia (cause unknown)"
 
 
+SEX_CHOICES = [("F", "Female"), ("M", "Male"), ("O", "Other"), ("U", "Unknown")]
+
+
 class Patient(models.Model):
     mrn = models.CharField("MRN", max_length=64, unique=True, help_text="Site patient identifier.")
     name = models.CharField(max_length=200, blank=True)
     birth_date = models.DateField(null=True, blank=True)
-    sex = models.CharField(
-        max_length=1, blank=True, choices=[("F", "Female"), ("M", "Male"), ("O", "Other"), ("U", "Unknown")]
-    )
+    sex = models.CharField(max_length=1, blank=True, choices=SEX_CHOICES)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
+from django.contrib.auth.models import AnonymousUser, Group, Permission
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -58,8 +58,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 }
 
 
-def user_can(user: AbstractBaseUser | AnonymousUser, action: str) -> bool:
-    """Whether ``user`` may perform ``action`` (a key of ACTIONS). Unknown actions raise KeyError."""
+def user_can(user: Any, action: str) -> bool:
+    """Whether ``user`` (a User, an AnonymousUser or None-like request user) may perform
+    ``action`` (a key of ACTIONS). Unknown actions raise KeyError."""
     permission = ACTIONS[action]
     return bool(user.is_authenticated and user.is_active and user.has_perm(permission))
 

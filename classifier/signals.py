@@ -7,18 +7,19 @@ from typing import Any
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
+from classifier.http import audit_context
 from classifier.services.audit import audit_record
 
 
 @receiver(user_logged_in)
 def _logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    audit_record(actor=user, action="login", request=request)
+    audit_record(actor=user, action="login", audit=audit_context(request))
 
 
 @receiver(user_logged_out)
 def _logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     if user is not None:
-        audit_record(actor=user, action="logout", request=request)
+        audit_record(actor=user, action="logout", audit=audit_context(request))
 
 
 @receiver(user_login_failed)
@@ -26,6 +27,6 @@ def _login_failed(sender: Any, credentials: dict, request: Any = None, **kwargs:
     audit_record(
         actor=None,
         action="login_failed",
-        request=request,
+        audit=audit_context(request),
         detail={"username": str(credentials.get("username", ""))[:150]},
     )

@@ -6,8 +6,10 @@ malformed deployment fails at start-up instead of running with a silently wrong 
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping
+from typing import overload
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -30,11 +32,17 @@ class Env:
             return None
         return value.strip()
 
+    @overload
+    def str(self, name: builtins.str, default: builtins.str) -> builtins.str: ...
+
+    @overload
+    def str(self, name: builtins.str, default: None = None) -> builtins.str | None: ...
+
     def str(self, name: str, default: str | None = None) -> str | None:
         value = self.raw(name)
         return default if value is None else value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: bool) -> bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -45,7 +53,7 @@ class Env:
             return False
         raise EnvError(f"{name}={value!r} is not a boolean; use true/false, 1/0, yes/no or on/off.")
 
-    def int(self, name: str, default: int, *, minimum: int | None = None) -> int:
+    def int(self, name: builtins.str, default: int, *, minimum: int | None = None) -> int:
         value = self.raw(name)
         if value is None:
             return default
@@ -57,7 +65,9 @@ class Env:
             raise EnvError(f"{name}={number} must be at least {minimum}.")
         return number
 
-    def float(self, name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    def float(
+        self, name: builtins.str, default: float, *, minimum: float | None = None, maximum: float | None = None
+    ) -> float:
         value = self.raw(name)
         if value is None:
             return default
@@ -73,13 +83,13 @@ class Env:
             raise EnvError(f"{name}={number} must be at most {maximum}.")
         return number
 
-    def list(self, name: str, default: list[str]) -> list[str]:
+    def list(self, name: builtins.str, default: list[builtins.str]) -> list[builtins.str]:
         value = self.raw(name)
         if value is None:
             return list(default)
         return [item.strip() for item in value.split(",") if item.strip()]
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(self, name: builtins.str, default: builtins.str, choices: tuple[builtins.str, ...]) -> builtins.str:
         value = self.raw(name)
         if value is None:
             return default

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from classifier.api.base import Api, ListApi, RetrieveApi
 from classifier.api.errors import ApiError
 from classifier.api.idempotency import idempotent
+from classifier.http import audit_context, request_user
 from training import registry
 from training.models import Dataset, ModelVersion, TrainingRun
 from training.services.runs import training_run_start
@@ -45,7 +46,9 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
-    datasets = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    datasets: serializers.PrimaryKeyRelatedField[Dataset] = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True
+    )
 
     class Meta:
         model = TrainingRun
@@ -107,7 +110,9 @@ class ModelVersionActivateApi(Api):
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         version = get_object_or_404(ModelVersion, pk=pk)
-        version = registry.version_activate(version=version, actor=request.user, request=request, reason="api")
+        version = registry.version_activate(
+            version=version, actor=request.user, audit=audit_context(request), reason="api"
+        )
         return Response(ModelVersionSerializer(version).data)
 
 
@@ -124,7 +129,9 @@ class ModelVersionRollbackApi(Api):
     def post(self, request: Request) -> Response:
         form = RollbackInput(data=request.data)
         form.is_valid(raise_exception=True)
-        version = registry.version_rollback(name=form.validated_data["name"], actor=request.user, request=request)
+        version = registry.version_rollback(
+            name=form.validated_data["name"], actor=request.user, audit=audit_context(request)
+        )
         return Response(ModelVersionSerializer(version).data)
 
 
@@ -146,8 +153,8 @@ class TrainingRunListCreateApi(ListApi):
                 spec=form.validated_data.get("spec") or {},
                 datasets=form.validated_data.get("datasets") or [],
                 include_reviews=form.validated_data["include_reviews"],
-                created_by=request.user,
-                request=request,
+                created_by=request_user(request),
+                audit=audit_context(request),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise ApiError("invalid_spec", f"The training spec is invalid: {exc}", 400) from None

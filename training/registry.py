@@ -7,7 +7,6 @@ Rollback is the same operation aimed at the previously active version.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -16,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from classifier.services.audit import audit_record
+from classifier.inference.manifest import ArtifactIntegrityError, verify_manifest
+from classifier.services.audit import Actor, AuditContext, audit_record
 from training.models import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -38,15 +39,16 @@ def active_version(name: str = DEFAULT_NAME) -> ModelVersion | None:
 
 
 def artifact_verify(artifact_dir: Path) -> dict[str, str]:
-    """Check every file listed in manifest.json against its sha256; return the manifest's files."""
+    """Check the required files are there and every file matches manifest.json's sha256
+    (classifier.inference.manifest, the check the runtime makes too); return the
+    manifest's files. Raises RegistryError."""
     missing = [name for name in REQUIRED_FILES if not (artifact_dir / name).is_file()]
     if missing:
         raise RegistryError(f"{artifact_dir} is missing {', '.join(missing)}.")
-    files = json.loads((artifact_dir / "manifest.json").read_text())["files"]
-    for name, expected in files.items():
-        digest = hashlib.sha256((artifact_dir / name).read_bytes()).hexdigest()
-        if digest != expected:
-            raise RegistryError(f"{name} in {artifact_dir} does not match its recorded sha256.")
+    try:
+        files: dict[str, str] = verify_manifest(artifact_dir)["files"]
+    except ArtifactIntegrityError as exc:
+        raise RegistryError(str(exc)) from None
     return files
 
 
@@ -59,7 +61,7 @@ def version_register(
     *,
     source_dir: Path,
     name: str = DEFAULT_NAME,
-    created_by: Any = None,
+    created_by: User | None = None,
     parent: ModelVersion | None = None,
     data_snapshot: dict | None = None,
     reviewed_images_used: int = 0,
@@ -108,7 +110,7 @@ def version_register(
 
 @transaction.atomic
 def version_activate(
-    *, version: ModelVersion, actor: Any = None, request: Any = None, reason: str = "manual"
+    *, version: ModelVersion, actor: Actor = None, audit: AuditContext | None = None, reason: str = "manual"
 ) -> ModelVersion:
     """Make ``version`` the active one of its name; the previous active one is archived."""
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
@@ -128,7 +130,7 @@ def version_activate(
         actor=actor,
         action="model_activate",
         obj=version,
-        request=request,
+        audit=audit,
         detail={"reason": reason, "previous": previous.version if previous else None},
     )
     log.info("activated %s (previous: %s, reason: %s)", version, previous, reason)
@@ -137,7 +139,9 @@ def version_activate(
 
 
 @transaction.atomic
-def version_rollback(*, name: str = DEFAULT_NAME, actor: Any = None, request: Any = None) -> ModelVersion:
+def version_rollback(
+    *, name: str = DEFAULT_NAME, actor: Actor = None, audit: AuditContext | None = None
+) -> ModelVersion:
     """Re-activate the version that was active before the current one."""
     current = active_version(name)
     earlier = ModelVersion.objects.filter(name=name, status=ModelVersion.Status.ARCHIVED, activated_at__isnull=False)
@@ -146,7 +150,7 @@ def version_rollback(*, name: str = DEFAULT_NAME, actor: Any = None, request: An
     target = earlier.order_by("-activated_at").first()
     if target is None:
         raise RegistryError("There is no earlier active version to roll back to.")
-    return version_activate(version=target, actor=actor, request=request, reason="rollback")
+    return version_activate(version=target, actor=actor, audit=audit, reason="rollback")
 
 
 def register_shipped_after_migrate(sender: Any = None, using: str = "default", **kwargs: Any) -> None:

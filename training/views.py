@@ -15,6 +15,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
+from classifier.http import audit_context, request_user
 from classifier.roles import action_required
 from training import registry
 from training.models import Dataset, ModelVersion, TrainingRun
@@ -73,7 +74,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
     """Versions with key metrics, training runs, the schedule and the review backlog."""
     versions = list(ModelVersion.objects.select_related("parent").order_by("name", "-version"))
     for version in versions:
-        version.val_binary = _binary(version)
+        version.val_binary = _binary(version)  # type: ignore[attr-defined]  # for the template
     return render(
         request,
         "training/model_list.html",
@@ -129,7 +130,10 @@ def model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
     if request.method == "POST":
         try:
             registry.version_activate(
-                version=version, actor=request.user, request=request, reason="promoted from the web interface"
+                version=version,
+                actor=request.user,
+                audit=audit_context(request),
+                reason="promoted from the web interface",
             )
         except registry.RegistryError as exc:
             messages.error(request, f"Not promoted: {exc}")
@@ -156,7 +160,7 @@ def model_rollback(request: HttpRequest) -> HttpResponse:
     """GET: the confirmation page. POST: re-activate the previously active version."""
     if request.method == "POST":
         try:
-            version = registry.version_rollback(actor=request.user, request=request)
+            version = registry.version_rollback(actor=request.user, audit=audit_context(request))
         except registry.RegistryError as exc:
             messages.error(request, f"Not rolled back: {exc}")
             return redirect("model_list")
@@ -186,8 +190,8 @@ def training_start(request: HttpRequest) -> HttpResponse:
                 spec=form.spec(),
                 datasets=list(form.cleaned_data["datasets"]),
                 include_reviews=form.cleaned_data["include_reviews"],
-                created_by=request.user,
-                request=request,
+                created_by=request_user(request),
+                audit=audit_context(request),
             )
         except ValueError as exc:  # the spec validator explains what is wrong
             form.add_error(None, str(exc))

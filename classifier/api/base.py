@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from classifier.api.errors import ApiError
+from classifier.http import audit_context
 from classifier.services.audit import audit_record
 
 NOTICE = "decision support, not a diagnosis"
@@ -43,7 +44,11 @@ class ApiMixin:
         """Record a read or write of patient data by the authenticated user (or token user)."""
         request = self.request  # type: ignore[attr-defined]
         audit_record(
-            actor=request.user, action=action, obj=obj, request=request, detail={"api": request.path[:200], **detail}
+            actor=request.user,
+            action=action,
+            obj=obj,
+            audit=audit_context(request),
+            detail={"api": request.path[:200], **detail},
         )
 
 

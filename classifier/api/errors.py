@@ -45,7 +45,7 @@ def imaging_status(error: type[ImagingError] | ImagingError) -> int:
     return status.HTTP_400_BAD_REQUEST
 
 
-def _subclasses(cls: type) -> list[type]:
+def _subclasses(cls: type[ImagingError]) -> list[type[ImagingError]]:
     found = [cls]
     for sub in cls.__subclasses__():
         found.extend(_subclasses(sub))
@@ -58,7 +58,7 @@ IMAGING_STATUS_BY_CODE = {cls.code: imaging_status(cls) for cls in _subclasses(I
 
 def outcome_status(code: str) -> int:
     """The HTTP status for an UploadOutcome.error_code."""
-    return IMAGING_STATUS_BY_CODE.get(code) or SERVICE_STATUS.get(code, status.HTTP_400_BAD_REQUEST)
+    return IMAGING_STATUS_BY_CODE.get(code) or SERVICE_STATUS.get(code) or status.HTTP_400_BAD_REQUEST
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from classifier.api.base import NOTICE, Api
 from classifier.models import Label, Patient, Prediction, Study
 from classifier.selectors.reviews import review_latest
+from training.models import ModelVersion
 
 LOINC, DICOM_UID = "http://loinc.org", "urn:dicom:uid"
 MRN_SYSTEM = "urn:cxr-triage:mrn"
@@ -90,7 +91,7 @@ def imaging_study_resource(study: Study) -> dict[str, Any]:
 
 
 def _model_device(prediction: Prediction) -> dict[str, Any]:
-    version = prediction.model_version
+    version = _version(prediction)
     return {
         "resourceType": "Device",
         "id": "model",
@@ -143,7 +144,7 @@ def observation_resource(prediction: Prediction, label: str) -> dict[str, Any]:
 
 
 def diagnostic_report_resource(prediction: Prediction) -> dict[str, Any]:
-    study, version = prediction.image.study, prediction.model_version
+    study, version = prediction.image.study, _version(prediction)
     review = review_latest(prediction.image)
     ai = (
         f"AI triage: {prediction.label}, p(abnormal) {prediction.p_abnormal:.3f} "
@@ -196,6 +197,13 @@ class FhirApi(Api):
     def fhir(self, resource: dict[str, Any], obj: Any) -> Response:
         self.audit("fhir_read", obj, resource=resource["resourceType"])
         return Response(resource, content_type="application/fhir+json")
+
+
+def _version(prediction: Prediction) -> ModelVersion:
+    """The producing model of a finished prediction (``finished_prediction`` guarantees one)."""
+    if prediction.model_version is None:
+        raise Http404("Only finished predictions are reports.")
+    return prediction.model_version
 
 
 def finished_prediction(pk: int) -> Prediction:

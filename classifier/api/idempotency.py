@@ -74,12 +74,14 @@ def idempotency_run(*, view: Any, request: Request, key: str, run: Callable[[], 
     fingerprint = request_fingerprint(request)
     with transaction.atomic():
         IdempotencyRecord.objects.filter(
-            user=request.user, key=key, created_at__lt=timezone.now() - RECORD_TTL
+            user=request.user,  # type: ignore[misc]  # authenticated: ActionPermission ran first
+            key=key,
+            created_at__lt=timezone.now() - RECORD_TTL,
         ).delete()
         record, created = IdempotencyRecord.objects.get_or_create(
-            user=request.user,
+            user=request.user,  # type: ignore[misc]  # authenticated: ActionPermission ran first
             key=key,
-            defaults={"fingerprint": fingerprint, "method": request.method, "path": request.path[:255]},
+            defaults={"fingerprint": fingerprint, "method": str(request.method), "path": request.path[:255]},
         )
         if not created:
             return _replay(record, fingerprint)
@@ -113,5 +115,5 @@ def idempotent(method: Callable[..., Response]) -> Callable[..., Response]:
             raise ApiError("invalid_idempotency_key", "The Idempotency-Key must be 1 to 255 characters.", 400)
         return idempotency_run(view=self, request=request, key=key, run=lambda: method(self, request, *args, **kwargs))
 
-    wrapper.idempotent = True  # type: ignore[attr-defined] - read by the schema hook
+    wrapper.idempotent = True  # type: ignore[attr-defined]  # read by the schema hook
     return wrapper

@@ -23,7 +23,7 @@ class ActionPermission(permissions.BasePermission):
         if not (request.user and request.user.is_authenticated):
             return False  # DRF turns this into 401 with the authenticator's challenge
         actions: dict[str, str] = getattr(view, "role_actions", {})
-        method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
+        method = "GET" if request.method in ("HEAD", "OPTIONS") else str(request.method)
         action = actions.get(method) or actions.get("*")
         if action is None:
             return False

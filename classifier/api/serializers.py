@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.reverse import reverse
 
 from classifier.api.base import NOTICE
-from classifier.models import Image, Label, Patient, Prediction, Review, Study
+from classifier.models import SEX_CHOICES, Image, Label, Patient, Prediction, Review, Study
 from classifier.selectors.studies import prediction_latest
 from training.models import ModelVersion
 
@@ -191,7 +191,7 @@ class StudyFieldsInput(serializers.Serializer):
     mrn = serializers.CharField(max_length=64, required=False, allow_blank=True)
     patient_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     birth_date = serializers.DateField(required=False, allow_null=True)
-    sex = serializers.ChoiceField(choices=Patient._meta.get_field("sex").choices, required=False, allow_blank=True)
+    sex = serializers.ChoiceField(choices=SEX_CHOICES, required=False, allow_blank=True)
     accession_number = serializers.CharField(max_length=64, required=False, allow_blank=True)
     study_instance_uid = serializers.CharField(max_length=64, required=False, allow_blank=True)
     view_position = serializers.ChoiceField(choices=Study.View.choices, required=False, allow_blank=True)
@@ -220,12 +220,12 @@ class PatientInput(serializers.ModelSerializer):
     class Meta:
         model = Patient
         fields = ["mrn", "name", "birth_date", "sex"]
-        extra_kwargs = {"mrn": {"validators": []}}  # an existing MRN returns that patient
+        extra_kwargs: dict[str, dict[str, Any]] = {"mrn": {"validators": []}}  # an existing MRN returns that patient
 
 
 class ReviewInput(serializers.Serializer):
     decision = serializers.ChoiceField(choices=Review.Decision.choices)
-    label = serializers.ChoiceField(
+    label = serializers.ChoiceField(  # type: ignore[assignment]  # the field, not Field.label
         choices=Label.choices,
         required=False,
         allow_blank=True,

@@ -353,7 +353,7 @@ def voi_lut(values: np.ndarray, ds: Dataset) -> np.ndarray:
             lut = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float32)
             low, high = float(lut.min()), float(lut.max())
             if high > low:
-                return np.clip((lut_out - low) / (high - low), 0.0, 1.0)
+                return np.asarray(np.clip((lut_out - low) / (high - low), 0.0, 1.0))
         except Exception:  # a broken VOI LUT falls back to windowing, as viewers do
             pass
     centre = _float(_first(ds.get("WindowCenter")), None)
@@ -374,13 +374,13 @@ def window(values: np.ndarray, centre: float, width: float, function: str = "LIN
     """DICOM window (PS3.3 C.11.2.1.2) onto [0, 1]; LINEAR, LINEAR_EXACT or SIGMOID."""
     c, w = np.float32(centre), np.float32(width)
     if function == "SIGMOID":
-        return (1.0 / (1.0 + np.exp(-4.0 * (values - c) / w))).astype(np.float32)
+        return np.asarray(1.0 / (1.0 + np.exp(-4.0 * (values - c) / w)), dtype=np.float32)
     if function == "LINEAR_EXACT":
-        return np.clip((values - c) / w + np.float32(0.5), 0.0, 1.0)
+        return np.asarray(np.clip((values - c) / w + np.float32(0.5), 0.0, 1.0))
     if w <= 1:
         return (values > c - np.float32(0.5)).astype(np.float32)
     scaled = (values - (c - np.float32(0.5))) / (w - np.float32(1.0)) + np.float32(0.5)
-    return np.clip(scaled, 0.0, 1.0)
+    return np.asarray(np.clip(scaled, 0.0, 1.0))
 
 
 def percentile_window(values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> np.ndarray:
@@ -393,7 +393,7 @@ def percentile_window(values: np.ndarray, low_pct: float = 0.5, high_pct: float 
     if high <= low:
         return np.zeros(values.shape, dtype=np.float32)
     scale = np.float32(1.0 / (high - low))
-    return np.clip((values - np.float32(low)) * scale, 0.0, 1.0)
+    return np.asarray(np.clip((values - np.float32(low)) * scale, 0.0, 1.0))
 
 
 def _first(value: Any) -> Any:

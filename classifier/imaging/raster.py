@@ -132,4 +132,4 @@ def to_grey(image: Image.Image) -> tuple[np.ndarray, int]:
 
 def _scaled(values: np.ndarray, full_scale: float) -> np.ndarray:
     """values / full_scale as float32 in one pass (no intermediate float copy)."""
-    return np.divide(values, np.float32(full_scale), dtype=np.float32)
+    return np.asarray(np.divide(values, np.float32(full_scale), dtype=np.float32))

@@ -27,7 +27,7 @@ def default_layer(model: Any) -> str:
         return "gradcam_target"
     for layer in reversed(model.layers):
         if len(layer.output.shape) == 4:
-            return layer.name
+            return str(layer.name)
     raise ValueError("model has no 4-D layer for Grad-CAM")
 
 
@@ -45,7 +45,7 @@ def _build_cam_function(model: Any, layer_name: str) -> Any:
 
     grad_model = keras.Model(model.inputs, [model.get_layer(layer_name).output, model.output])
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]  # TensorFlow ships no types
     def cam(x: Any, class_index: Any) -> tuple[Any, Any]:
         # x: (N, H, W, C); class_index: (N,) int32, -1 meaning "the predicted class".
         # One tape for the batch: each image's score depends only on its own features
@@ -75,7 +75,7 @@ def gradcam(
     """
     if x.ndim != 3:
         raise ValueError(f"expected one image (H, W, C), got shape {x.shape}")
-    return gradcam_batch(keras_model, x[None], [class_index], layer_name)[0]
+    return np.asarray(gradcam_batch(keras_model, x[None], [class_index], layer_name)[0])
 
 
 def gradcam_batch(
@@ -102,7 +102,7 @@ def jet_colormap(values: np.ndarray) -> np.ndarray:
     v = np.clip(values, 0.0, 1.0)[..., None]
     centres = np.array([0.75, 0.5, 0.25])  # red, green, blue peaks
     rgb = np.clip(1.5 - np.abs(4.0 * (v - centres)), 0.0, 1.0)
-    return (rgb * 255).astype(np.uint8)
+    return np.asarray(rgb * 255, dtype=np.uint8)
 
 
 # The overlay looks each (grey value, heat level) pair up in a 256 x 256 table of

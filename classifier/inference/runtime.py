@@ -8,22 +8,21 @@ functions only (this module is importable from the web process).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from classifier.inference.manifest import ArtifactIntegrityError, verify_manifest
 
 if TYPE_CHECKING:
     from classifier.inference.cam import PooledHead
 
+__all__ = ["RUNTIMES", "ArtifactIntegrityError", "Predictor", "features_head", "load_predictor", "verify_manifest"]
+
 RUNTIMES = ("tflite", "keras")
-
-
-class ArtifactIntegrityError(RuntimeError):
-    """The artifact directory does not match its manifest (missing or altered file)."""
 
 
 @runtime_checkable
@@ -43,37 +42,6 @@ def features_head(predictor: Predictor) -> PooledHead | None:
     feature map)``, one forward pass giving both.
     """
     return getattr(predictor, "head", None)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def verify_manifest(artifact_dir: str | Path) -> dict:
-    """Return the manifest after checking every listed file's sha256.
-
-    Raises ArtifactIntegrityError naming the first missing or mismatching file.
-    """
-    artifact_dir = Path(artifact_dir)
-    manifest_path = artifact_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise ArtifactIntegrityError(f"{artifact_dir} has no manifest.json")
-    manifest = json.loads(manifest_path.read_text())
-    for name, expected in manifest.get("files", {}).items():
-        path = artifact_dir / name
-        if not path.is_file():
-            raise ArtifactIntegrityError(f"artifact file {name} is missing from {artifact_dir}")
-        actual = _sha256(path)
-        if actual != expected:
-            raise ArtifactIntegrityError(
-                f"artifact file {name} in {artifact_dir} has sha256 {actual[:12]}..., "
-                f"manifest says {expected[:12]}...; the artifact was modified"
-            )
-    return manifest
 
 
 class TFLitePredictor:
@@ -101,7 +69,8 @@ class TFLitePredictor:
         outputs = self._interpreter.get_output_details()
         self._output = outputs[0]
         self._features = outputs[1] if exposed else None
-        self.input_shape = tuple(int(d) for d in self._input["shape"][1:])
+        height, width, channels = (int(d) for d in self._input["shape"][1:])
+        self.input_shape = (height, width, channels)
         self._batch = -1
         self._lock = threading.Lock()
 
@@ -145,9 +114,10 @@ class KerasPredictor:
 
         self.labels = list(labels)
         self.model = keras.saving.load_model(model_path, compile=False)
-        self.input_shape = tuple(int(d) for d in self.model.input_shape[1:])
-        self._call = None
-        self._call_features = None
+        height, width, channels = (int(d) for d in self.model.input_shape[1:])
+        self.input_shape = (height, width, channels)
+        self._call: Any = None  # tf.function, traced on first use
+        self._call_features: Any = None
         self._layer = default_layer(self.model)
         self.head: PooledHead | None = PooledHead.from_keras(self.model, self._layer) if features else None
 

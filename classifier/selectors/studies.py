@@ -46,7 +46,7 @@ def study_image_states(study_ids: list[int]) -> dict[int, list[ImageState]]:
     states: dict[int, list[ImageState]] = {}
     for image_id, study_id in images:
         states.setdefault(study_id, []).append(
-            ImageState(*latest.get(image_id, (None, None, None)), reviewed=image_id in reviewed)
+            ImageState(*latest.get(image_id, (None, None, None)), image_id in reviewed)  # type: ignore[call-arg]
         )
     return states
 
@@ -96,7 +96,7 @@ def study_filter_flagged(studies: QuerySet[Study], flagged: bool) -> QuerySet[St
     """Studies whose ``flagged`` (see ``study_annotate_current_result``) equals ``flagged``."""
     if "flagged" not in studies.query.annotations:
         studies = study_annotate_current_result(studies)
-    return studies.filter(flagged=flagged)
+    return studies.filter(flagged=flagged)  # type: ignore[misc]  # an annotation, not a field
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
@@ -33,7 +34,7 @@ def worklist_rows(filters: WorklistFilters | None = None) -> QuerySet[Study]:
     A re-run counts as the image's current result, so it shows as pending until it finishes.
     """
     filters = filters or WorklistFilters()
-    rows = (
+    rows: Any = (  # an annotated queryset: its extra names are not model fields
         study_annotate_current_result(worklist(status=filters.status or None))
         .select_related("requesting_clinician")
         .annotate(has_review=Exists(Review.objects.filter(image__study=OuterRef("pk"))))

@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from classifier import claims
 from classifier.models import Image, Prediction, Study
-from classifier.services.audit import audit_record
+from classifier.services.audit import AuditContext, audit_record
 from classifier.services.studies import study_refresh
 from classifier.services.webhooks import prediction_finished, webhook_sweep
 
@@ -38,17 +39,17 @@ def _cfg(key: str) -> Any:
 
 
 @transaction.atomic
-def prediction_request(*, image: Image, requested_by: Any = None) -> Prediction:
+def prediction_request(*, image: Image, requested_by: User | None = None) -> Prediction:
     """Create a PENDING prediction and enqueue it once the transaction commits."""
     prediction = Prediction.objects.create(image=image, requested_by=requested_by)
     _enqueue_on_commit(prediction.pk)
     return prediction
 
 
-def prediction_rerun(*, image: Image, requested_by: Any, request: Any = None) -> Prediction:
+def prediction_rerun(*, image: Image, requested_by: User | None, audit: AuditContext | None = None) -> Prediction:
     """A new prediction with whatever version is active when it runs; the old one is kept."""
     prediction = prediction_request(image=image, requested_by=requested_by)
-    audit_record(actor=requested_by, action="prediction_rerun", obj=prediction, request=request)
+    audit_record(actor=requested_by, action="prediction_rerun", obj=prediction, audit=audit)
     return prediction
 
 

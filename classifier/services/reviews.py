@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from classifier.models import Label, Prediction, Review
-from classifier.services.audit import audit_record
+from classifier.services.audit import AuditContext, audit_record
 from classifier.services.errors import ServiceError
 from classifier.services.studies import study_refresh
 from classifier.services.webhooks import review_created
@@ -15,7 +14,13 @@ from classifier.services.webhooks import review_created
 
 @transaction.atomic
 def review_submit(
-    *, prediction: Prediction, radiologist: Any, decision: str, label: str = "", comment: str = "", request: Any = None
+    *,
+    prediction: Prediction,
+    radiologist: User,
+    decision: str,
+    label: str = "",
+    comment: str = "",
+    audit: AuditContext | None = None,
 ) -> Review:
     """Record a radiologist's confirm/correct. The latest review becomes the image's label.
 
@@ -42,7 +47,7 @@ def review_submit(
         actor=radiologist,
         action="review",
         obj=review,
-        request=request,
+        audit=audit,
         detail={"prediction": prediction.pk, "decision": decision, "label": label},
     )
     review_created(review.pk)  # the event's delivery rows commit with the review

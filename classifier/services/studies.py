@@ -9,12 +9,13 @@ from datetime import date
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydicom.valuerep import PersonName
 
 from classifier.models import Patient, Prediction, Study
-from classifier.services.audit import audit_record
+from classifier.services.audit import Actor, AuditContext, audit_record
 from classifier.services.errors import ServiceError
 from classifier.triage import priority_score
 
@@ -73,7 +74,7 @@ def _date(value: Any) -> date | None:
         return None
 
 
-def study_get_or_create(*, fields: StudyFields, requested_by: Any) -> tuple[Study, bool]:
+def study_get_or_create(*, fields: StudyFields, requested_by: User | None) -> tuple[Study, bool]:
     """Find the study by accession (or StudyInstanceUID) or create it with its patient."""
     if not fields.mrn or not fields.accession_number:
         missing = [
@@ -101,7 +102,7 @@ def study_get_or_create(*, fields: StudyFields, requested_by: Any) -> tuple[Stud
 
 
 @transaction.atomic
-def _study_create(*, fields: StudyFields, requested_by: Any) -> Study:
+def _study_create(*, fields: StudyFields, requested_by: User | None) -> Study:
     patient, _ = Patient.objects.get_or_create(
         mrn=fields.mrn, defaults={"name": fields.patient_name[:200], "birth_date": fields.birth_date, "sex": fields.sex}
     )
@@ -128,7 +129,7 @@ def _study_create(*, fields: StudyFields, requested_by: Any) -> Study:
 
 
 def patient_get_or_create(
-    *, mrn: str, name: str = "", birth_date: Any = None, sex: str = "", actor: Any, request: Any = None
+    *, mrn: str, name: str = "", birth_date: Any = None, sex: str = "", actor: Actor, audit: AuditContext | None = None
 ) -> tuple[Patient, bool]:
     """The patient with this MRN, created when new; an existing row is returned unchanged."""
     mrn = mrn.strip()
@@ -142,7 +143,7 @@ def patient_get_or_create(
     except IntegrityError:  # a concurrent create of the same MRN won
         patient, created = Patient.objects.get(mrn=mrn), False
     if created:
-        audit_record(actor=actor, action="patient_create", obj=patient, request=request)
+        audit_record(actor=actor, action="patient_create", obj=patient, audit=audit)
     return patient, created
 
 

@@ -6,17 +6,16 @@ import hashlib
 import secrets
 import uuid
 from datetime import datetime
-from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.utils import timezone
 from rest_framework.throttling import SimpleRateThrottle
 
 from classifier.integrations import ApiToken, Webhook
 from classifier.roles import ensure_roles
-from classifier.services.audit import audit_record
+from classifier.services.audit import Actor, AuditContext, audit_record
 from classifier.services.errors import ServiceError
 
 TOKEN_PREFIX = "cxr_"
@@ -38,7 +37,13 @@ def _check_rate(rate: str) -> None:
 
 @transaction.atomic
 def api_token_create(
-    *, name: str, role: str, created_by: Any, rate: str = "", expires_at: datetime | None = None, request: Any = None
+    *,
+    name: str,
+    role: str,
+    created_by: User | None,
+    rate: str = "",
+    expires_at: datetime | None = None,
+    audit: AuditContext | None = None,
 ) -> tuple[ApiToken, str]:
     """Create a token and its service user in ``role``'s group. Returns the raw token, shown once."""
     if role not in ApiToken.Role.values:
@@ -67,14 +72,14 @@ def api_token_create(
         actor=created_by,
         action="api_token_create",
         obj=token,
-        request=request,
+        audit=audit,
         detail={"role": role, "service_user": user.username},
     )
     return token, raw
 
 
 @transaction.atomic
-def api_token_revoke(*, token: ApiToken, actor: Any, request: Any = None) -> ApiToken:
+def api_token_revoke(*, token: ApiToken, actor: Actor, audit: AuditContext | None = None) -> ApiToken:
     """Revoke a token for good and deactivate its service user. Idempotent."""
     token = ApiToken.objects.select_for_update().get(pk=token.pk)
     if token.revoked_at is None:
@@ -82,5 +87,5 @@ def api_token_revoke(*, token: ApiToken, actor: Any, request: Any = None) -> Api
         token.save(update_fields=["revoked_at"])
         get_user_model().objects.filter(pk=token.user_id).update(is_active=False)
         Webhook.objects.filter(owner_id=token.user_id).update(is_active=False)
-        audit_record(actor=actor, action="api_token_revoke", obj=token, request=request)
+        audit_record(actor=actor, action="api_token_revoke", obj=token, audit=audit)
     return token

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -22,7 +23,7 @@ from django.db import IntegrityError, transaction
 from classifier.imaging import DecodeLimits, ImagingError
 from classifier.imaging.probe import probe_bytes
 from classifier.models import Image, Prediction, Study
-from classifier.services.audit import audit_record
+from classifier.services.audit import AuditContext, audit_record
 from classifier.services.errors import ServiceError
 from classifier.services.predictions import prediction_request
 from classifier.services.studies import StudyFields, fields_from_header, study_get_or_create, study_refresh
@@ -53,10 +54,10 @@ def image_upload(
     *,
     data: bytes,
     filename: str,
-    uploaded_by: Any,
+    uploaded_by: User | None,
     fields: StudyFields | None = None,
     study: Study | None = None,
-    request: Any = None,
+    audit: AuditContext | None = None,
 ) -> UploadOutcome:
     """Validate, store and queue one file. Never raises for bad input: see UploadOutcome."""
     outcome = UploadOutcome(filename=filename[:255])
@@ -77,14 +78,14 @@ def image_upload(
             actor=uploaded_by,
             action="upload_duplicate" if outcome.duplicate else "upload",
             obj=outcome.image,
-            request=request,
+            audit=audit,
             detail={"study": outcome.image.study_id},
         )
     return outcome
 
 
 def _store(
-    outcome: UploadOutcome, *, study: Study, data: bytes, header: Any, uploaded_by: Any, refresh_study: bool
+    outcome: UploadOutcome, *, study: Study, data: bytes, header: Any, uploaded_by: User | None, refresh_study: bool
 ) -> None:
     sha = hashlib.sha256(data).hexdigest()
     sop = (header.metadata.get("sop_instance_uid") or "")[:64]

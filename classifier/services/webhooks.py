@@ -25,6 +25,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -32,7 +33,7 @@ from django.utils import timezone
 from classifier.integrations import Webhook, WebhookDelivery
 from classifier.models import Prediction, Review
 from classifier.roles import user_can
-from classifier.services.audit import audit_record
+from classifier.services.audit import Actor, AuditContext, audit_record
 from classifier.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -280,7 +281,7 @@ def webhook_sweep(*, now: Any = None) -> int:
     return len(overdue)
 
 
-def webhook_create(*, owner: Any, url: str, events: list[str], request: Any = None) -> Webhook:
+def webhook_create(*, owner: User, url: str, events: list[str], audit: AuditContext | None = None) -> Webhook:
     """Register a callback URL for ``events`` (empty: all). The secret is in the returned row."""
     unknown = sorted(set(events) - set(Webhook.Event.values))
     if unknown:
@@ -288,11 +289,11 @@ def webhook_create(*, owner: Any, url: str, events: list[str], request: Any = No
     if not url.lower().startswith(("http://", "https://")):
         raise ServiceError("invalid_url", "The callback URL must be http or https.")
     webhook = Webhook.objects.create(owner=owner, url=url, events=sorted(set(events)), secret=secrets.token_urlsafe(32))
-    audit_record(actor=owner, action="webhook_create", obj=webhook, request=request, detail={"events": events})
+    audit_record(actor=owner, action="webhook_create", obj=webhook, audit=audit, detail={"events": events})
     return webhook
 
 
-def webhook_delete(*, webhook: Webhook, actor: Any, request: Any = None) -> None:
+def webhook_delete(*, webhook: Webhook, actor: Actor, audit: AuditContext | None = None) -> None:
     """Deactivate a webhook; its delivery history is kept."""
     Webhook.objects.filter(pk=webhook.pk).update(is_active=False)
-    audit_record(actor=actor, action="webhook_delete", obj=webhook, request=request)
+    audit_record(actor=actor, action="webhook_delete", obj=webhook, audit=audit)

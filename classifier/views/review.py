@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from classifier.forms import ReviewForm
+from classifier.http import audit_context, request_user
 from classifier.models import Prediction
 from classifier.roles import action_required
 from classifier.selectors.agreement import review_agreement
@@ -27,7 +28,7 @@ def review_submit(request: HttpRequest, study_id: int) -> HttpResponse:
     form = ReviewForm(request.POST)
     in_queue = request.POST.get("queue") == "1"
     if not form.is_valid():
-        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
         return redirect(reverse("study_detail", args=[study_id]) + ("?queue=1" if in_queue else ""))
     prediction = get_object_or_404(
         Prediction.objects.select_related("image"), pk=form.cleaned_data["prediction"], image__study_id=study_id
@@ -35,11 +36,11 @@ def review_submit(request: HttpRequest, study_id: int) -> HttpResponse:
     try:
         review_submit_service(
             prediction=prediction,
-            radiologist=request.user,
+            radiologist=request_user(request),
             decision=form.cleaned_data["decision"],
             label=form.cleaned_data["label"],
             comment=form.cleaned_data["comment"],
-            request=request,
+            audit=audit_context(request),
         )
     except ServiceError as exc:
         messages.error(request, exc.message)

@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from classifier.forms import ReviewForm
+from classifier.http import audit_context, request_user
 from classifier.models import Image, Label, Prediction, Study
 from classifier.roles import action_required, user_can
 from classifier.selectors.studies import study_detail as study_detail_query
@@ -30,10 +31,11 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
         study, panels, previous = study_detail_query(study_id)
     except Study.DoesNotExist:
         raise Http404("No such study.") from None
-    audit_record(actor=request.user, action="view_study", obj=study, request=request)
+    audit_record(actor=request.user, action="view_study", obj=study, audit=audit_context(request))
     can_review = user_can(request.user, "review")
     for panel in panels:
-        panel.form = ReviewForm(initial={"prediction": panel.latest.pk}) if panel.reviewable and can_review else None
+        reviewable = panel.latest is not None and panel.reviewable and can_review
+        panel.form = ReviewForm(initial={"prediction": panel.latest.pk}) if reviewable and panel.latest else None
     current = next((p for p in panels if p.reviewable and not p.reviews), None)
     return render(
         request,
@@ -76,7 +78,7 @@ def prediction_image(request: HttpRequest, prediction_id: int, kind: str) -> Fil
         actor=request.user,
         action="view_image",
         obj=prediction.image,
-        request=request,
+        audit=audit_context(request),
         detail={"prediction": prediction.pk, "kind": kind},
     )
     response = FileResponse(handle, content_type="image/png")
@@ -90,6 +92,6 @@ def prediction_image(request: HttpRequest, prediction_id: int, kind: str) -> Fil
 def prediction_rerun(request: HttpRequest, image_id: int) -> HttpResponse:
     """Queue a new prediction on the active model; the earlier ones stay in the history."""
     image = get_object_or_404(Image, pk=image_id)
-    prediction_rerun_service(image=image, requested_by=request.user, request=request)
+    prediction_rerun_service(image=image, requested_by=request_user(request), audit=audit_context(request))
     messages.success(request, "A new analysis on the active model was queued; the earlier result is kept.")
     return redirect("study_detail", study_id=image.study_id)

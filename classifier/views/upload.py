@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from classifier.forms import StudyFieldsForm
+from classifier.http import audit_context, request_user
 from classifier.imaging import ImagingError
 from classifier.imaging.probe import probe_bytes
 from classifier.roles import action_required
@@ -44,7 +45,11 @@ def _upload_one(request: HttpRequest, uploaded: UploadedFile, fields: StudyField
     if data is None:
         return _too_large(uploaded.name or "")
     return image_upload(
-        data=data, filename=uploaded.name or "upload", uploaded_by=request.user, fields=fields, request=request
+        data=data,
+        filename=uploaded.name or "upload",
+        uploaded_by=request_user(request),
+        fields=fields,
+        audit=audit_context(request),
     )
 
 
@@ -106,7 +111,7 @@ def upload_file(request: HttpRequest) -> JsonResponse:
     form = StudyFieldsForm(request.POST)
     if not form.is_valid():
         message = "; ".join(
-            f"{form.fields[name].label if name in form.fields else ''}: {' '.join(errors)}"
+            f"{form.fields[name].label if name in form.fields else ''}: {' '.join(str(e) for e in errors)}"
             for name, errors in form.errors.items()
         )
         return JsonResponse(

@@ -203,7 +203,8 @@ def assign_splits(
     evaluation sets are never contaminated). Unassigned patients are split by a seeded
     hash, stratified by label so each class reaches val in proportion.
     """
-    result, by_label = {}, {}
+    result: dict[str, str] = {}
+    by_label: dict[str, list[str]] = {}
     for key, (split, label) in patients.items():
         if split:
             result[key] = split

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from classifier import claims
 from classifier.selectors.reviews import reviewed_images
-from classifier.services.audit import audit_record
+from classifier.services.audit import AuditContext, audit_record
 from training import registry
 from training.models import Dataset, DatasetImage, ModelVersion, TrainingRun
 from training.services.datasets import assign_splits
@@ -55,10 +56,10 @@ def training_run_start(
     spec: dict,
     datasets: list[Dataset] | None = None,
     include_reviews: bool = True,
-    created_by: Any = None,
+    created_by: User | None = None,
     trigger: str = TrainingRun.Trigger.MANUAL,
     enqueue: bool = True,
-    request: Any = None,
+    audit: AuditContext | None = None,
 ) -> TrainingRun:
     """Create a QUEUED run; with ``enqueue`` it is sent to the training queue on commit."""
     from training.runspec import spec_with_defaults
@@ -68,7 +69,7 @@ def training_run_start(
             spec=spec_with_defaults(spec), include_reviews=include_reviews, created_by=created_by, trigger=trigger
         )
         run.datasets.set(datasets or [])
-        audit_record(actor=created_by, action="training_start", obj=run, request=request, detail={"trigger": trigger})
+        audit_record(actor=created_by, action="training_start", obj=run, audit=audit, detail={"trigger": trigger})
         if enqueue:
             from training.tasks import training_run_task
 
@@ -97,7 +98,7 @@ def training_items(run: TrainingRun) -> list[Item]:
                 Item(
                     key=f"image:{image.pk}",
                     path=Path(image.file.path),
-                    label=image.reviewed_label,
+                    label=image.reviewed_label,  # type: ignore[attr-defined]  # annotated by reviewed_images()
                     patient=f"site:{image.study.patient.mrn}",
                     split="",
                     source="site",
@@ -246,7 +247,7 @@ def retrain_check(*, name: str = registry.DEFAULT_NAME) -> TrainingRun | None:
     active = registry.active_version(name)
     reviewed = reviewed_images()
     if active is not None:
-        reviewed = reviewed.filter(reviewed_at__gt=active.created_at)
+        reviewed = reviewed.filter(reviewed_at__gt=active.created_at)  # type: ignore[misc]  # an annotation
     waiting = reviewed.count()
     if waiting < settings.CXR["RETRAIN_MIN_REVIEWS"]:
         return None
@@ -259,4 +260,4 @@ def reviewed_images_waiting(*, name: str = registry.DEFAULT_NAME) -> int:
     """How many reviewed images the active version has not been trained on."""
     active = registry.active_version(name)
     reviewed = reviewed_images()
-    return reviewed.filter(reviewed_at__gt=active.created_at).count() if active else reviewed.count()
+    return reviewed.filter(reviewed_at__gt=active.created_at).count() if active else reviewed.count()  # type: ignore[misc]

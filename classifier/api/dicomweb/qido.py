@@ -72,7 +72,7 @@ def _record(study: Study, base: str) -> dict[str, Any]:
         "00100010": tag("PN", {"Alphabetic": patient.name} if patient.name else None),
         "00100020": tag("LO", patient.mrn),
         "0020000D": tag("UI", study.study_instance_uid),
-        "00201208": tag("IS", study.instances),
+        "00201208": tag("IS", getattr(study, "instances", None)),  # annotated by study_search
         "00081190": tag("UR", f"{base}/studies/{study.study_instance_uid}" if study.study_instance_uid else None),
     }
 
@@ -83,9 +83,9 @@ def study_search(request: Request) -> tuple[list[dict[str, Any]], list[Study]]:
     for name, value in request.query_params.items():
         field = KEYS.get(name)
         if field and value:
-            studies = _filter(studies, field, value)
+            studies = _filter(studies, field, str(value))
     offset = _int(request, "offset", 0, 10**6)
     limit = _int(request, "limit", MAX_LIMIT, MAX_LIMIT)
-    rows = list(studies[offset : offset + limit])
+    rows: list[Study] = list(studies[offset : offset + limit])
     base = request.build_absolute_uri("/dicomweb")
     return [_record(study, base) for study in rows], rows

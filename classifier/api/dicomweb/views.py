@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from django.http import Http404, HttpResponse
@@ -23,6 +24,7 @@ from rest_framework.response import Response
 
 from classifier.api.base import Api, upload_limit_bytes
 from classifier.api.idempotency import idempotent
+from classifier.http import audit_context, request_user
 from classifier.imaging import ImagingError, sniff_format
 from classifier.models import Image
 from classifier.services.uploads import image_upload
@@ -57,10 +59,12 @@ class MultipartRelatedParser(parsers.BaseParser):
 
     media_type = "multipart/related"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> dict:
+    def parse(
+        self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> dict:
         params = _params(media_type or "")
         if params.get("type", "application/dicom").lower() != "application/dicom":
-            raise exceptions.UnsupportedMediaType(media_type, detail="Only application/dicom parts are accepted.")
+            raise exceptions.UnsupportedMediaType(media_type or "", detail="Only application/dicom parts are accepted.")
         boundary = params.get("boundary")
         if not boundary:
             raise exceptions.ParseError("The multipart/related request has no boundary.")
@@ -106,7 +110,9 @@ class MultipartDicomRenderer(renderers.BaseRenderer):
     charset = None
     render_style = "binary"
 
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: dict | None = None) -> bytes:
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Mapping[str, Any] | None = None
+    ) -> bytes:
         response = (renderer_context or {}).get("response")
         if response is not None:
             response["Content-Type"] = "application/json"
@@ -178,7 +184,10 @@ class StowRsApi(Api):
                 reason = CANNOT_UNDERSTAND
             else:
                 outcome = image_upload(
-                    data=data, filename=f"stow-{index}.dcm", uploaded_by=request.user, request=request
+                    data=data,
+                    filename=f"stow-{index}.dcm",
+                    uploaded_by=request_user(request),
+                    audit=audit_context(request),
                 )
                 reason = None if outcome.ok else FAILURE_BY_CODE.get(outcome.error_code, PROCESSING_FAILURE)
             item = {"00081150": _ui(ident["SOPClassUID"]), "00081155": _ui(ident["SOPInstanceUID"])}

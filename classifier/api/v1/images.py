@@ -19,6 +19,7 @@ from classifier.api.errors import ApiError, outcome_status
 from classifier.api.idempotency import idempotent
 from classifier.api.serializers import ImageSerializer, ImageUploadInput, UploadResultSerializer
 from classifier.api.v1.studies import outcome_data, study_fields
+from classifier.http import audit_context, request_user
 from classifier.models import Image, Study
 from classifier.services.uploads import image_upload
 
@@ -70,10 +71,10 @@ class ImageListUploadApi(ListApi):
         outcome = image_upload(
             data=upload.read(),
             filename=upload.name or "upload",
-            uploaded_by=request.user,
+            uploaded_by=request_user(request),
             fields=study_fields(form.validated_data),
             study=study,
-            request=request,
+            audit=audit_context(request),
         )
         if not outcome.ok:
             raise ApiError(outcome.error_code, outcome.error_message, outcome_status(outcome.error_code))

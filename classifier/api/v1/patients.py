@@ -12,13 +12,14 @@ from classifier.api.base import ListApi, RetrieveApi
 from classifier.api.filters import IsoDateTimeFilter
 from classifier.api.idempotency import idempotent
 from classifier.api.serializers import PatientInput, PatientSerializer
-from classifier.models import Patient
+from classifier.http import audit_context
+from classifier.models import SEX_CHOICES, Patient
 from classifier.services.studies import patient_get_or_create
 
 
 class PatientFilter(django_filters.FilterSet):
     mrn = django_filters.CharFilter()
-    sex = django_filters.ChoiceFilter(choices=Patient._meta.get_field("sex").choices)
+    sex = django_filters.ChoiceFilter(choices=SEX_CHOICES)
     born_after = django_filters.DateFilter(field_name="birth_date", lookup_expr="gte")
     born_before = django_filters.DateFilter(field_name="birth_date", lookup_expr="lte")
     created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -50,7 +51,7 @@ class PatientListCreateApi(ListApi):
         form.is_valid(raise_exception=True)
         patient, created = patient_get_or_create(
             actor=request.user,
-            request=request,
+            audit=audit_context(request),
             **{
                 "mrn": form.validated_data["mrn"],
                 "name": form.validated_data.get("name", ""),

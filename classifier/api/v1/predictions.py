@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import django_filters
@@ -18,6 +19,7 @@ from classifier.api.errors import ApiError
 from classifier.api.filters import IsoDateTimeFilter
 from classifier.api.idempotency import idempotent
 from classifier.api.serializers import PredictionSerializer
+from classifier.http import audit_context, request_user
 from classifier.models import Label, Prediction
 from classifier.services.predictions import prediction_rerun
 
@@ -30,7 +32,9 @@ class PngRenderer(renderers.BaseRenderer):
     charset = None
     render_style = "binary"
 
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: dict | None = None) -> bytes:
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Mapping[str, Any] | None = None
+    ) -> bytes:
         if isinstance(data, bytes):
             return data
         response = (renderer_context or {}).get("response")
@@ -113,7 +117,9 @@ class PredictionRerunApi(Api):
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         previous = get_object_or_404(Prediction.objects.select_related("image"), pk=pk)
-        prediction = prediction_rerun(image=previous.image, requested_by=request.user, request=request)
+        prediction = prediction_rerun(
+            image=previous.image, requested_by=request_user(request), audit=audit_context(request)
+        )
         prediction = prediction_queryset().get(pk=prediction.pk)
         return Response(
             PredictionSerializer(prediction, context={"request": request}).data,

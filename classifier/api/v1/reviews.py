@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from classifier.api.base import ListApi
 from classifier.api.idempotency import idempotent
 from classifier.api.serializers import ReviewInput, ReviewSerializer
+from classifier.http import audit_context, request_user
 from classifier.models import Prediction, Review
 from classifier.services.reviews import review_submit
 
@@ -40,10 +41,10 @@ class PredictionReviewListCreateApi(ListApi):
         form.is_valid(raise_exception=True)
         review = review_submit(
             prediction=prediction,
-            radiologist=request.user,
+            radiologist=request_user(request),
             decision=form.validated_data["decision"],
             label=form.validated_data.get("label", ""),
             comment=form.validated_data.get("comment", ""),
-            request=request,
+            audit=audit_context(request),
         )
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)

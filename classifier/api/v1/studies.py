@@ -8,6 +8,7 @@ anything is written, so a bad file refuses the whole request with 400/413/415.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import django_filters
@@ -29,6 +30,7 @@ from classifier.api.serializers import (
     StudySerializer,
     UploadResultSerializer,
 )
+from classifier.http import audit_context, request_user
 from classifier.imaging.probe import probe_bytes
 from classifier.models import Prediction, Study
 from classifier.selectors.studies import study_filter_flagged, worklist
@@ -55,11 +57,11 @@ def study_fields(data: dict[str, Any]) -> StudyFields:
     """StudyFields from validated input: absent strings become '' and absent dates None."""
     values = {name: data.get(name) for name in STUDY_FIELD_NAMES}
     return StudyFields(
-        **{name: (value if value is not None or name.endswith("date") else "") for name, value in values.items()}
+        **{name: (value if value is not None or name.endswith("date") else "") for name, value in values.items()}  # type: ignore[arg-type]
     )
 
 
-def outcome_data(outcome: UploadOutcome, context: dict[str, Any]) -> dict[str, Any]:
+def outcome_data(outcome: UploadOutcome, context: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "filename": outcome.filename,
         "duplicate": outcome.duplicate,
@@ -127,10 +129,14 @@ class StudyListCreateApi(ListApi):
         payloads = [(upload.name or "upload", upload.read()) for upload in files]
         for _, data in payloads:
             probe_bytes(data, limits=upload_limits())  # refuse the whole request before any write
-        study, created = study_get_or_create(fields=study_fields(form.validated_data), requested_by=request.user)
+        study, created = study_get_or_create(
+            fields=study_fields(form.validated_data), requested_by=request_user(request)
+        )
         self.audit("study_create" if created else "api_read", study)
         outcomes = [
-            image_upload(data=data, filename=name, uploaded_by=request.user, study=study, request=request)
+            image_upload(
+                data=data, filename=name, uploaded_by=request_user(request), study=study, audit=audit_context(request)
+            )
             for name, data in payloads
         ]
         context = self.get_serializer_context()

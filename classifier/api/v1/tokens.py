@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from classifier.api.base import Api, ListApi, RetrieveApi
+from classifier.http import audit_context, request_user
 from classifier.integrations import ApiToken
 from classifier.services.tokens import api_token_create, api_token_revoke
 
@@ -68,7 +69,9 @@ class ApiTokenListCreateApi(ListApi):
         # Deliberately not idempotent: a stored replay would keep the secret token in the database.
         form = ApiTokenInput(data=request.data)
         form.is_valid(raise_exception=True)
-        token, raw = api_token_create(created_by=request.user, request=request, **form.validated_data)
+        token, raw = api_token_create(
+            created_by=request_user(request), audit=audit_context(request), **form.validated_data
+        )
         data = ApiTokenCreatedSerializer(token).data
         data["token"] = raw
         return Response(data, status=status.HTTP_201_CREATED)
@@ -88,5 +91,7 @@ class ApiTokenRevokeApi(Api):
 
     @extend_schema(request=None, responses={200: ApiTokenSerializer})
     def post(self, request: Request, pk: int) -> Response:
-        token = api_token_revoke(token=get_object_or_404(ApiToken, pk=pk), actor=request.user, request=request)
+        token = api_token_revoke(
+            token=get_object_or_404(ApiToken, pk=pk), actor=request.user, audit=audit_context(request)
+        )
         return Response(ApiTokenSerializer(token).data)

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from classifier.api.base import Api, ListApi
 from classifier.api.idempotency import idempotent
+from classifier.http import audit_context, request_user
 from classifier.integrations import Webhook, WebhookDelivery
 from classifier.roles import user_can
 from classifier.services.webhooks import webhook_create, webhook_delete
@@ -88,10 +89,10 @@ class WebhookListCreateApi(ListApi):
         form = WebhookInput(data=request.data)
         form.is_valid(raise_exception=True)
         hook = webhook_create(
-            owner=request.user,
+            owner=request_user(request),
             url=form.validated_data["url"],
             events=form.validated_data.get("events") or [],
-            request=request,
+            audit=audit_context(request),
         )
         data = WebhookCreatedSerializer(hook).data
         return Response(data, status=status.HTTP_201_CREATED)
@@ -109,7 +110,9 @@ class WebhookDetailApi(Api):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
         webhook_delete(
-            webhook=get_object_or_404(visible_webhooks(request.user), pk=pk), actor=request.user, request=request
+            webhook=get_object_or_404(visible_webhooks(request.user), pk=pk),
+            actor=request.user,
+            audit=audit_context(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -97,6 +97,8 @@ class Command(BaseCommand):
 
     def _report(self, run: TrainingRun, export_to: Path | None) -> None:
         version = run.model_version
+        if version is None:
+            raise CommandError(f"training run {run.pk} finished without a model version")
         val = version.metrics.get("val", {}).get("binary", {})
         self.stdout.write(
             f"registered {version} ({version.status}); val sensitivity {val.get('sensitivity')}, "
