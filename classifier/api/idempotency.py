@@ -27,6 +27,7 @@ from rest_framework.response import Response
 
 from classifier.api.errors import ApiError
 from classifier.integrations import IdempotencyRecord
+from classifier.storage import stream_sha256
 
 HEADER = "Idempotency-Key"
 RECORD_TTL = timedelta(hours=24)
@@ -36,11 +37,7 @@ KEPT_HEADERS = ("Location",)
 
 def _canonical(value: Any) -> Any:
     if isinstance(value, UploadedFile):
-        digest = hashlib.sha256()
-        for chunk in value.chunks():
-            digest.update(chunk)
-        value.seek(0)
-        return f"file:{digest.hexdigest()}"
+        return f"file:{stream_sha256(value)}"
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"bytes:{hashlib.sha256(bytes(value)).hexdigest()}"
     if isinstance(value, dict):

@@ -29,6 +29,7 @@ from classifier.models import Image, Prediction, Study
 from classifier.services.audit import AuditContext, audit_record
 from classifier.services.studies import study_refresh
 from classifier.services.webhooks import prediction_finished, webhook_sweep
+from classifier.storage import generated_name
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a worker killed this often on one image means the image kills workers
@@ -256,7 +257,7 @@ def _write_files(prediction: Prediction, result: Any) -> dict[str, str]:
     from classifier.inference.gradcam import png_bytes
 
     started = time.perf_counter()
-    name = f"heatmaps/{uuid.uuid4().hex[:2]}/{uuid.uuid4().hex}"
+    name = generated_name("heatmaps")
     raw_buffer = io.BytesIO()
     np.save(raw_buffer, result.heatmap_raw.astype(np.float16))
     storage = prediction.heatmap.storage

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +26,7 @@ from classifier.services.audit import AuditContext, audit_record
 from classifier.services.errors import ServiceError
 from classifier.services.predictions import prediction_request
 from classifier.services.studies import StudyFields, fields_from_header, study_get_or_create, study_refresh
+from classifier.storage import SUFFIXES, generated_name, stream_sha256
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,10 @@ def _store(
         outcome.image, outcome.duplicate = duplicate, True
         outcome.prediction = duplicate.predictions.order_by("-created_at").first()
         return
-    suffix = {"DICOM": ".dcm", "PNG": ".png", "JPEG": ".jpg"}[header.format]
-    name = default_storage.save(f"images/{uuid.uuid4().hex[:2]}/{uuid.uuid4().hex}{suffix}", ContentFile(data))
+    name = default_storage.save(generated_name("images", SUFFIXES[header.format]), ContentFile(data))
     try:
         with default_storage.open(name, "rb") as stored:
-            if hashlib.sha256(stored.read()).hexdigest() != sha:
+            if stream_sha256(stored) != sha:
                 raise OSError("stored file does not match the uploaded bytes")
         with transaction.atomic():
             image = Image.objects.create(

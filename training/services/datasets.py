@@ -15,7 +15,6 @@ import csv
 import hashlib
 import logging
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from django.db import transaction
 from classifier.imaging import ImagingError
 from classifier.imaging.probe import probe_bytes
 from classifier.models import Label, Study
+from classifier.storage import SUFFIXES, generated_name
 from training.models import Dataset, DatasetImage
 
 log = logging.getLogger(__name__)
@@ -173,8 +173,7 @@ def _import_one(dataset: Dataset, candidate: Candidate, known: set[str], default
     except ImagingError as exc:
         log.warning("rejected %s: %s", candidate.path.name, exc.message)
         return "rejected"
-    suffix = {"DICOM": ".dcm", "PNG": ".png", "JPEG": ".jpg"}[header.format]
-    stored = default_storage.save(f"datasets/{dataset.pk}/{uuid.uuid4().hex}{suffix}", ContentFile(data))
+    stored = default_storage.save(generated_name(f"datasets/{dataset.pk}", SUFFIXES[header.format]), ContentFile(data))
     with transaction.atomic():
         DatasetImage.objects.create(
             dataset=dataset,
