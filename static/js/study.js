@@ -119,16 +119,12 @@
   // --- reload when a pending analysis finishes ---
   var pending = document.getElementById("pending-note");
   if (pending) {
-    var url = pending.dataset.statusUrl;
-    var tick = function () {
-      if (document.hidden) { setTimeout(tick, 3000); return; }
-      fetch(url, { credentials: "same-origin" }).then(function (r) {
-        if (!r.ok || r.redirected) throw new Error("status " + r.status);
-        return r.json();
-      }).then(function (s) {
-        if (!s.pending) window.location.reload(); else setTimeout(tick, 3000);
-      }).catch(function () { setTimeout(tick, 10000); });
-    };
-    setTimeout(tick, 3000);
+    window.cxrPoll({
+      url: pending.dataset.statusUrl, intervalMs: 3000, errorMs: 10000,
+      onData: function (s) {
+        if (!s.pending) window.location.reload();
+        return s.pending;
+      },
+    });
   }
 })();

@@ -92,13 +92,8 @@
     return data.final;
   }
 
-  function tick() {
-    fetch(url, { credentials: "same-origin" }).then(function (r) {
-      if (!r.ok || r.redirected) throw new Error("status " + r.status);
-      return r.json();
-    }).then(function (data) {
-      if (!render(data)) setTimeout(tick, 2000);
-    }).catch(function () { setTimeout(tick, 8000); });
-  }
-  tick();
+  window.cxrPoll({
+    url: url, intervalMs: 2000, errorMs: 8000, immediate: true,
+    onData: function (data) { return !render(data); },
+  });
 })();
