@@ -113,6 +113,47 @@ def png_bytes() -> Callable[..., bytes]:
     return synthetic_png
 
 
+def synthetic_dicom(
+    *,
+    mrn: str = "MRN-D1",
+    accession: str = "ACC-D1",
+    study_uid: str | None = None,
+    sop_uid: str | None = None,
+    size: int = 96,
+    seed: int = 0,
+    modality: str = "CR",
+    body_part: str = "CHEST",
+    patient_name: str = "Test^Patient",
+    birth_date: str = "19700101",
+    study_date: str = "20260101",
+) -> bytes:
+    """A CR chest radiograph with synthetic pixels, written with pydicom."""
+    from PIL import Image as PILImage
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    pixels = np.asarray(PILImage.open(io.BytesIO(synthetic_png(size, seed=seed)))).astype(np.uint16) * 16
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR Image Storage
+    meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID, ds.PatientName, ds.PatientSex, ds.PatientBirthDate = mrn, patient_name, "F", birth_date
+    ds.AccessionNumber, ds.StudyDate, ds.Modality = accession, study_date, modality
+    ds.BodyPartExamined, ds.ViewPosition = body_part, "PA"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels.tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 class WorkerProcess:
     """A real ``celery worker`` subprocess (prefork, one child) using the test database."""
 

@@ -6,11 +6,12 @@ handler are DRF settings (cxrsite.settings.REST_FRAMEWORK).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
 from django.db import models
-from rest_framework import generics
+from rest_framework import generics, renderers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -19,6 +20,24 @@ from classifier.http import audit_context
 from classifier.services.audit import audit_record
 
 NOTICE = "decision support, not a diagnosis"
+
+
+class BinaryRenderer(renderers.BaseRenderer):
+    """A binary media type a client may ask for; a view returns the bytes (or a file
+    response itself), while error bodies still go out as JSON."""
+
+    charset = None
+    render_style = "binary"
+
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Mapping[str, Any] | None = None
+    ) -> bytes:
+        if isinstance(data, bytes):
+            return data
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Type"] = "application/json"
+        return renderers.JSONRenderer().render(data)
 
 
 class ApiMixin:

@@ -22,7 +22,7 @@ from rest_framework import exceptions, parsers, renderers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from classifier.api.base import Api, upload_limit_bytes
+from classifier.api.base import Api, BinaryRenderer, upload_limit_bytes
 from classifier.api.idempotency import idempotent
 from classifier.http import audit_context, request_user
 from classifier.imaging import ImagingError, sniff_format
@@ -102,21 +102,11 @@ class DicomJsonRenderer(renderers.JSONRenderer):
     media_type = "application/dicom+json"
 
 
-class MultipartDicomRenderer(renderers.BaseRenderer):
+class MultipartDicomRenderer(BinaryRenderer):
     """WADO-RS payloads are built by the view; error bodies fall back to JSON."""
 
     media_type = "multipart/related"
     format = "multipart"
-    charset = None
-    render_style = "binary"
-
-    def render(
-        self, data: Any, accepted_media_type: str | None = None, renderer_context: Mapping[str, Any] | None = None
-    ) -> bytes:
-        response = (renderer_context or {}).get("response")
-        if response is not None:
-            response["Content-Type"] = "application/json"
-        return renderers.JSONRenderer().render(data)
 
 
 def _ident(data: bytes) -> dict[str, str]:

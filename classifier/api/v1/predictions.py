@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import django_filters
@@ -14,7 +13,7 @@ from rest_framework import renderers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from classifier.api.base import Api, ListApi, RetrieveApi
+from classifier.api.base import Api, BinaryRenderer, ListApi, RetrieveApi
 from classifier.api.errors import ApiError
 from classifier.api.filters import IsoDateTimeFilter
 from classifier.api.idempotency import idempotent
@@ -24,23 +23,11 @@ from classifier.models import Label, Prediction
 from classifier.services.predictions import prediction_rerun
 
 
-class PngRenderer(renderers.BaseRenderer):
+class PngRenderer(BinaryRenderer):
     """Lets clients ask for ``image/png``; error bodies still go out as JSON."""
 
     media_type = "image/png"
     format = "png"
-    charset = None
-    render_style = "binary"
-
-    def render(
-        self, data: Any, accepted_media_type: str | None = None, renderer_context: Mapping[str, Any] | None = None
-    ) -> bytes:
-        if isinstance(data, bytes):
-            return data
-        response = (renderer_context or {}).get("response")
-        if response is not None:
-            response["Content-Type"] = "application/json"
-        return renderers.JSONRenderer().render(data)
 
 
 class PredictionFilter(django_filters.FilterSet):

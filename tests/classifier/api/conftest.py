@@ -1,10 +1,9 @@
-"""API fixtures: synthetic DICOM files and a local webhook receiver (clients per role are in tests/conftest.py)."""
+"""API fixtures: DICOM files and a local webhook receiver (clients per role and synthetic_dicom are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -12,48 +11,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import numpy as np
 import pytest
 
-
-def synthetic_dicom(
-    *,
-    mrn: str = "MRN-D1",
-    accession: str = "ACC-D1",
-    study_uid: str | None = None,
-    sop_uid: str | None = None,
-    size: int = 96,
-    seed: int = 0,
-    modality: str = "CR",
-    body_part: str = "CHEST",
-) -> bytes:
-    """A CR chest radiograph with synthetic pixels, written with pydicom."""
-    from PIL import Image as PILImage
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    from tests.conftest import synthetic_png
-
-    pixels = np.asarray(PILImage.open(io.BytesIO(synthetic_png(size, seed=seed)))).astype(np.uint16) * 16
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR Image Storage
-    meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = study_uid or generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientID, ds.PatientName, ds.PatientSex, ds.PatientBirthDate = mrn, "Test^Patient", "F", "19700101"
-    ds.AccessionNumber, ds.StudyDate, ds.Modality = accession, "20260101", modality
-    ds.BodyPartExamined, ds.ViewPosition = body_part, "PA"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels.tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+from tests.conftest import synthetic_dicom  # re-exported for the API tests
 
 
 @pytest.fixture

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pytest
 
 from classifier.models import AuditEvent, Image, Prediction, Review, Study
-from tests.conftest import synthetic_png
+from tests.conftest import synthetic_dicom, synthetic_png
 
 pytestmark = pytest.mark.django_db
 
@@ -22,29 +21,16 @@ def _file(data: bytes, name: str):
 
 
 def dicom_bytes(*, mrn: str = "MRN-D1", accession: str = "ACC-D1", size: int = 96) -> bytes:
-    """A chest CR DICOM built with pydicom from a synthetic array."""
-    from PIL import Image as PILImage
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    pixels = np.array(PILImage.open(io.BytesIO(synthetic_png(size, seed=7))), dtype=np.uint16) * 16
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR image storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset("chest.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientID, ds.PatientName, ds.PatientSex, ds.PatientBirthDate = mrn, "Doe^Jane", "F", "19700102"
-    ds.AccessionNumber, ds.Modality, ds.BodyPartExamined, ds.ViewPosition = accession, "CR", "CHEST", "PA"
-    ds.StudyDate = "20240301"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels.tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    """The upload pages' DICOM: Jane Doe, studied 2024-03-01."""
+    return synthetic_dicom(
+        mrn=mrn,
+        accession=accession,
+        size=size,
+        seed=7,
+        patient_name="Doe^Jane",
+        birth_date="19700102",
+        study_date="20240301",
+    )
 
 
 def test_upload_endpoint_creates_image_and_pending_prediction(clients) -> None:
