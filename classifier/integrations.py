@@ -1,6 +1,6 @@
 """Rows of the hospital-system integrations: API tokens, idempotency records, webhooks.
 
-Re-exported by ``classifier.models`` so that migrations and the admin see them as part
+Imported by name into ``classifier.models`` so that migrations and the admin see them as part
 of the ``classifier`` app. Writes go through ``classifier.services.tokens`` and
 ``classifier.services.webhooks``; nothing here has behaviour beyond small properties.
 """

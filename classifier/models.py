@@ -10,6 +10,26 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+# The integration rows (tokens, idempotency records, webhooks) are defined in their own
+# module and exported here, so the app's models module names every model of the app.
+from classifier.integrations import ApiToken, IdempotencyRecord, Webhook, WebhookDelivery
+
+__all__ = [
+    "SEX_CHOICES",
+    "ApiToken",
+    "AuditEvent",
+    "IdempotencyRecord",
+    "Image",
+    "Label",
+    "Patient",
+    "Prediction",
+    "QueueProbe",
+    "Review",
+    "Study",
+    "Webhook",
+    "WebhookDelivery",
+]
+
 
 class Label(models.TextChoices):
     """Ground-truth vocabulary. PNEUMONIA (cause unknown) is a label, never a model output."""
@@ -262,6 +282,3 @@ class QueueProbe(models.Model):
 
     def __str__(self) -> str:
         return f"Queue probe #{self.pk} ({self.status})"
-
-
-from classifier.integrations import *  # noqa: E402, F403 - integration rows live in their own module
