@@ -14,8 +14,8 @@ import logging
 import math
 import time
 import uuid
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
@@ -30,6 +30,11 @@ from classifier.services.audit import AuditContext, audit_record
 from classifier.services.studies import study_refresh
 from classifier.services.webhooks import prediction_finished, webhook_sweep
 from classifier.storage import generated_name
+
+if TYPE_CHECKING:  # the worker's runtime types; never imported by the web process
+    from classifier.imaging import ImagingError
+    from classifier.inference.pipeline import InferencePipeline, InferenceResult
+    from training.models import ModelVersion
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a worker killed this often on one image means the image kills workers
@@ -175,7 +180,7 @@ def _complete_failed(pk: int, token: uuid.UUID, code: str, message: str) -> bool
     return True
 
 
-def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any) -> list[int]:
+def _run_batch(batch: list[tuple[int, uuid.UUID]], version: ModelVersion) -> list[int]:
     """Run the batch, write each image's files, then commit every outcome row together
     with its study's new status and priority (no reader sees a finished prediction in a
     study that still says queued) and its webhook deliveries (none is lost to a crash)."""
@@ -227,11 +232,13 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: Any) -> list[int]:
     return [pk for pk, _ in kept]
 
 
-def _finite(result: Any) -> bool:
+def _finite(result: InferenceResult) -> bool:
     return all(math.isfinite(p) for p in result.probabilities.values())
 
 
-def run_each(pipeline: Any, payloads: list[bytes], *, batch_size: int) -> list[Any]:
+def run_each(
+    pipeline: InferencePipeline, payloads: list[bytes], *, batch_size: int
+) -> list[InferenceResult | ImagingError]:
     """Results in order, an ImagingError in place of each file that cannot be decoded.
 
     The batch path runs first; only when a file in it fails are the files run one by
@@ -240,9 +247,10 @@ def run_each(pipeline: Any, payloads: list[bytes], *, batch_size: int) -> list[A
     from classifier.imaging import ImagingError
 
     try:
-        return pipeline.run_many(payloads, batch_size=batch_size)
+        batch: list[InferenceResult | ImagingError] = list(pipeline.run_many(payloads, batch_size=batch_size))
+        return batch
     except ImagingError:
-        results: list[Any] = []
+        results: list[InferenceResult | ImagingError] = []
         for data in payloads:
             try:
                 results.append(pipeline.run(data))
@@ -251,13 +259,15 @@ def run_each(pipeline: Any, payloads: list[bytes], *, batch_size: int) -> list[A
         return results
 
 
-def _write_files(prediction: Prediction, result: Any) -> dict[str, str]:
+def _write_files(prediction: Prediction, result: InferenceResult) -> dict[str, str]:
     """Store the overlay, raw map and display image under generated names; returns the
     field -> path mapping for the row.  Adds the "store" timing to the result."""
     from classifier.inference.gradcam import png_bytes
 
     started = time.perf_counter()
     name = generated_name("heatmaps")
+    if result.heatmap_raw is None:  # the worker always asks for heatmaps
+        raise ValueError("an inference result without its heatmap cannot be stored")
     raw_buffer = io.BytesIO()
     np.save(raw_buffer, result.heatmap_raw.astype(np.float16))
     storage = prediction.heatmap.storage
@@ -272,7 +282,9 @@ def _write_files(prediction: Prediction, result: Any) -> dict[str, str]:
     return paths
 
 
-def _complete_done(pk: int, token: uuid.UUID, result: Any, version: Any, runtime: str, paths: dict[str, str]) -> bool:
+def _complete_done(
+    pk: int, token: uuid.UUID, result: InferenceResult, version: ModelVersion, runtime: str, paths: dict[str, str]
+) -> bool:
     """Write the outcome row if this process still holds the claim; True when written."""
     return claims.complete(
         Prediction,
@@ -297,7 +309,7 @@ def _complete_done(pk: int, token: uuid.UUID, result: Any, version: Any, runtime
     )
 
 
-def prediction_sweep(*, now: Any = None) -> dict[str, int]:
+def prediction_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Re-send stranded PENDING rows, reclaim RUNNING rows of dead workers, refresh
     priorities, and re-send webhook deliveries whose task was lost.
 

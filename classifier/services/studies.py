@@ -5,8 +5,8 @@ recompute a study's status and priority from its images.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
-from typing import Any
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -18,6 +18,9 @@ from classifier.models import Patient, Prediction, Study
 from classifier.services.audit import Actor, AuditContext, audit_record
 from classifier.services.errors import ServiceError
 from classifier.triage import priority_score
+
+if TYPE_CHECKING:
+    from classifier.selectors.studies import ImageState
 
 
 @dataclass
@@ -129,7 +132,13 @@ def _study_create(*, fields: StudyFields, requested_by: User | None) -> Study:
 
 
 def patient_get_or_create(
-    *, mrn: str, name: str = "", birth_date: Any = None, sex: str = "", actor: Actor, audit: AuditContext | None = None
+    *,
+    mrn: str,
+    name: str = "",
+    birth_date: date | None = None,
+    sex: str = "",
+    actor: Actor,
+    audit: AuditContext | None = None,
 ) -> tuple[Patient, bool]:
     """The patient with this MRN, created when new; an existing row is returned unchanged."""
     mrn = mrn.strip()
@@ -168,7 +177,7 @@ def study_refresh(*study_ids: int) -> None:
         Study.objects.filter(pk=study.pk).update(status=status, priority=priority, updated_at=now)
 
 
-def _study_state(study: Study, states: list[Any], now: Any) -> tuple[str, float]:
+def _study_state(study: Study, states: list[ImageState], now: datetime) -> tuple[str, float]:
     """(status, priority) of a study from its images' states (``selectors.ImageState``)."""
     reviewed = bool(states) and all(state.reviewed for state in states)
     statuses = {state.status for state in states if state.status is not None}

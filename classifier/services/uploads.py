@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -20,7 +19,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from classifier.imaging import DecodeLimits, ImagingError
-from classifier.imaging.probe import probe_bytes
+from classifier.imaging.probe import ProbeResult, probe_bytes
 from classifier.models import Image, Prediction, Study
 from classifier.services.audit import AuditContext, audit_record
 from classifier.services.errors import ServiceError
@@ -85,7 +84,13 @@ def image_upload(
 
 
 def _store(
-    outcome: UploadOutcome, *, study: Study, data: bytes, header: Any, uploaded_by: User | None, refresh_study: bool
+    outcome: UploadOutcome,
+    *,
+    study: Study,
+    data: bytes,
+    header: ProbeResult,
+    uploaded_by: User | None,
+    refresh_study: bool,
 ) -> None:
     sha = hashlib.sha256(data).hexdigest()
     sop = (header.metadata.get("sop_instance_uid") or "")[:64]

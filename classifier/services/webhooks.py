@@ -22,6 +22,7 @@ import logging
 import secrets
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -248,7 +249,7 @@ def retry_countdown(retries: int) -> float:
     return min(BACKOFF_SECONDS * (2**retries), 3600.0)
 
 
-def webhook_sweep(*, now: Any = None) -> int:
+def webhook_sweep(*, now: datetime | None = None) -> int:
     """Re-send pending deliveries whose next attempt is overdue by more than
     CXR_SWEEP_INTERVAL_SECONDS (their task was lost: broker down when it was sent, or
     a retry dropped with a broker restart).  Returns how many were re-sent.

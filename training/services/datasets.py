@@ -18,8 +18,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -140,7 +140,7 @@ def dataset_import(
     directory: Path,
     layout: str,
     name: str,
-    created_by: Any = None,
+    created_by: User | None = None,
     default_split: str = "",
     limit: int | None = None,
 ) -> tuple[Dataset, dict[str, int]]:
