@@ -2,9 +2,10 @@
 
 ``webhook_emit`` stores one WebhookDelivery per interested webhook (the exact body) in
 the caller's transaction (an outbox: the event commits with the change it reports, or
-not at all) and sends the delivery task, on the ``webhooks`` queue, after commit; ``webhook_deliver_task`` POSTs it, retrying with
-exponential backoff; ``webhook_sweep`` (run by the prediction sweeper) re-sends
-deliveries whose task was lost. Delivery is at least once: receivers deduplicate on the event id
+not at all) and sends the delivery task, on the ``webhooks`` queue, after commit;
+``webhook_deliver`` POSTs it, retried with exponential backoff by the task;
+``webhook_sweep`` (run by the prediction sweeper) re-sends deliveries whose task was
+lost. Delivery is at least once: receivers deduplicate on the event id
 (``X-CXR-Delivery`` and the body's ``id``), which is stable across retries.
 
 Signature: ``X-CXR-Signature: sha256=<hex HMAC-SHA256 of the raw body with the webhook
