@@ -14,23 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from classifier import claims
 from classifier.audit import audit_record
-from classifier.models import Label
 from classifier.selectors import reviewed_images
 from training import registry
 from training.datasets import assign_splits
 from training.models import Dataset, DatasetImage, ModelVersion, TrainingRun
 
 log = logging.getLogger(__name__)
-# "Pneumonia, cause unknown" has no output class: it teaches "abnormal, non-COVID" as a
-# soft target spread over the bacterial and viral classes (NIH adults, pre-2020).
-SOFT_TARGETS = {Label.PNEUMONIA: {Label.PNEUMONIA_BACTERIAL: 0.45, Label.PNEUMONIA_VIRAL: 0.45, Label.COVID19: 0.1}}
 
 
 @dataclass(frozen=True)
@@ -94,18 +89,6 @@ def split_items(items: list[Item], *, seed: int, val_fraction: float) -> dict[st
     return out
 
 
-def targets(labels: list[str], item_labels: list[str]) -> np.ndarray:
-    """Soft target rows (n, k) in ``labels`` order; unknown labels raise ValueError."""
-    rows = np.zeros((len(item_labels), len(labels)), dtype=np.float32)
-    for row, label in enumerate(item_labels):
-        spread = SOFT_TARGETS.get(label, {label: 1.0})
-        for name, weight in spread.items():
-            if name not in labels:
-                raise ValueError(f"label {name} is not in the model's schema")
-            rows[row, labels.index(name)] = weight
-    return rows
-
-
 def training_run_execute(*, run_id: int) -> TrainingRun | None:
     """Execute a run end to end. Returns None when another executor holds it."""
     lease = settings.CXR["TRAINING_HARD_TIME_LIMIT"] + 60
@@ -141,17 +124,20 @@ def _execute(run: TrainingRun) -> ModelVersion:
     started = time.monotonic()
 
     history: dict[str, list[float]] = {}
+    latest: dict[str, Any] = {}
 
     def progress(record: dict) -> None:
-        # The row carries the curve so far, so a page opened mid-run can draw all epochs.
+        # The row carries the curve so far, so a page opened mid-run can draw all epochs;
+        # a stage-only record (export, evaluation) keeps the last epoch's figures.
         for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
             if isinstance(record.get(key), (int, float)):
                 history.setdefault(key, []).append(float(record[key]))
-        TrainingRun.objects.filter(pk=run.pk).update(progress=record, history=history)
+        latest.update(record)
+        TrainingRun.objects.filter(pk=run.pk).update(progress=dict(latest), history=history)
 
     try:
         candidate = build_candidate(spec=spec, splits=splits, workdir=workdir, artifact_dir=staging / "artifact",
-                                    progress=progress)
+                                    cache_dir=Path(settings.VAR_DIR) / "preprocessed-cache", progress=progress)
         champion = registry.active_version(run.name)
         reviewed = sum(1 for item in splits["train"] + splits["val"] if item.key.startswith("image:"))
         version = registry.version_register(
