@@ -45,6 +45,10 @@ class TrainSpec:
     lr_decay_rate: float = 0.9
     lr_decay_steps: int = 150        # optimizer steps per decay_rate factor
     early_stopping_patience: int = 4
+    # "val_loss", or "val_auc": abnormal-vs-normal AUC of the validation images (the
+    # ranking a threshold is later chosen on; loss also punishes miscalibration, which
+    # temperature scaling repairs afterwards).
+    early_stopping_metric: str = "val_loss"
     balancing: str = "class_weights"
     epoch_samples: int = 0           # images drawn per epoch with "source_label" (0 = the training set size)
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
@@ -60,6 +64,8 @@ class TrainSpec:
     seed: int = 1234
 
     def __post_init__(self) -> None:
+        if self.early_stopping_metric not in ("val_loss", "val_auc"):
+            raise ValueError("early_stopping_metric must be val_loss or val_auc")
         if self.balancing not in BALANCING_MODES:
             raise ValueError(f"balancing must be one of {BALANCING_MODES}")
         if self.epochs < 1 or self.batch_size < 1:
@@ -149,8 +155,21 @@ def _load_or_build(spec: TrainSpec, ckpt: Path) -> tuple[Any, dict]:
     return model, _new_state(spec)
 
 
+def _val_auc(model: Any, x_val: np.ndarray, y_val: np.ndarray, labels: tuple[str, ...]) -> float:
+    """Abnormal-vs-normal AUC on the validation images (0.5 when only one class is there)."""
+    from training.evaluation.metrics import roc_auc
+
+    normal = labels.index("NORMAL") if "NORMAL" in labels else 0
+    logits = np.concatenate([np.asarray(model(x_val[i:i + 64].astype(np.float32) / 255.0, training=False))
+                             for i in range(0, len(x_val), 64)])
+    z = logits - logits.max(axis=1, keepdims=True)
+    p_normal = np.exp(z[:, normal]) / np.exp(z).sum(axis=1)
+    auc = roc_auc(y_val[:, normal] < 0.5, 1.0 - p_normal)
+    return 0.5 if auc is None else float(auc)
+
+
 def _epoch_callback(spec: TrainSpec, ckpt: Path, state: dict, progress: Progress | None,
-                    phase_end: int) -> Any:
+                    phase_end: int, val: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
     """Keras callback: record history, checkpoint, early-stop, report progress."""
     import keras
 
@@ -164,7 +183,12 @@ def _epoch_callback(spec: TrainSpec, ckpt: Path, state: dict, progress: Progress
                 state["history"].setdefault(key, []).append(value)
             state["epoch"] = epoch + 1
             state["seconds"] += time.monotonic() - self._t0
-            val_loss = logs.get("val_loss", logs.get("loss", math.inf))
+            if spec.early_stopping_metric == "val_auc" and val is not None:
+                logs["val_auc"] = _val_auc(self.model, val[0], val[1], spec.labels)
+                state["history"].setdefault("val_auc", []).append(logs["val_auc"])
+                val_loss = -logs["val_auc"]  # lower is better, as for the loss
+            else:
+                val_loss = logs.get("val_loss", logs.get("loss", math.inf))
             if val_loss < state["best_val_loss"] - 1e-4:
                 state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
                 self.model.save_weights(ckpt / "best.weights.h5")
@@ -197,10 +221,10 @@ TrainData = Callable[[int, int], tuple[Any, int | None]]  # (first, end epoch) -
 
 
 def _run_phase(model: Any, spec: TrainSpec, state: dict, ckpt: Path, end: int,
-               data: tuple[TrainData, Any], progress: Progress | None) -> None:
+               data: tuple[TrainData, Any, tuple[np.ndarray, np.ndarray]], progress: Progress | None) -> None:
     if state["epoch"] >= end or state["stopped_early"]:
         return
-    callback = _epoch_callback(spec, ckpt, state, progress, end)
+    callback = _epoch_callback(spec, ckpt, state, progress, end, data[2])
     train_ds, steps = data[0](state["epoch"], end)
     model.fit(train_ds, validation_data=data[1], initial_epoch=state["epoch"], steps_per_epoch=steps,
               epochs=end, callbacks=[callback], shuffle=False, verbose=0)
@@ -252,14 +276,14 @@ def train(spec: TrainSpec, *, x_train: np.ndarray, y_train: np.ndarray,
         def train_data(first: int, end: int) -> tuple[Any, int | None]:
             return make_dataset(x_train, y_onehot, batch_size=spec.batch_size, augment=spec.augment, shuffle=True,
                                 seed=spec.seed, balancing=spec.balancing), None
-    val_ds = make_dataset(x_val, as_onehot(y_val, k), batch_size=spec.batch_size,
-                          augment=None, shuffle=False, seed=spec.seed)
+    val_arrays = (x_val, as_onehot(y_val, k))
+    val_ds = make_dataset(x_val, val_arrays[1], batch_size=spec.batch_size, augment=None, shuffle=False, seed=spec.seed)
     if state["phase"] == "train":
-        _run_phase(model, spec, state, ckpt, spec.epochs, (train_data, val_ds), progress)
+        _run_phase(model, spec, state, ckpt, spec.epochs, (train_data, val_ds, val_arrays), progress)
         if spec.fine_tune_epochs > 0:
             _start_fine_tune(model, spec, state, ckpt)
     if state["phase"] == "fine_tune":
-        _run_phase(model, spec, state, ckpt, spec.total_epochs, (train_data, val_ds), progress)
+        _run_phase(model, spec, state, ckpt, spec.total_epochs, (train_data, val_ds, val_arrays), progress)
     return _finish(model, spec, state, ckpt, workdir)
 
 
