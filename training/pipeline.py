@@ -1,26 +1,55 @@
-"""From labelled items to a complete candidate artifact directory.
+"""From labelled items to a complete candidate artifact directory (Django-free).
 
-train (resumable) -> temperature scaling on validation -> operating threshold on
-validation for the target sensitivity -> validation/test/per-source metrics -> plots ->
-model card -> artifact (weights, TFLite export with a parity check, configs, sha256s).
-TensorFlow is imported inside functions only.
+Two ways to choose when to stop, the temperature and the operating threshold:
+
+* **On unseen sources** (the run spec lists ``selection.holdout_folds``, e.g.
+  ``[["nih", "hannover"], ["jsrt", "ieee8023", "cxnet"]]``): one model per fold is trained
+  without the fold's sources and early-stopped on them; the pooled predictions of those
+  models on sources they never saw give the temperature and the threshold, and the
+  median best epoch fixes how long the final model, trained on every source, runs.
+  A new hospital is a source the model never saw; a split of the same collections
+  flatters (see README, "The shipped model").
+* **On the validation split** (no folds): early stopping, temperature and threshold on
+  the patient-disjoint validation split, as before this rule existed.
+
+Either way the candidate is then evaluated on the validation and test splits (and the
+unseen-source predictions are reported per source with AUC confidence intervals), plots
+and a model card are written, and the artifact (weights, TFLite export with a parity
+check, configs, sha256s) is written by ``training.trainers.export``. TensorFlow is
+imported inside functions only.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-from django.conf import settings
 
-from training.evaluation import (evaluate_predictions, fit_temperature, plot_confusion_matrix, plot_reliability,
-                                 plot_roc, plot_training_curves, threshold_for_sensitivity)
+from training.evaluation import (binary_metrics, evaluate_predictions, fit_temperature, plot_confusion_matrix,
+                                 plot_reliability, plot_roc, plot_training_curves, threshold_for_sensitivity)
 from training.evaluation.calibration import apply_temperature
+from training.model_card import cause_validation, model_card
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class TrainingItem(Protocol):
+    """What the pipeline needs of an example (``training.services.Item``, ``shared_data.Record``)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def source(self) -> str: ...
 
 
 @dataclass
@@ -34,15 +63,27 @@ class CandidateBuild:
 class Arrays:
     x: np.ndarray          # uint8 (n, h, w, c)
     y: np.ndarray          # soft targets (n, k)
-    items: list[Any]       # the training.services.runs.Item of each row
+    items: list[Any]
+
+    def subset(self, mask: np.ndarray) -> "Arrays":
+        rows = np.nonzero(mask)[0]
+        return Arrays(self.x[rows], self.y[rows], [self.items[i] for i in rows])
+
+    @property
+    def labels(self) -> list[str]:
+        return [item.label for item in self.items]
+
+    @property
+    def sources(self) -> list[str]:
+        return [item.source for item in self.items]
 
 
-def _load(items: Sequence[Any], labels: list[str], config: Any) -> Arrays:
-    from training.targets import targets
+def load_arrays(items: Sequence[Any], labels: list[str], config: Any, cache_dir: Path) -> Arrays:
+    """Preprocessed uint8 images (through the disk cache) and soft targets of ``items``."""
     from training.trainers.data import PreprocessedCache
+    from training.trainers.targets import targets
 
-    cache = PreprocessedCache(Path(settings.VAR_DIR) / "preprocessed-cache", workers=2)
-    result = cache.load([str(item.path) for item in items], config)
+    result = PreprocessedCache(cache_dir, workers=2).load([str(item.path) for item in items], config)
     kept = [items[i] for i in result.indices]
     return Arrays(x=result.images, y=targets(labels, [item.label for item in kept]), items=kept)
 
@@ -58,11 +99,8 @@ def snapshot(splits: dict[str, list[Any]]) -> dict[str, Any]:
 def group_balance(items: Sequence[Any], groups: dict[str, str], *, seed: int) -> np.ndarray:
     """Row indices that balance normal vs abnormal within each domain group, by oversampling.
 
-    ``groups`` maps a source to a group (e.g. pediatric vs adult collections); unmapped
-    sources are their own group. In the public data every adult image is far more often
-    abnormal than normal, so without this a model can learn "adult anatomy -> disease";
-    within each group the two binary classes get equal weight. Groups with only one
-    binary class are kept as they are.
+    The rule of versions trained with ``balancing="class_weights"`` (the shipped v2); runs
+    with ``balancing="source_label"`` use ``training.trainers.balance`` instead.
     """
     rng = np.random.default_rng(seed)
     cells: dict[tuple[str, bool], list[int]] = {}
@@ -80,70 +118,244 @@ def group_balance(items: Sequence[Any], groups: dict[str, str], *, seed: int) ->
     return np.sort(np.asarray(rows, dtype=np.int64))
 
 
-def _logits(model: Any, x_uint8: np.ndarray) -> np.ndarray:
+def logits_of(model: Any, x_uint8: np.ndarray) -> np.ndarray:
+    """Model logits (float64) for uint8 images, in batches of 64."""
     out = [model.predict_on_batch(x_uint8[i:i + 64].astype(np.float32) / 255.0) for i in range(0, len(x_uint8), 64)]
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 0))
 
 
+def _fit(spec: Any, run_spec: dict[str, Any], train: Arrays, val: Arrays, workdir: Path,
+         progress: Progress | None) -> Any:
+    """Train one model on ``train``, early-stopping on ``val``; returns the TrainOutcome."""
+    from training.trainers.balance import cell_probabilities
+    from training.trainers.train import train as train_model
+
+    x, y, sample_p = train.x, train.y, None
+    groups_of = run_spec.get("balance_groups") or {}
+    if spec.balancing == "source_label":
+        sample_p = cell_probabilities([groups_of.get(s, s) for s in train.sources], train.sources, train.labels,
+                                      group_weights=run_spec.get("group_weights"))
+    elif groups_of:
+        rows = group_balance(train.items, groups_of, seed=spec.seed)
+        x, y = x[rows], y[rows]
+    return train_model(spec, x_train=x, y_train=y, x_val=val.x, y_val=val.y, workdir=workdir, progress=progress,
+                       sample_p=sample_p)
+
+
+def _in_schema(arrays: Arrays, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    mask = np.array([label in labels for label in arrays.labels], dtype=bool)
+    return mask, np.array([labels.index(label) for label in arrays.labels if label in labels], dtype=np.int64)
+
+
+def _calibrate(logits: np.ndarray, arrays: Arrays, labels: list[str], target: float) -> tuple[float, dict, float]:
+    """Temperature (4-class NLL), the threshold for ``target`` sensitivity, and that threshold
+    a hair lower: served scores are float32, so a case sitting exactly on the boundary must
+    not flip to "not flagged" through rounding."""
+    mask, idx = _in_schema(arrays, labels)
+    temperature = float(fit_temperature(logits[mask], idx))
+    probs = apply_temperature(logits, temperature)
+    y_abn = np.array([label != "NORMAL" for label in arrays.labels])
+    chosen = threshold_for_sensitivity(y_abn, 1.0 - probs[:, labels.index("NORMAL")], target=target)
+    return temperature, chosen, max(0.0, float(chosen["threshold"]) - 1e-6)
+
+
+def unseen_source_report(arrays: Arrays, probs: np.ndarray, labels: list[str], threshold: float,
+                         *, n_bootstrap: int = 1000) -> dict[str, Any]:
+    """Pooled and per-source figures of predictions on sources the predicting model never saw.
+
+    Per source: n, AUC with a bootstrap 95 % CI where both classes exist, sensitivity
+    and specificity at ``threshold`` where defined, 4-class accuracy.
+    """
+    pooled = evaluate_predictions(arrays.labels, probs, labels, threshold=threshold, n_bootstrap=n_bootstrap)
+    y = np.array([label != "NORMAL" for label in arrays.labels])
+    score = 1.0 - probs[:, labels.index("NORMAL")]
+    per_source: dict[str, Any] = {}
+    for source in sorted(set(arrays.sources)):
+        mask = np.array([s == source for s in arrays.sources])
+        figures = binary_metrics(y[mask], score[mask], threshold, n_bootstrap=n_bootstrap)
+        sub = arrays.subset(mask)
+        in_schema, idx = _in_schema(sub, labels)
+        accuracy = float((probs[mask][in_schema].argmax(1) == idx).mean()) if idx.size else None
+        per_source[source] = {"n": int(mask.sum()), "n_abnormal": int(y[mask].sum()), "auc": figures["auc"],
+                              "auc_ci": (figures.get("ci") or {}).get("auc"), "sensitivity": figures["sensitivity"],
+                              "specificity": figures["specificity"], "accuracy_4class": accuracy}
+    return {"pooled": pooled, "per_source": per_source}
+
+
+@dataclass
+class Selection:
+    """What the source-held-out folds decided."""
+
+    epochs: int
+    temperature: float
+    threshold: float
+    chosen: dict[str, Any]
+    report: dict[str, Any]
+    folds: list[dict[str, Any]]
+    arrays: Arrays
+    logits: np.ndarray
+
+
+def select_on_unseen_sources(spec: Any, run_spec: dict[str, Any], pool: Arrays, folds: list[list[str]],
+                             workdir: Path, progress: Progress | None = None) -> Selection:
+    """Train one model per fold without the fold's sources, early-stopped on them.
+
+    ``pool`` holds every image that may train or validate (not the test split). Each
+    fold's held-out images are predicted by the fold model only, so the pooled logits
+    are all of models that never saw that source.
+    """
+    labels = list(spec.labels)
+    held_logits, held_rows, reports = [], [], []
+    for number, fold in enumerate(folds):
+        held = np.array([s in fold for s in pool.sources])
+        if not held.any() or held.all():
+            raise ValueError(f"fold {fold} holds out {'no' if not held.any() else 'every'} image")
+        started = time.monotonic()
+        outcome = _fit(spec, run_spec, pool.subset(~held), pool.subset(held), workdir / f"fold-{number + 1}",
+                       _staged(progress, f"fold {number + 1} of {len(folds)} (without {', '.join(fold)})"))
+        import keras
+
+        model = keras.saving.load_model(outcome.model_path, compile=False)
+        held_logits.append(logits_of(model, pool.x[held]))
+        held_rows.append(np.nonzero(held)[0])
+        reports.append({"holdout": fold, "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
+                        "seconds": round(time.monotonic() - started, 1), "n_train": int((~held).sum()),
+                        "n_holdout": int(held.sum())})
+    rows = np.concatenate(held_rows)
+    arrays = Arrays(pool.x[rows], pool.y[rows], [pool.items[i] for i in rows])
+    logits = np.concatenate(held_logits)
+    temperature, chosen, threshold = _calibrate(logits, arrays, labels, run_spec["target_sensitivity"])
+    probs = apply_temperature(logits, temperature)
+    epochs = int(np.median([r["best_epoch"] for r in reports]))
+    return Selection(epochs=max(1, epochs), temperature=temperature, threshold=threshold, chosen=chosen,
+                     report=unseen_source_report(arrays, probs, labels, threshold), folds=reports, arrays=arrays,
+                     logits=logits)
+
+
+def _staged(progress: Progress | None, stage: str) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda record: progress({**record, "stage": stage})
+
+
+def _final_spec(spec: Any, epochs: int) -> Any:
+    """The spec for the model trained on every source: ``epochs`` in total, no early stop."""
+    patience = epochs + spec.fine_tune_epochs + 1
+    if spec.fine_tune_epochs and epochs > spec.epochs:
+        return replace(spec, fine_tune_epochs=epochs - spec.epochs, early_stopping_patience=patience)
+    return replace(spec, epochs=epochs, fine_tune_epochs=0, early_stopping_patience=patience)
+
+
 def build_candidate(*, spec: dict[str, Any], splits: dict[str, list[Any]], workdir: Path, artifact_dir: Path,
-                    progress: Callable[[dict], None] | None = None) -> CandidateBuild:
-    """Train and describe one candidate; ``artifact_dir`` must not exist yet."""
+                    cache_dir: Path, progress: Progress | None = None) -> CandidateBuild:
+    """Train and describe one candidate; ``artifact_dir`` must not exist yet.
+
+    ``splits``: "train" and "val" (required) and "test" lists of items (key, path,
+    label, source). Progress records carry a ``stage`` ("fold 1 of 2 ...", "final model",
+    "export", "evaluation") besides the epoch figures.
+    """
     import keras
 
     from classifier.imaging.preprocess import PreprocessConfig
     from training.trainers.export import write_artifact
-    from training.trainers.train import TrainSpec, train
+    from training.trainers.train import TrainSpec
 
     train_spec, config = TrainSpec.from_dict(spec["train"]), PreprocessConfig.from_dict(spec["preprocess"])
     labels = list(train_spec.labels)
-    data = {name: _load(items, labels, config) for name, items in splits.items() if items}
-    rows = np.arange(len(data["train"].items))
-    if spec.get("balance_groups"):
-        rows = group_balance(data["train"].items, spec["balance_groups"], seed=train_spec.seed)
-    outcome = train(train_spec, x_train=data["train"].x[rows], y_train=data["train"].y[rows], x_val=data["val"].x,
-                    y_val=data["val"].y, workdir=workdir, progress=progress)
+    data = {name: load_arrays(items, labels, config, cache_dir) for name, items in splits.items() if items}
+    pool = _concat(data["train"], data["val"])
+    present = set(pool.sources)
+    # A fold is usable when it holds out some, but not all, of the sources present.
+    folds = [f for f in ((spec.get("selection") or {}).get("holdout_folds") or [])
+             if present & set(f) and present - set(f)]
+    selection = None
+    if folds:
+        selection = select_on_unseen_sources(train_spec, spec, pool, folds, workdir / "selection", progress)
+        outcome = _fit(_final_spec(train_spec, selection.epochs), spec, data["train"], data["val"], workdir / "final",
+                       _staged(progress, "final model (every source)"))
+    else:
+        outcome = _fit(train_spec, spec, data["train"], data["val"], workdir, _staged(progress, "training"))
+    _report(progress, "evaluation", outcome)
     model = keras.saving.load_model(outcome.model_path, compile=False)
-    logits = {name: _logits(model, arrays.x) for name, arrays in data.items()}
-    val = data["val"]
-    in_schema = np.array([item.label in labels for item in val.items])
-    y_idx = np.array([labels.index(item.label) for item in val.items if item.label in labels])
-    temperature = fit_temperature(logits["val"][in_schema], y_idx)
+    logits = {name: logits_of(model, arrays.x) for name, arrays in data.items()}
+    if selection is not None:
+        temperature, chosen, threshold = selection.temperature, selection.chosen, selection.threshold
+    else:
+        temperature, chosen, threshold = _calibrate(logits["val"], data["val"], labels, spec["target_sensitivity"])
     probs = {name: apply_temperature(value, temperature) for name, value in logits.items()}
-    normal = labels.index("NORMAL")
-    y_abn = np.array([item.label != "NORMAL" for item in val.items])
-    chosen = threshold_for_sensitivity(y_abn, 1.0 - probs["val"][:, normal], target=spec["target_sensitivity"])
-    # A hair below the chosen validation score: served scores are float32, so a case sitting
-    # exactly on the boundary must not flip to "not flagged" through rounding.
-    threshold = max(0.0, float(chosen["threshold"]) - 1e-6)
-    metrics = {name: evaluate_predictions([item.label for item in arrays.items], probs[name], labels,
-                                          threshold=threshold, sources=[item.source for item in arrays.items])
-               for name, arrays in data.items() if name != "train"}
+    metrics: dict[str, Any] = {
+        name: evaluate_predictions(arrays.labels, probs[name], labels, threshold=threshold, sources=arrays.sources)
+        for name, arrays in data.items() if name != "train"}
     metrics["training"] = {"seconds": round(outcome.seconds, 1), "epochs_run": outcome.epochs_run,
                            "best_epoch": outcome.best_epoch, "stopped_early": outcome.stopped_early}
-    metrics["threshold_selection"] = chosen
+    metrics["threshold_selection"] = {**chosen, "chosen_on": "unseen sources" if selection else "validation split"}
+    if selection is not None:
+        metrics["unseen_sources"] = {**selection.report, "folds": selection.folds, "final_epochs": selection.epochs}
+    metrics["gradcam_lung_mass"] = gradcam_lung_mass(model, data["val"], probs["val"], labels, config)
     snap = snapshot(splits)
-    thresholds = {"abnormal": threshold, "temperature": float(temperature),
-                  "target_sensitivity": spec["target_sensitivity"]}
+    metrics["cause_validation"] = cause_validation(snap["counts"], spec.get("balance_groups") or {})
+    thresholds = {"abnormal": threshold, "temperature": temperature, "target_sensitivity": spec["target_sensitivity"]}
     card = model_card(spec=spec, metrics=metrics, snap=snap, thresholds=thresholds)
+    _report(progress, "export", outcome)
+    val = data["val"]
     write_artifact(artifact_dir, model=model, preprocess_config=config, labels=labels, thresholds=thresholds,
                    metrics=metrics, model_card_md=card,
                    extra={"hyperparameters": {"architecture": train_spec.architecture, "run_spec": spec},
                           "data_snapshot": {"sha256": snap["sha256"], "counts": snap["counts"]}},
-                   parity_x=val.x[:8].astype(np.float32) / 255.0)
-    _add_plots(artifact_dir, outcome.history, val, probs["val"], labels, threshold, metrics["val"])
+                   parity_x=val.x[:8].astype(np.float32) / 255.0,
+                   quantize=spec.get("export_quantization", "none"))
+    plotted = (selection.arrays, apply_temperature(selection.logits, temperature)) if selection else (val, probs["val"])
+    add_plots(artifact_dir, outcome.history, plotted[0], plotted[1], labels, threshold)
     return CandidateBuild(history=outcome.history, snapshot=snap, metrics=metrics)
 
 
-def _add_plots(artifact_dir: Path, history: dict, val: Arrays, probs: np.ndarray, labels: list[str],
-               threshold: float, val_metrics: dict) -> None:
-    """Write the plots into the artifact and list them in its manifest."""
+def gradcam_lung_mass(model: Any, arrays: Arrays, probs: np.ndarray, labels: list[str], config: Any,
+                      *, limit: int = 200) -> dict[str, Any]:
+    """Share of Grad-CAM mass inside the lung field on (up to ``limit``) abnormal images, for
+    the class the product explains (the most probable abnormal one); the lung field is
+    the default lung-field network's, mapped into the model's input."""
+    from classifier.imaging.decode import decode_file
+    from classifier.imaging.lungfield import DEFAULT_MODEL, model_sha256
+    from classifier.imaging.preprocess import preprocess_with_lung_field
+    from classifier.inference.gradcam import gradcam_batch
+    from training.evaluation.attention import lung_mass_share, summarise_lung_mass
+
+    abnormal = [i for i, label in enumerate(labels) if label != "NORMAL"]
+    rows = [i for i, label in enumerate(arrays.labels) if label != "NORMAL"][:limit]
+    sha = model_sha256(DEFAULT_MODEL)
+    shares: list[float | None] = []
+    for start in range(0, len(rows), 16):
+        chunk = rows[start:start + 16]
+        x = arrays.x[chunk].astype(np.float32) / 255.0
+        maps = gradcam_batch(model, x, [max(abnormal, key=lambda k: probs[i][k]) for i in chunk])
+        for i, heat in zip(chunk, maps):
+            _, lung, found = preprocess_with_lung_field(decode_file(str(arrays.items[i].path)).pixels, config,
+                                                        lung_model=DEFAULT_MODEL, lung_model_sha256=sha)
+            shares.append(lung_mass_share(heat, lung) if found else None)
+    return {**summarise_lung_mass(shares), "lung_model": DEFAULT_MODEL}
+
+
+def _report(progress: Progress | None, stage: str, outcome: Any) -> None:
+    if progress is not None:
+        progress({"stage": stage, "epoch": outcome.epochs_run, "epochs": outcome.epochs_run})
+
+
+def _concat(a: Arrays, b: Arrays) -> Arrays:
+    return Arrays(np.concatenate([a.x, b.x]), np.concatenate([a.y, b.y]), a.items + b.items)
+
+
+def add_plots(artifact_dir: Path, history: dict, arrays: Arrays, probs: np.ndarray, labels: list[str],
+              threshold: float) -> None:
+    """Write the plots into the artifact and list them in its manifest (ROC, confusion and
+    reliability of ``arrays``: the unseen-source predictions when the run had folds)."""
     plots = artifact_dir / "plots"
-    y_abn = np.array([item.label != "NORMAL" for item in val.items])
+    y_abn = np.array([label != "NORMAL" for label in arrays.labels])
     p_abn = 1.0 - probs[:, labels.index("NORMAL")]
-    multiclass = val_metrics["multiclass"]
+    report = evaluate_predictions(arrays.labels, probs, labels, threshold=threshold, n_bootstrap=0)
+    multiclass = report["multiclass"]
     written = [
         plot_training_curves(history, plots / "training_curves.png"),
-        plot_roc(y_abn, p_abn, plots / "roc.png", operating_threshold=threshold, auc=val_metrics["binary"]["auc"]),
+        plot_roc(y_abn, p_abn, plots / "roc.png", operating_threshold=threshold, auc=report["binary"]["auc"]),
         plot_confusion_matrix(np.asarray(multiclass["confusion_matrix"]), multiclass["row_labels"],
                               multiclass["col_labels"], plots / "confusion_matrix.png"),
         plot_reliability(y_abn, p_abn, plots / "reliability.png"),
@@ -153,41 +365,3 @@ def _add_plots(artifact_dir: Path, history: dict, val: Arrays, probs: np.ndarray
     for path in written:
         manifest["files"][path.relative_to(artifact_dir).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-
-
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def model_card(*, spec: dict, metrics: dict, snap: dict, thresholds: dict) -> str:
-    """A short, honest model card in Markdown."""
-    lines = ["# Chest X-ray triage model", "",
-             "**Decision support, not a diagnosis.** Every result must be read by a clinician.", "",
-             "## Intended use",
-             "Prioritise adult and pediatric frontal chest radiographs (PA/AP) for reading, and flag likely "
-             "pneumonia (bacterial, viral, COVID-19). Not for lateral views, CT, or as a stand-alone diagnosis.", "",
-             "## Data", f"Training snapshot sha256 `{snap['sha256'][:16]}`; images per split (source/label):", ""]
-    for split, counts in snap["counts"].items():
-        lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    lines += ["", "## Operating point",
-              f"Abnormal if p(abnormal) >= {thresholds['abnormal']:.4f}, chosen on validation for sensitivity "
-              f">= {thresholds['target_sensitivity']}; temperature {thresholds['temperature']:.3f}.", "",
-              "## Metrics (binary: abnormal vs normal)", "",
-              "| split | n | sensitivity | specificity | AUC | 4-class accuracy | ECE |", "|---|---|---|---|---|---|---|"]
-    for split in ("val", "test"):
-        if split in metrics:
-            b, m = metrics[split]["binary"], metrics[split]["multiclass"]
-            lines.append(f"| {split} | {metrics[split]['n']} | {_fmt(b['sensitivity'])} | {_fmt(b['specificity'])} | "
-                         f"{_fmt(b['auc'])} | {_fmt(m['accuracy'])} | {_fmt(metrics[split]['calibration']['ece'])} |")
-    lines += ["", "Per source (validation and test), binary sensitivity / specificity:", ""]
-    for split in ("val", "test"):
-        for source, figures in sorted((metrics.get(split, {}).get("per_source") or {}).items()):
-            lines.append(f"- {split} {source}: n={figures.get('n')}, sens {_fmt(figures.get('sensitivity'))}, "
-                         f"spec {_fmt(figures.get('specificity'))}")
-    lines += ["", "## Limits",
-              "- Trained on public collections where source, age and view are confounded with the label; "
-              "figures on the sample's own splits flatter the model. Held-out, other-hospital performance is lower.",
-              "- Bacterial and viral pneumonia come only from one pediatric hospital; adult non-COVID pneumonia "
-              "only from NIH images with report-mined labels.",
-              "- Probabilities are temperature-calibrated on validation data of the same sources.", ""]
-    return "\n".join(lines)

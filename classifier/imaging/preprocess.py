@@ -2,13 +2,17 @@
 
 Pipeline (each step a pure, vectorised function on a numpy array):
 
-1. ``lung_crop``  - crop box found on the decoded, pre-CLAHE image (CLAHE would
-   flatten the lung/soft-tissue contrast the threshold relies on);
+1. ``lung_crop``  - crop box found on the decoded, pre-CLAHE image: by the lung-field
+   network named in ``lung_model`` (:mod:`lungfield`), or, for configs without one, by
+   the intensity heuristic of :mod:`lungcrop` (CLAHE would flatten the lung/soft-tissue
+   contrast it relies on);
 2. ``resize``     - fit the long side to ``input_size`` keeping the aspect ratio
    (INTER_AREA when shrinking);
 3. ``clahe``      - CLAHE on the resized content, 8-bit;
-4. ``pad``        - centre on a black square of ``input_size``;
-5. ``normalise``  - value range and channel count.
+4. ``lung_mask``  - with ``lung_mask`` set, black outside the (dilated) lung field, so
+   text, markers and borders outside the lungs carry no signal;
+5. ``pad``        - centre on a black square of ``input_size``;
+6. ``normalise``  - value range and channel count.
 
 CLAHE runs after resizing and before padding, deliberately: its tiles then cover
 the same anatomy whatever the source resolution (a 3000 px DICOM and a 1024 px PNG
@@ -31,10 +35,11 @@ import cv2
 import numpy as np
 
 from .lungcrop import CropResult, lung_crop_box
+from .lungfield import LungFieldResult, lung_field
 
 __all__ = ["PreprocessConfig", "StageReport", "preprocess", "preprocess_with_stages",
            "resize_fit", "pad_square", "resize_pad", "apply_clahe", "normalise", "save_stages",
-           "as_unit_float", "NORMALISATIONS", "PREPROCESS_VERSION"]
+           "as_unit_float", "NORMALISATIONS", "PREPROCESS_VERSION", "preprocess_with_lung_field"]
 
 PREPROCESS_VERSION = "1"
 NORMALISATIONS = ("zero_one", "minus_one_one", "imagenet")
@@ -57,6 +62,12 @@ class PreprocessConfig:
     lung_crop_work_size: int = 256
     lung_crop_margin: float = 0.08
     normalisation: str = "zero_one"
+    # Lung-field network (classifier/imaging/lungfield/<name>.tflite) and its sha256; empty =
+    # the intensity heuristic (the configs of versions trained before the network existed).
+    lung_model: str = ""
+    lung_model_sha256: str = ""
+    lung_mask: bool = False
+    lung_mask_dilation: float = 0.04   # of the crop's long side, so lung edges stay in
 
     def __post_init__(self) -> None:
         if self.input_size < 16:
@@ -69,6 +80,10 @@ class PreprocessConfig:
             raise ValueError("CLAHE clip limit and tile grid must be positive")
         if self.lung_crop_work_size < 64 or not 0 <= self.lung_crop_margin < 0.5:
             raise ValueError("lung_crop_work_size >= 64 and 0 <= lung_crop_margin < 0.5")
+        if self.lung_mask and not (self.lung_crop and self.lung_model):
+            raise ValueError("lung_mask needs lung_crop with a lung_model")
+        if not 0 <= self.lung_mask_dilation < 0.5:
+            raise ValueError("0 <= lung_mask_dilation < 0.5")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict of every field."""
@@ -212,30 +227,102 @@ class _Stages:
             self.reports.append(StageReport(name, elapsed, _stats(result), _to_uint8(result)))
         return result
 
-    def crop(self, img: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    def crop(self, img: np.ndarray, config: PreprocessConfig
+             ) -> tuple[np.ndarray, tuple[LungFieldResult, tuple[int, int, int, int]] | None]:
+        """The cropped image and, with a lung model, the lung field with the crop box."""
         start = time.perf_counter()
-        found = lung_crop_box(img, work_size=config.lung_crop_work_size,
-                              margin=config.lung_crop_margin)
-        x0, y0, x1, y1 = found.box
-        cropped = img[y0:y1, x0:x1]
+        if not config.lung_model:
+            found = lung_crop_box(img, work_size=config.lung_crop_work_size, margin=config.lung_crop_margin)
+            x0, y0, x1, y1 = found.box
+            cropped, mask, summary, debug = img[y0:y1, x0:x1], None, found.summary(), lambda: _crop_debug(img, found)
+        else:
+            field = lung_field(img, model=config.lung_model, sha256=config.lung_model_sha256 or None)
+            x0, y0, x1, y1 = field_box(field, img.shape, config.lung_crop_margin)
+            cropped, mask = img[y0:y1, x0:x1], (field, (x0, y0, x1, y1))
+            summary = {**field.summary(), "box": [x0, y0, x1, y1]}
+            debug = lambda: _field_debug(img, field, (x0, y0, x1, y1))  # noqa: E731
         elapsed = (time.perf_counter() - start) * 1000.0
         if self.collect:
-            summary = {**_stats(cropped), **found.summary()}
-            self.reports.append(StageReport("lung_crop", elapsed, summary, _crop_debug(img, found)))
-        return cropped
+            self.reports.append(StageReport("lung_crop", elapsed, {**_stats(cropped), **summary}, debug()))
+        return cropped, mask
+
+    def mask(self, img: np.ndarray, found: tuple[LungFieldResult, tuple[int, int, int, int]],
+             config: PreprocessConfig) -> np.ndarray:
+        field, box = found
+        return self.run("lung_mask", lambda: apply_lung_mask(img, field.mask(box, img.shape[:2]),
+                                                             config.lung_mask_dilation))
+
+
+def field_box(field: LungFieldResult, shape: tuple[int, ...], margin: float) -> tuple[int, int, int, int]:
+    """The lung field's box widened by ``margin`` of its size on each side, inside the image."""
+    height, width = shape[:2]
+    x0, y0, x1, y1 = field.box
+    mx, my = margin * (x1 - x0), margin * (y1 - y0)
+    return (max(0, int(np.floor(x0 - mx))), max(0, int(np.floor(y0 - my))),
+            min(width, int(np.ceil(x1 + mx))), min(height, int(np.ceil(y1 + my))))
+
+
+def apply_lung_mask(img: np.ndarray, mask: np.ndarray, dilation: float) -> np.ndarray:
+    """``img`` (resized crop) with everything outside the dilated ``mask`` (same shape) set to 0."""
+    radius = int(round(dilation * max(img.shape[:2])))
+    keep = mask.astype(np.uint8)
+    if radius > 0:
+        keep = cv2.dilate(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    return img * keep.astype(img.dtype)
+
+
+def _field_debug(img: np.ndarray, field: LungFieldResult, box: tuple[int, int, int, int]) -> np.ndarray:
+    """RGB picture: the image, the lung field outlined, the crop box green (red on fallback)."""
+    scale = 256 / max(img.shape)
+    size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+    rgb = np.repeat(cv2.resize(_to_uint8(img), size, interpolation=cv2.INTER_AREA)[..., None], 3, axis=2)
+    small = field.mask(size=(size[1], size[0])).astype(np.uint8)
+    contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(rgb, contours, -1, (255, 200, 0), 1)
+    x0, y0, x1, y1 = (int(v * scale) for v in box)
+    cv2.rectangle(rgb, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), (255, 0, 0) if field.fallback else (0, 255, 0), 1)
+    return rgb
 
 
 def _run(pixels: np.ndarray, config: PreprocessConfig, collect: bool
          ) -> tuple[np.ndarray, list[StageReport]]:
     stages = _Stages(collect)
     img = as_unit_float(pixels)
-    out = stages.crop(img, config) if config.lung_crop else img
+    out, mask = stages.crop(img, config) if config.lung_crop else (img, None)
     out = stages.run("resize", resize_fit, out, config.input_size)
     if config.clahe:
         out = stages.run("clahe", apply_clahe, out, config.clahe_clip_limit, config.clahe_tile_grid)
+    if config.lung_mask and mask is not None:
+        out = stages.mask(out, mask, config)
     out = stages.run("pad", pad_square, out, config.input_size)
     out = stages.run("normalise", normalise, out, config.normalisation, config.channels)
     return np.ascontiguousarray(out, dtype=np.float32), stages.reports
+
+
+def preprocess_with_lung_field(pixels: np.ndarray, config: PreprocessConfig, *, lung_model: str,
+                               lung_model_sha256: str | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The model input, the lung field in input coordinates (bool, input_size square,
+    undilated) and whether the lung field was found.
+
+    The lung field comes from ``config.lung_model`` when the config has one, else from
+    ``lung_model`` mapped through the config's own crop, so it can score where any
+    version's heatmap falls (the Grad-CAM lung-mass figure of ``evaluate_model``).
+    """
+    image = preprocess(pixels, config)
+    img = as_unit_float(pixels)
+    name = config.lung_model or lung_model
+    field = lung_field(img, model=name, sha256=(config.lung_model_sha256 if config.lung_model else lung_model_sha256)
+                       or None)
+    if not config.lung_crop:
+        box = (0, 0, img.shape[1], img.shape[0])
+    elif config.lung_model:
+        box = field_box(field, img.shape, config.lung_crop_margin)
+    else:
+        box = lung_crop_box(img, work_size=config.lung_crop_work_size, margin=config.lung_crop_margin).box
+    x0, y0, x1, y1 = box
+    resized = resize_fit(img[y0:y1, x0:x1], config.input_size)
+    crop = field.mask(box, resized.shape[:2]).astype(np.uint8)
+    return image, pad_square(crop, config.input_size).astype(bool), not field.fallback
 
 
 def preprocess(pixels: np.ndarray, config: PreprocessConfig | None = None) -> np.ndarray:

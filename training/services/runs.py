@@ -178,17 +178,25 @@ def _execute(run: TrainingRun) -> ModelVersion:
     started = time.monotonic()
 
     history: dict[str, list[float]] = {}
+    latest: dict[str, Any] = {}
 
     def progress(record: dict) -> None:
-        # The row carries the curve so far, so a page opened mid-run can draw all epochs.
+        # The row carries the curve so far, so a page opened mid-run can draw all epochs;
+        # a stage-only record (export, evaluation) keeps the last epoch's figures.
         for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
             if isinstance(record.get(key), (int, float)):
                 history.setdefault(key, []).append(float(record[key]))
-        TrainingRun.objects.filter(pk=run.pk).update(progress=record, history=history)
+        latest.update(record)
+        TrainingRun.objects.filter(pk=run.pk).update(progress=dict(latest), history=history)
 
     try:
         candidate = build_candidate(
-            spec=spec, splits=splits, workdir=workdir, artifact_dir=staging / "artifact", progress=progress
+            spec=spec,
+            splits=splits,
+            workdir=workdir,
+            artifact_dir=staging / "artifact",
+            cache_dir=Path(settings.VAR_DIR) / "preprocessed-cache",
+            progress=progress,
         )
         champion = registry.active_version(run.name)
         reviewed = sum(1 for item in splits["train"] + splits["val"] if item.key.startswith("image:"))

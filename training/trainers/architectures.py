@@ -35,7 +35,10 @@ _BACKBONES: dict[str, tuple[str, str, int]] = {
     **{f"efficientnet_b{i}": (f"EfficientNetB{i}", "raw255", 32) for i in range(8)},
 }
 _OWN = ("s0_cnn", "regularised_cnn", "cxr_net")
-ARCHITECTURES: tuple[str, ...] = _OWN + tuple(_BACKBONES)
+# EfficientNet-Lite, built here (training.trainers.efficientnet_lite) because Keras has no
+# Lite models; "imagenet" weights are the checkpoint converted by ``convert_pretrained``.
+_LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+ARCHITECTURES: tuple[str, ...] = _OWN + _LITE + tuple(_BACKBONES)
 
 
 def build_model(name: str, *, input_shape: tuple[int, int, int], num_classes: int,
@@ -49,6 +52,8 @@ def build_model(name: str, *, input_shape: tuple[int, int, int], num_classes: in
     ``freeze_backbone`` applies to keras.applications models only.
     Raises ValueError for an unknown name, a too-small input or disallowed weights.
     """
+    if name in _LITE:
+        return _build_lite(name, input_shape, num_classes, weights, dropout, freeze_backbone)
     _check_weights(weights, allow_download)
     if name in _BACKBONES:
         return _build_backbone(name, input_shape, num_classes, weights, dropout,
@@ -211,9 +216,53 @@ def _build_backbone(name: str, input_shape: tuple[int, int, int], num_classes: i
     return keras.Model(inputs, outputs, name=name)
 
 
+def pretrained_path(name: str) -> Any:
+    """Where ``convert_pretrained`` writes (and training reads) ``name``'s ImageNet weights:
+    ``$CXR_PRETRAINED_DIR`` or the copy shipped in ``training/pretrained/``."""
+    import os
+    from pathlib import Path
+
+    from training.trainers.pretrained import default_path
+
+    directory = os.environ.get("CXR_PRETRAINED_DIR", "").strip() or Path(__file__).resolve().parents[1] / "pretrained"
+    return default_path(name, Path(directory))
+
+
+def _build_lite(name: str, input_shape: tuple[int, int, int], num_classes: int, weights: str | None,
+                dropout: float, freeze: bool) -> Any:
+    """EfficientNet-Lite on a [0, 1] image; greyscale goes straight into a stem whose
+    ImageNet kernel is summed over RGB (the same output as a replicated grey image)."""
+    from pathlib import Path
+
+    import keras
+    from keras import layers
+
+    from training.trainers.efficientnet_lite import INPUT_MEAN, INPUT_STD, efficientnet_lite_features
+    from training.trainers.pretrained import load_into
+
+    if min(input_shape[:2]) < 32:
+        raise ValueError(f"{name} needs an input of at least 32x32")
+    path = Path(pretrained_path(name)) if weights == "imagenet" else Path(weights) if weights else None
+    if path is not None and not path.is_file():
+        raise ValueError(f"ImageNet weights for {name} not found at {path}; "
+                         "create them with `python manage.py convert_pretrained`")
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.Rescaling(255.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="backbone_scale")(inputs)
+    x = efficientnet_lite_features(x, name, feature_name=GRADCAM_LAYER_NAME)
+    y = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    y = layers.Dropout(dropout, name="head_dropout")(y)
+    outputs = layers.Dense(num_classes, name="logits")(y)
+    model = keras.Model(inputs, outputs, name=name)
+    if path is not None:
+        load_into(model, path, grey=input_shape[-1] == 1)
+    for layer in backbone_layers(model):
+        layer.trainable = not freeze
+    return model
+
+
 def backbone_layers(model: Any) -> list[Any]:
-    """Layers of an inlined keras.applications backbone (empty for our own models)."""
-    if model.name not in _BACKBONES:
+    """Layers of an inlined pretrained backbone (empty for our own models)."""
+    if model.name not in _BACKBONES and model.name not in _LITE:
         return []
     return [layer for layer in model.layers if layer.name not in HEAD_LAYER_NAMES]
 

@@ -18,12 +18,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from multiprocessing import current_process, get_context
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-Balancing = Literal["class_weights", "undersample", "oversample", "none"]
-BALANCING_MODES: tuple[str, ...] = ("class_weights", "undersample", "oversample", "none")
+# "source_label": draws each epoch from per-image probabilities given by the caller
+# (training.trainers.balance), the rest rebalance by class inside ``make_dataset``.
+BALANCING_MODES: tuple[str, ...] = ("class_weights", "undersample", "oversample", "none", "source_label")
 
 
 def config_hash(config: Any) -> str:
@@ -145,6 +146,12 @@ class AugmentConfig:
     noise_max: float = 0.03
     lowres_prob: float = 0.25        # down/up-sampling: pixel size must not matter
     horizontal_flip: bool = False
+    # Source signatures (off unless a recipe asks): JPEG re-compression, sharpening as
+    # some scanners' processing does, and burned-in text/markers anywhere in the image.
+    jpeg_prob: float = 0.0
+    jpeg_quality_min: int = 30
+    sharpen_prob: float = 0.0
+    text_prob: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -212,11 +219,14 @@ def make_dataset(x_uint8: np.ndarray, y: np.ndarray, *, batch_size: int,
     if shuffle:
         ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
+    bank = None
+    if augment is not None and augment.text_prob > 0:
+        bank = tf.constant(text_bank(x_uint8.shape[1], x_uint8.shape[3], seed=seed))
 
     def _prepare(x, *rest):
         x = tf.cast(x, tf.float32) / 255.0
         if augment is not None:
-            x = augment_batch(x, augment)
+            x = augment_batch(x, augment, bank)
         return (x, *rest)
 
     ds = ds.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -295,8 +305,51 @@ def _erase(x: Any, cfg: AugmentConfig) -> Any:
     return tf.where(box, fill, x)
 
 
-def augment_batch(x: Any, cfg: AugmentConfig) -> Any:
-    """Augment a float32 batch (B, H, W, C) in [0, 1]; returns the same shape/range."""
+def text_bank(size: int, channels: int, count: int = 96, seed: int = 0) -> np.ndarray:
+    """``count`` uint8 masks (count, size, size, channels) of scanner-style burned-in text:
+    side markers, view and time labels and arrows, at random places and sizes."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    words = ("L", "R", "AP", "PA", "PORTABLE", "SUPINE", "ERECT", "UPRIGHT", "DAY 5", "14:32", "B", "A", "1", "2",
+             "SEMI-ERECT", "INSP", "->", "ICU", "CHEST", "LEFT")
+    bank = np.zeros((count, size, size), np.uint8)
+    for mask in bank:
+        for _ in range(rng.integers(1, 4)):
+            scale = rng.uniform(0.25, 0.9) * size / 224
+            origin = (int(rng.uniform(0, 0.85) * size), int(rng.uniform(0.08, 1.0) * size))
+            cv2.putText(mask, str(rng.choice(words)), origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 1,
+                        max(1, int(round(2 * scale))))
+    return np.repeat(bank[..., None], channels, axis=3)
+
+
+def _source_signatures(x: Any, cfg: AugmentConfig, bank: Any | None) -> Any:
+    """JPEG re-compression, sharpening and burned-in text (each with its probability)."""
+    import tensorflow as tf
+
+    b = tf.shape(x)[0]
+    if cfg.sharpen_prob > 0:
+        amount = tf.reshape(_uniform(b, 0.3, 1.5), [-1, 1, 1, 1])
+        sharp = x + amount * (x - tf.nn.avg_pool2d(x, 3, 1, "SAME"))
+        x = tf.where(_sample_mask(b, cfg.sharpen_prob), tf.clip_by_value(sharp, 0.0, 1.0), x)
+    if cfg.jpeg_prob > 0:
+        quality = tf.random.uniform([b], cfg.jpeg_quality_min, 95, dtype=tf.int32)
+        coded = tf.map_fn(lambda args: tf.image.adjust_jpeg_quality(args[0], args[1]), (x, quality),
+                          fn_output_signature=tf.float32)
+        x = tf.where(_sample_mask(b, cfg.jpeg_prob), tf.reshape(coded, tf.shape(x)), x)
+    if cfg.text_prob > 0 and bank is not None:
+        pick = tf.random.uniform([b], 0, bank.shape[0], dtype=tf.int32)
+        text = tf.cast(tf.gather(bank, pick), tf.bool) & _sample_mask(b, cfg.text_prob)
+        value = tf.cast(tf.reshape(tf.random.uniform([b]) < 0.8, [-1, 1, 1, 1]), tf.float32)
+        x = tf.where(text, value * tf.ones_like(x), x)
+    return x
+
+
+def augment_batch(x: Any, cfg: AugmentConfig, bank: Any | None = None) -> Any:
+    """Augment a float32 batch (B, H, W, C) in [0, 1]; returns the same shape/range.
+
+    ``bank``: text masks from :func:`text_bank` (needed when ``cfg.text_prob`` > 0).
+    """
     import tensorflow as tf
 
     b = tf.shape(x)[0]
@@ -310,8 +363,43 @@ def augment_batch(x: Any, cfg: AugmentConfig) -> Any:
     shift = tf.reshape(_uniform(b, -cfg.brightness, cfg.brightness), [-1, 1, 1, 1])
     x = (x - mean) * contrast + mean + shift
     x = _degrade(x, cfg)
+    x = _source_signatures(tf.clip_by_value(x, 0.0, 1.0), cfg, bank)
     x = _erase(tf.clip_by_value(x, 0.0, 1.0), cfg)
     return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def make_sampled_dataset(x_uint8: np.ndarray, y: np.ndarray, order: np.ndarray, *, batch_size: int,
+                         augment: AugmentConfig | None, seed: int) -> Any:
+    """Batches of (float32 images, soft labels) in the order of ``order`` (epochs, epoch_size).
+
+    Each epoch row is cut into ``epoch_size // batch_size`` full batches, so
+    ``fit(steps_per_epoch=epoch_size // batch_size)`` consumes exactly one row per epoch
+    (Keras keeps one iterator across epochs when ``steps_per_epoch`` is given).
+    """
+    import tensorflow as tf
+
+    steps = order.shape[1] // batch_size
+    flat = order[:, : steps * batch_size].reshape(-1, batch_size)
+    y = y.astype(np.float32)
+    bank = None
+    if augment is not None and augment.text_prob > 0:
+        bank = tf.constant(text_bank(x_uint8.shape[1], x_uint8.shape[3], seed=seed))
+
+    def batches() -> Any:
+        for rows in flat:
+            yield x_uint8[rows], y[rows]
+
+    spec = (tf.TensorSpec((batch_size,) + x_uint8.shape[1:], tf.uint8),
+            tf.TensorSpec((batch_size, y.shape[1]), tf.float32))
+    ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
+
+    def _prepare(xb: Any, yb: Any) -> Any:
+        xb = tf.cast(xb, tf.float32) / 255.0
+        if augment is not None:
+            xb = augment_batch(xb, augment, bank)
+        return xb, yb
+
+    return ds.map(_prepare, num_parallel_calls=2, deterministic=True).prefetch(2)
 
 
 def temp_cache_dir() -> Path:

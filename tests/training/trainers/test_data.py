@@ -43,3 +43,34 @@ def test_class_weights_equalise_class_totals_and_dataset_yields_weights() -> Non
 def test_unknown_balancing_rejected() -> None:
     with pytest.raises(ValueError):
         balance_indices(np.array([0, 1]), "magic", seed=0)
+
+
+def test_source_signature_augmentations_keep_shape_range_and_change_pixels() -> None:
+    """JPEG re-compression, sharpening and burned-in text, each forced on."""
+    import tensorflow as tf
+
+    from training.trainers.data import augment_batch, text_bank
+
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.uniform(0.2, 0.8, (6, 64, 64, 1)).astype(np.float32))
+    quiet = AugmentConfig(rotation_deg=0, zoom=0, aspect=0, shift=0, brightness=0, contrast=0, gamma=0,
+                          border_erase_prob=0, cutout_prob=0, blur_prob=0, noise_max=0, lowres_prob=0)
+    bank = tf.constant(text_bank(64, 1, count=8, seed=1))
+    assert np.asarray(bank).max() == 1 and np.asarray(bank).mean() > 0.001
+    for knob in ({"jpeg_prob": 1.0}, {"sharpen_prob": 1.0}, {"text_prob": 1.0}):
+        out = np.asarray(augment_batch(x, AugmentConfig(**{**quiet.to_dict(), **knob}), bank))
+        assert out.shape == (6, 64, 64, 1) and out.min() >= 0.0 and out.max() <= 1.0
+        assert np.abs(out - np.asarray(x)).max() > 0.05, knob
+    unchanged = np.asarray(augment_batch(x, quiet, bank))
+    assert np.abs(unchanged - np.asarray(x)).max() < 1e-5
+
+
+def test_sampled_dataset_yields_the_drawn_rows_in_order() -> None:
+    from training.trainers.data import make_sampled_dataset
+
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * 20
+    y = np.eye(2, dtype=np.float32)[np.arange(10) % 2]
+    order = np.array([[3, 3, 7, 1, 9], [0, 2, 4, 6, 8]])  # 2 epochs of 5, batches of 2 (one row dropped each)
+    batches = list(make_sampled_dataset(x, y, order, batch_size=2, augment=None, seed=0))
+    seen = [int(round(v * 255 / 20)) for b in batches for v in np.asarray(b[0]).ravel()]
+    assert seen == [3, 3, 7, 1, 0, 2, 4, 6]

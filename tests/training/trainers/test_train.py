@@ -86,3 +86,13 @@ def test_train_spec_round_trips_through_dict() -> None:
     assert TrainSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     with pytest.raises(ValueError):
         TrainSpec.from_dict({"nonsense": 1})
+
+
+def test_early_stopping_on_validation_auc_keeps_the_best_ranking_epoch(tmp_path) -> None:
+    spec = replace(SPEC, labels=("NORMAL", "B"), epochs=4, early_stopping_metric="val_auc", early_stopping_patience=4)
+    outcome = _fit(spec, tmp_path)
+    aucs = outcome.history["val_auc"]
+    assert len(aucs) == 4 and all(0.0 <= a <= 1.0 for a in aucs)
+    assert outcome.best_epoch == int(np.argmax(aucs)) + 1
+    with pytest.raises(ValueError):
+        replace(SPEC, early_stopping_metric="accuracy")
