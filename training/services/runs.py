@@ -62,7 +62,7 @@ def training_run_start(
     audit: AuditContext | None = None,
 ) -> TrainingRun:
     """Create a QUEUED run; with ``enqueue`` it is sent to the training queue on commit."""
-    from training.runspec import spec_with_defaults
+    from training.services.runspec import spec_with_defaults
 
     with transaction.atomic():
         run = TrainingRun.objects.create(
@@ -164,7 +164,7 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
 
 
 def _execute(run: TrainingRun) -> ModelVersion:
-    from training.pipeline import build_candidate
+    from training.trainers.candidate import build_candidate
 
     spec = run.spec
     splits = split_items(

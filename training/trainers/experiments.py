@@ -5,7 +5,7 @@
     python -m training.trainers.experiments loso   --holdout nih [--recipe ...] [--set ...] --out r.json
 
 Splits: ``cxr/`` keeps its recorded train/val/test; ``cxr-train/`` and ``cxr-adult/`` are
-training data (as the data README asks). Everything goes through ``training.pipeline``
+training data (as the data README asks). Everything goes through ``training.trainers.candidate``
 (loading, balancing, training, calibration, thresholds, metrics, artifact), the target
 rule of ``training.trainers.targets`` and the metrics of ``training.evaluation``:
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from training.pipeline import (_calibrate, _fit, build_candidate, load_arrays, logits_of,
+from training.trainers.candidate import (_calibrate, _fit, build_candidate, load_arrays, logits_of,
                                select_on_unseen_sources, unseen_source_report)
 from training.trainers.data import temp_cache_dir
 from training.trainers.recipes import DEFAULT_BALANCE_GROUPS, Recipe, get_recipe

@@ -29,7 +29,7 @@ class Recipe:
     preprocess: dict  # PreprocessConfig.to_dict() (kept as a dict: imaging is optional here)
     drop_squashed_copies: bool = False  # drop the 224x224 squashed Kermany copies
     # Sources held out, fold by fold, to choose stopping, temperature and threshold on
-    # collections the model never saw (training.pipeline); empty = the validation split.
+    # collections the model never saw (training.trainers.candidate); empty = the validation split.
     selection: dict = field(default_factory=lambda: {"holdout_folds": []})
     export_quantization: str = "none"
 

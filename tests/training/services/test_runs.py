@@ -264,7 +264,7 @@ def test_group_balance_equalises_normal_and_abnormal_within_each_group() -> None
     from collections import Counter
     from types import SimpleNamespace
 
-    from training.pipeline import group_balance
+    from training.trainers.candidate import group_balance
 
     items = (
         [SimpleNamespace(source="nih", label="NORMAL")] * 2

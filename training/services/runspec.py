@@ -9,7 +9,7 @@
 collections by age); balancing uses it (``training.trainers.balance``), and so does the
 model card's validation status of the suggested cause. ``selection.holdout_folds``
 chooses stopping, temperature and threshold on sources held out of training (see
-training.pipeline); an empty list chooses them on the validation split.
+training.trainers.candidate); an empty list chooses them on the validation split.
 
 Partial specs (from the admin form, the API or ``train_model`` flags) are completed from
 the default recipe, so every stored run is fully described. No TensorFlow import.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.training.services.test_runs import LABELS, blob_png
-from training.pipeline import build_candidate
+from training.trainers.candidate import build_candidate
 
 SPEC = {"train": {"architecture": "cxr_net", "input_size": 32, "channels": 1, "labels": LABELS, "epochs": 3,
                   "batch_size": 8, "early_stopping_patience": 2, "balancing": "source_label", "epoch_samples": 32,

@@ -34,7 +34,7 @@ import numpy as np
 from training.evaluation import (binary_metrics, evaluate_predictions, fit_temperature, plot_confusion_matrix,
                                  plot_reliability, plot_roc, plot_training_curves, threshold_for_sensitivity)
 from training.evaluation.calibration import apply_temperature
-from training.model_card import cause_validation, model_card
+from training.trainers.model_card import cause_validation, model_card
 
 Progress = Callable[[dict[str, Any]], None]
 
