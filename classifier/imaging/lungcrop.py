@@ -9,6 +9,7 @@ When the mask is implausible (too small or large, a tiny box, off-centre) the cr
 falls back to the whole image and says so: a bad crop would remove lung, which is worse
 than no crop.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["CropResult", "lung_crop_box", "lung_crop", "lung_mask", "chan_vese"]
+__all__ = ["CropResult", "chan_vese", "lung_crop", "lung_crop_box", "lung_mask"]
 
 MEAN_FILTER = 21  # px at the working resolution, as published
 MIN_COMPONENT_FRACTION = 0.01
@@ -45,13 +46,21 @@ class CropResult:
     def summary(self) -> dict[str, object]:
         """JSON-serialisable description for stage reports."""
         x0, y0, x1, y1 = self.box
-        return {"box": [x0, y0, x1, y1], "fallback": self.fallback, "reason": self.reason,
-                "mask_area_fraction": round(self.area_fraction, 4)}
+        return {
+            "box": [x0, y0, x1, y1],
+            "fallback": self.fallback,
+            "reason": self.reason,
+            "mask_area_fraction": round(self.area_fraction, 4),
+        }
 
 
 # The four 3x3 line elements of the morphological curvature operators (SI/IS).
-_LINES = [np.eye(3, dtype=np.uint8), np.array([[0, 1, 0]] * 3, dtype=np.uint8),
-          np.flipud(np.eye(3)).astype(np.uint8), np.rot90([[0, 1, 0]] * 3).astype(np.uint8)]
+_LINES = [
+    np.eye(3, dtype=np.uint8),
+    np.array([[0, 1, 0]] * 3, dtype=np.uint8),
+    np.flipud(np.eye(3)).astype(np.uint8),
+    np.rot90([[0, 1, 0]] * 3).astype(np.uint8),
+]
 
 
 def _sup_inf(u: np.ndarray) -> np.ndarray:
@@ -125,8 +134,7 @@ def lung_mask(small: np.ndarray, *, iterations: int = 6) -> np.ndarray:
     inside = chan_vese(small, iterations, init)
     if inside.any() and (~inside).any() and small[inside].mean() > small[~inside].mean():
         inside = ~inside  # Chan-Vese may swap phases; the lungs are the dark one
-    smooth = cv2.blur(inside.astype(np.float32), (MEAN_FILTER, MEAN_FILTER),
-                      borderType=cv2.BORDER_REPLICATE) > 0.5
+    smooth = cv2.blur(inside.astype(np.float32), (MEAN_FILTER, MEAN_FILTER), borderType=cv2.BORDER_REPLICATE) > 0.5
     return _pick_lungs(smooth)
 
 
@@ -141,12 +149,10 @@ def _pick_lungs(mask: np.ndarray) -> np.ndarray:
     framed = mask.copy()
     height, width = mask.shape
     top, bottom, side = (int(f * n) for f, n in zip(FRAME, (height, height, width)))
-    framed[:top], framed[height - bottom:] = False, False
-    framed[:, :side], framed[:, width - side:] = False, False
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
-        framed.astype(np.uint8), connectivity=4)
-    edge = np.concatenate([labels[top], labels[height - bottom - 1], labels[:, side],
-                           labels[:, width - side - 1]])
+    framed[:top], framed[height - bottom :] = False, False
+    framed[:, :side], framed[:, width - side :] = False, False
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(framed.astype(np.uint8), connectivity=4)
+    edge = np.concatenate([labels[top], labels[height - bottom - 1], labels[:, side], labels[:, width - side - 1]])
     contact = np.bincount(edge, minlength=count) / edge.size
     area = stats[:, cv2.CC_STAT_AREA]
     cx, cy = centroids[:, 0] / width, centroids[:, 1] / height
@@ -165,14 +171,17 @@ def _pick_lungs(mask: np.ndarray) -> np.ndarray:
     return np.isin(labels, chosen) if chosen else np.zeros(mask.shape, dtype=bool)
 
 
-def _extend_to_frame(box: tuple[int, int, int, int], shape: tuple[int, ...]
-                     ) -> tuple[int, int, int, int]:
+def _extend_to_frame(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """A box reaching the cleared frame continues to the image edge: lung may be there."""
     height, width = shape
     top, bottom, side = (int(f * n) for f, n in zip(FRAME, (height, height, width)))
     x0, y0, x1, y1 = box
-    return (0 if x0 <= side else x0, 0 if y0 <= top else y0,
-            width if x1 >= width - side else x1, height if y1 >= height - bottom else y1)
+    return (
+        0 if x0 <= side else x0,
+        0 if y0 <= top else y0,
+        width if x1 >= width - side else x1,
+        height if y1 >= height - bottom else y1,
+    )
 
 
 def _implausible(mask: np.ndarray, box: tuple[int, int, int, int]) -> str | None:
@@ -185,14 +194,12 @@ def _implausible(mask: np.ndarray, box: tuple[int, int, int, int]) -> str | None
     x0, y0, x1, y1 = box
     if (x1 - x0) < MIN_BOX_FRACTION * width or (y1 - y0) < MIN_BOX_FRACTION * height:
         return "lung box too small"
-    if abs((x0 + x1) / 2 / width - 0.5) > MAX_CENTRE_OFFSET or \
-            abs((y0 + y1) / 2 / height - 0.5) > MAX_CENTRE_OFFSET:
+    if abs((x0 + x1) / 2 / width - 0.5) > MAX_CENTRE_OFFSET or abs((y0 + y1) / 2 / height - 0.5) > MAX_CENTRE_OFFSET:
         return "lung box off-centre"
     return None
 
 
-def lung_crop_box(img: np.ndarray, *, work_size: int = 256, iterations: int = 6,
-                  margin: float = 0.08) -> CropResult:
+def lung_crop_box(img: np.ndarray, *, work_size: int = 256, iterations: int = 6, margin: float = 0.08) -> CropResult:
     """Find the lung crop box of a 2-D [0, 1] image (bone bright); never raises on content.
 
     ``margin`` widens the box on each side by that fraction of the box size (three
@@ -212,12 +219,12 @@ def lung_crop_box(img: np.ndarray, *, work_size: int = 256, iterations: int = 6,
     box = _extend_to_frame(box, small.shape)
     if reason:
         return CropResult(full, True, reason, float(mask.mean()), mask)
-    return CropResult(_to_full(box, small.shape, img.shape, margin), False, None,
-                      float(mask.mean()), mask)
+    return CropResult(_to_full(box, small.shape, img.shape, margin), False, None, float(mask.mean()), mask)
 
 
-def _to_full(box: tuple[int, int, int, int], small_shape: tuple[int, ...],
-             full_shape: tuple[int, ...], margin: float) -> tuple[int, int, int, int]:
+def _to_full(
+    box: tuple[int, int, int, int], small_shape: tuple[int, ...], full_shape: tuple[int, ...], margin: float
+) -> tuple[int, int, int, int]:
     """Widen, mirror and scale a working-resolution box to full resolution.
 
     Consolidation (what pneumonia triage looks for) is bright and can fall out of
@@ -229,9 +236,12 @@ def _to_full(box: tuple[int, int, int, int], small_shape: tuple[int, ...],
     x0, x1 = min(x0, small_w - x1), max(x1, small_w - x0)
     mx, my = margin * (x1 - x0), margin * (y1 - y0)
     sy, sx = full_shape[0] / small_shape[0], full_shape[1] / small_w
-    return (max(0, int(np.floor((x0 - mx) * sx))), max(0, int(np.floor((y0 - my) * sy))),
-            min(full_shape[1], int(np.ceil((x1 + mx) * sx))),
-            min(full_shape[0], int(np.ceil((y1 + BOTTOM_MARGIN_FACTOR * my) * sy))))
+    return (
+        max(0, int(np.floor((x0 - mx) * sx))),
+        max(0, int(np.floor((y0 - my) * sy))),
+        min(full_shape[1], int(np.ceil((x1 + mx) * sx))),
+        min(full_shape[0], int(np.ceil((y1 + BOTTOM_MARGIN_FACTOR * my) * sy))),
+    )
 
 
 def lung_crop(img: np.ndarray, **kwargs: float) -> np.ndarray:

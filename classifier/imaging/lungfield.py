@@ -18,6 +18,7 @@ lungs, each the convex hull of its component) on the network's grid with a metho
 sample it over any crop of the image, its bounding box in image pixels, and
 ``fallback=True`` with a reason when the network found no plausible pair of lungs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,13 +29,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["DEFAULT_MODEL", "LungFieldResult", "lung_field", "model_path", "model_sha256", "INPUT_SIZE", "normalise_input",
-           "lungs_from_probability"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "INPUT_SIZE",
+    "LungFieldResult",
+    "lung_field",
+    "lungs_from_probability",
+    "model_path",
+    "model_sha256",
+    "normalise_input",
+]
 
 INPUT_SIZE = 128
-DEFAULT_MODEL = "lungfield-v1"   # the network evaluation uses to score any version's heatmaps
+DEFAULT_MODEL = "lungfield-v1"  # the network evaluation uses to score any version's heatmaps
 MODEL_DIR = Path(__file__).resolve().parent / "lungfield"
-MIN_SIDE_FRACTION = 0.02      # each lung's share of the image
+MIN_SIDE_FRACTION = 0.02  # each lung's share of the image
 MAX_TOTAL_FRACTION = 0.7
 
 
@@ -70,8 +79,12 @@ class LungFieldResult:
         return self.small[np.ix_(rows, cols)].astype(bool)
 
     def summary(self) -> dict[str, object]:
-        return {"box": list(self.box), "fallback": self.fallback, "reason": self.reason,
-                "mask_area_fraction": round(self.area_fraction, 4)}
+        return {
+            "box": list(self.box),
+            "fallback": self.fallback,
+            "reason": self.reason,
+            "mask_area_fraction": round(self.area_fraction, 4),
+        }
 
 
 def model_path(name: str) -> Path:
@@ -102,7 +115,7 @@ class _Runner:
     _local = threading.local()
 
     @classmethod
-    def get(cls, name: str, sha256: str | None) -> "_Runner":
+    def get(cls, name: str, sha256: str | None) -> _Runner:
         cache: dict[tuple[str, str | None], _Runner] = getattr(cls._local, "cache", None) or {}
         cls._local.cache = cache
         if (name, sha256) not in cache:  # a new sha256 is checked against the file, once
@@ -168,6 +181,10 @@ def lung_field(img: np.ndarray, *, model: str, sha256: str | None = None) -> Lun
         return LungFieldResult(everything, (height, width), full, True, reason)
     ys, xs = np.nonzero(small.any(axis=1))[0], np.nonzero(small.any(axis=0))[0]
     sy, sx = height / INPUT_SIZE, width / INPUT_SIZE
-    box = (int(np.floor(xs[0] * sx)), int(np.floor(ys[0] * sy)),
-           min(width, int(np.ceil((xs[-1] + 1) * sx))), min(height, int(np.ceil((ys[-1] + 1) * sy))))
+    box = (
+        int(np.floor(xs[0] * sx)),
+        int(np.floor(ys[0] * sy)),
+        min(width, int(np.ceil((xs[-1] + 1) * sx))),
+        min(height, int(np.ceil((ys[-1] + 1) * sy))),
+    )
     return LungFieldResult(small, (height, width), box, False, None)

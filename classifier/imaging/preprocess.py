@@ -23,13 +23,15 @@ and it costs a fixed, small time. ``resize_pad`` is still available as one step.
 ``preprocess_with_stages``; the config is stored with each model (preprocess.json),
 so bump ``version`` whenever the output for a given config changes.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,9 +39,22 @@ import numpy as np
 from .lungcrop import CropResult, lung_crop_box
 from .lungfield import LungFieldResult, lung_field
 
-__all__ = ["PreprocessConfig", "StageReport", "preprocess", "preprocess_with_stages",
-           "resize_fit", "pad_square", "resize_pad", "apply_clahe", "normalise", "save_stages",
-           "as_unit_float", "NORMALISATIONS", "PREPROCESS_VERSION", "preprocess_with_lung_field"]
+__all__ = [
+    "NORMALISATIONS",
+    "PREPROCESS_VERSION",
+    "PreprocessConfig",
+    "StageReport",
+    "apply_clahe",
+    "as_unit_float",
+    "normalise",
+    "pad_square",
+    "preprocess",
+    "preprocess_with_lung_field",
+    "preprocess_with_stages",
+    "resize_fit",
+    "resize_pad",
+    "save_stages",
+]
 
 PREPROCESS_VERSION = "1"
 NORMALISATIONS = ("zero_one", "minus_one_one", "imagenet")
@@ -67,7 +82,7 @@ class PreprocessConfig:
     lung_model: str = ""
     lung_model_sha256: str = ""
     lung_mask: bool = False
-    lung_mask_dilation: float = 0.04   # of the crop's long side, so lung edges stay in
+    lung_mask_dilation: float = 0.04  # of the crop's long side, so lung edges stay in
 
     def __post_init__(self) -> None:
         if self.input_size < 16:
@@ -90,7 +105,7 @@ class PreprocessConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ValueError (a newer format)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
@@ -145,7 +160,7 @@ def pad_square(img: np.ndarray, size: int) -> np.ndarray:
         raise ValueError("image larger than the pad target; resize first")
     top, left = (size - height) // 2, (size - width) // 2
     out = np.zeros((size, size) + img.shape[2:], dtype=img.dtype)
-    out[top:top + height, left:left + width] = img
+    out[top : top + height, left : left + width] = img
     return out
 
 
@@ -186,8 +201,12 @@ def normalise(img: np.ndarray, mode: str = "zero_one", channels: int = 1) -> np.
 
 
 def _stats(img: np.ndarray) -> dict[str, Any]:
-    return {"shape": list(img.shape), "min": round(float(img.min()), 4),
-            "max": round(float(img.max()), 4), "mean": round(float(img.mean()), 4)}
+    return {
+        "shape": list(img.shape),
+        "min": round(float(img.min()), 4),
+        "max": round(float(img.max()), 4),
+        "mean": round(float(img.mean()), 4),
+    }
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
@@ -227,8 +246,9 @@ class _Stages:
             self.reports.append(StageReport(name, elapsed, _stats(result), _to_uint8(result)))
         return result
 
-    def crop(self, img: np.ndarray, config: PreprocessConfig
-             ) -> tuple[np.ndarray, tuple[LungFieldResult, tuple[int, int, int, int]] | None]:
+    def crop(
+        self, img: np.ndarray, config: PreprocessConfig
+    ) -> tuple[np.ndarray, tuple[LungFieldResult, tuple[int, int, int, int]] | None]:
         """The cropped image and, with a lung model, the lung field with the crop box."""
         start = time.perf_counter()
         if not config.lung_model:
@@ -246,11 +266,13 @@ class _Stages:
             self.reports.append(StageReport("lung_crop", elapsed, {**_stats(cropped), **summary}, debug()))
         return cropped, mask
 
-    def mask(self, img: np.ndarray, found: tuple[LungFieldResult, tuple[int, int, int, int]],
-             config: PreprocessConfig) -> np.ndarray:
+    def mask(
+        self, img: np.ndarray, found: tuple[LungFieldResult, tuple[int, int, int, int]], config: PreprocessConfig
+    ) -> np.ndarray:
         field, box = found
-        return self.run("lung_mask", lambda: apply_lung_mask(img, field.mask(box, img.shape[:2]),
-                                                             config.lung_mask_dilation))
+        return self.run(
+            "lung_mask", lambda: apply_lung_mask(img, field.mask(box, img.shape[:2]), config.lung_mask_dilation)
+        )
 
 
 def field_box(field: LungFieldResult, shape: tuple[int, ...], margin: float) -> tuple[int, int, int, int]:
@@ -258,8 +280,12 @@ def field_box(field: LungFieldResult, shape: tuple[int, ...], margin: float) -> 
     height, width = shape[:2]
     x0, y0, x1, y1 = field.box
     mx, my = margin * (x1 - x0), margin * (y1 - y0)
-    return (max(0, int(np.floor(x0 - mx))), max(0, int(np.floor(y0 - my))),
-            min(width, int(np.ceil(x1 + mx))), min(height, int(np.ceil(y1 + my))))
+    return (
+        max(0, int(np.floor(x0 - mx))),
+        max(0, int(np.floor(y0 - my))),
+        min(width, int(np.ceil(x1 + mx))),
+        min(height, int(np.ceil(y1 + my))),
+    )
 
 
 def apply_lung_mask(img: np.ndarray, mask: np.ndarray, dilation: float) -> np.ndarray:
@@ -284,8 +310,7 @@ def _field_debug(img: np.ndarray, field: LungFieldResult, box: tuple[int, int, i
     return rgb
 
 
-def _run(pixels: np.ndarray, config: PreprocessConfig, collect: bool
-         ) -> tuple[np.ndarray, list[StageReport]]:
+def _run(pixels: np.ndarray, config: PreprocessConfig, collect: bool) -> tuple[np.ndarray, list[StageReport]]:
     stages = _Stages(collect)
     img = as_unit_float(pixels)
     out, mask = stages.crop(img, config) if config.lung_crop else (img, None)
@@ -299,8 +324,9 @@ def _run(pixels: np.ndarray, config: PreprocessConfig, collect: bool
     return np.ascontiguousarray(out, dtype=np.float32), stages.reports
 
 
-def preprocess_with_lung_field(pixels: np.ndarray, config: PreprocessConfig, *, lung_model: str,
-                               lung_model_sha256: str | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+def preprocess_with_lung_field(
+    pixels: np.ndarray, config: PreprocessConfig, *, lung_model: str, lung_model_sha256: str | None = None
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """The model input, the lung field in input coordinates (bool, input_size square,
     undilated) and whether the lung field was found.
 
@@ -311,8 +337,9 @@ def preprocess_with_lung_field(pixels: np.ndarray, config: PreprocessConfig, *, 
     image = preprocess(pixels, config)
     img = as_unit_float(pixels)
     name = config.lung_model or lung_model
-    field = lung_field(img, model=name, sha256=(config.lung_model_sha256 if config.lung_model else lung_model_sha256)
-                       or None)
+    field = lung_field(
+        img, model=name, sha256=(config.lung_model_sha256 if config.lung_model else lung_model_sha256) or None
+    )
     if not config.lung_crop:
         box = (0, 0, img.shape[1], img.shape[0])
     elif config.lung_model:
@@ -330,8 +357,9 @@ def preprocess(pixels: np.ndarray, config: PreprocessConfig | None = None) -> np
     return _run(pixels, config or PreprocessConfig(), collect=False)[0]
 
 
-def preprocess_with_stages(pixels: np.ndarray, config: PreprocessConfig | None = None
-                           ) -> tuple[np.ndarray, list[StageReport]]:
+def preprocess_with_stages(
+    pixels: np.ndarray, config: PreprocessConfig | None = None
+) -> tuple[np.ndarray, list[StageReport]]:
     """As :func:`preprocess`, plus one :class:`StageReport` per stage that ran."""
     return _run(pixels, config or PreprocessConfig(), collect=True)
 

@@ -7,17 +7,19 @@ first use, without a restart.  Pipelines are safe to share between threads (runt
 serialise their own calls).  Decoding errors propagate unchanged as
 ``classifier.imaging.errors.ImagingError`` (a permanent failure for the caller).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,9 +43,9 @@ class InferenceResult:
     flag: bool
     threshold: float
     timings_ms: dict[str, float]
-    preprocessed: np.ndarray                 # (H, W) uint8, what the model saw
-    display_png: bytes | None = None         # ``preprocessed`` as PNG (with a heatmap)
-    heatmap_raw: np.ndarray | None = None    # (H, W) float32 in [0, 1]
+    preprocessed: np.ndarray  # (H, W) uint8, what the model saw
+    display_png: bytes | None = None  # ``preprocessed`` as PNG (with a heatmap)
+    heatmap_raw: np.ndarray | None = None  # (H, W) float32 in [0, 1]
     heatmap_png: bytes | None = None
     heatmap_class: str | None = None
     model_sha256: str = ""
@@ -85,8 +87,9 @@ class InferencePipeline:
     same as with one thread.
     """
 
-    def __init__(self, artifact_dir: str | Path, *, runtime: str = "tflite",
-                 heatmap: bool = True, threads: int = 1) -> None:
+    def __init__(
+        self, artifact_dir: str | Path, *, runtime: str = "tflite", heatmap: bool = True, threads: int = 1
+    ) -> None:
         from classifier.imaging.preprocess import PreprocessConfig
 
         self.artifact_dir = Path(artifact_dir)
@@ -100,10 +103,8 @@ class InferencePipeline:
         # otherwise a GradientTape pass through the Keras model (loaded lazily).
         self.head = features_head(self.predictor)
         manifest = json.loads((self.artifact_dir / "manifest.json").read_text())
-        self.model_sha256 = manifest["files"].get(
-            "model.tflite" if runtime == "tflite" else "model.keras", "")
-        self.config = PreprocessConfig.from_dict(
-            json.loads((self.artifact_dir / "preprocess.json").read_text()))
+        self.model_sha256 = manifest["files"].get("model.tflite" if runtime == "tflite" else "model.keras", "")
+        self.config = PreprocessConfig.from_dict(json.loads((self.artifact_dir / "preprocess.json").read_text()))
         thresholds = json.loads((self.artifact_dir / "thresholds.json").read_text())
         self.threshold = float(thresholds["abnormal"])
         self.temperature = float(thresholds.get("temperature", 1.0))
@@ -118,8 +119,7 @@ class InferencePipeline:
             if self._keras_model is None:
                 import keras
 
-                self._keras_model = keras.saving.load_model(
-                    self.artifact_dir / "model.keras", compile=False)
+                self._keras_model = keras.saving.load_model(self.artifact_dir / "model.keras", compile=False)
             return self._keras_model
 
     def warm_up(self) -> None:
@@ -164,7 +164,7 @@ class InferencePipeline:
         that fails to decode (callers wanting per-image errors call ``run``)."""
         results: list[InferenceResult] = []
         for start in range(0, len(items), batch_size):
-            results.extend(self._run_batch(items[start:start + batch_size]))
+            results.extend(self._run_batch(items[start : start + batch_size]))
         return results
 
     def _run_batch(self, items: list[bytes]) -> list[InferenceResult]:
@@ -190,20 +190,33 @@ class InferencePipeline:
             t["total"] = sum(t.values())
         return results
 
-    def _result(self, image: np.ndarray, metadata: dict, probs: np.ndarray,
-                timings: dict[str, float]) -> InferenceResult:
+    def _result(
+        self, image: np.ndarray, metadata: dict, probs: np.ndarray, timings: dict[str, float]
+    ) -> InferenceResult:
         probabilities = {label: float(p) for label, p in zip(self.labels, probs)}
         p_abnormal = 1.0 - probabilities.get(NORMAL_LABEL, 0.0)
         display = _display_uint8(image[..., 0], self.config.normalisation)
         result = InferenceResult(
-            probabilities=probabilities, label=self.labels[int(np.argmax(probs))],
-            p_abnormal=p_abnormal, flag=p_abnormal >= self.threshold,
-            threshold=self.threshold, timings_ms=timings, preprocessed=display,
-            model_sha256=self.model_sha256, metadata=metadata)
+            probabilities=probabilities,
+            label=self.labels[int(np.argmax(probs))],
+            p_abnormal=p_abnormal,
+            flag=p_abnormal >= self.threshold,
+            threshold=self.threshold,
+            timings_ms=timings,
+            preprocessed=display,
+            model_sha256=self.model_sha256,
+            metadata=metadata,
+        )
         return result
 
-    def _add_heatmaps(self, results: list[InferenceResult], batch: np.ndarray, probs: np.ndarray,
-                      logits: np.ndarray, features: np.ndarray | None) -> None:
+    def _add_heatmaps(
+        self,
+        results: list[InferenceResult],
+        batch: np.ndarray,
+        probs: np.ndarray,
+        logits: np.ndarray,
+        features: np.ndarray | None,
+    ) -> None:
         """Grad-CAM of each image's most probable abnormal class for the whole batch:
         closed form from the forward pass's feature map when the head allows it (and
         the head reproduces the served logits), else one GradientTape pass."""
@@ -216,8 +229,10 @@ class InferencePipeline:
             heatmaps = self.head.cam(features, np.asarray(indices), batch.shape[1:3])
         else:
             if features is not None:
-                log.error("model %s: the Grad-CAM head does not reproduce the logits; "
-                          "using the gradient pass", self.model_sha256[:12])
+                log.error(
+                    "model %s: the Grad-CAM head does not reproduce the logits; using the gradient pass",
+                    self.model_sha256[:12],
+                )
             heatmaps = gradcam_batch(self.keras_model, batch, indices)
         per_image = (time.perf_counter() - start) * 1000.0 / len(results)
 
@@ -238,8 +253,9 @@ _PIPELINES: dict[tuple[str, str, bool, int], InferencePipeline] = {}
 _PIPELINES_LOCK = threading.Lock()
 
 
-def get_pipeline(artifact_dir: str | Path, runtime: str = "tflite", *,
-                 heatmap: bool = True, threads: int = 1) -> InferencePipeline:
+def get_pipeline(
+    artifact_dir: str | Path, runtime: str = "tflite", *, heatmap: bool = True, threads: int = 1
+) -> InferencePipeline:
     """The process-wide pipeline for (artifact dir, runtime, heatmap, threads), built on
     first use.
 

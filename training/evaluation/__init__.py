@@ -36,9 +36,7 @@ from .metrics import (
 )
 from .thresholds import FALLBACK_THRESHOLD, threshold_for_sensitivity
 
-_PLOT_NAMES = frozenset(
-    {"plot_confusion_matrix", "plot_reliability", "plot_roc", "plot_training_curves"}
-)
+_PLOT_NAMES = frozenset({"plot_confusion_matrix", "plot_reliability", "plot_roc", "plot_training_curves"})
 
 __all__ = [
     "FALLBACK_THRESHOLD",

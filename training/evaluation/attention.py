@@ -30,5 +30,10 @@ def summarise_lung_mass(shares: Sequence[float | None], *, target: float = 0.7) 
     values = np.array([s for s in shares if s is not None], dtype=np.float64)
     if not values.size:
         return {"n": 0, "median": None, "mean": None, "at_or_above_target": None, "target": target}
-    return {"n": int(values.size), "median": float(np.median(values)), "mean": float(values.mean()),
-            "at_or_above_target": float((values >= target).mean()), "target": target}
+    return {
+        "n": int(values.size),
+        "median": float(np.median(values)),
+        "mean": float(values.mean()),
+        "at_or_above_target": float((values >= target).mean()),
+        "target": target,
+    }

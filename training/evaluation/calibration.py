@@ -105,9 +105,7 @@ def _ece(confidence: np.ndarray, outcome: np.ndarray, n_bins: int) -> float:
     return float(np.sum(count[filled] * gaps) / confidence.size)
 
 
-def expected_calibration_error(
-    y_true_idx: ArrayLike, probs: ArrayLike, n_bins: int = DEFAULT_N_BINS
-) -> float:
+def expected_calibration_error(y_true_idx: ArrayLike, probs: ArrayLike, n_bins: int = DEFAULT_N_BINS) -> float:
     """Top-label expected calibration error.
 
     Confidence is the largest probability in each row and the outcome is whether its
@@ -119,9 +117,7 @@ def expected_calibration_error(
     return _ece(p.max(axis=1), p.argmax(axis=1) == y, n_bins)
 
 
-def binary_expected_calibration_error(
-    y_true: ArrayLike, scores: ArrayLike, n_bins: int = DEFAULT_N_BINS
-) -> float:
+def binary_expected_calibration_error(y_true: ArrayLike, scores: ArrayLike, n_bins: int = DEFAULT_N_BINS) -> float:
     """ECE of a binary score (e.g. p_abnormal): per bin |fraction positive - mean score|.
 
     Unlike the top-label variant this bins the positive-class score itself, so it judges
@@ -150,9 +146,7 @@ def binary_brier_score(y_true: ArrayLike, scores: ArrayLike) -> float:
     return float(np.mean((s - y) ** 2))
 
 
-def reliability_curve(
-    y_true: ArrayLike, scores_or_probs: ArrayLike, n_bins: int = DEFAULT_N_BINS
-) -> dict[str, Any]:
+def reliability_curve(y_true: ArrayLike, scores_or_probs: ArrayLike, n_bins: int = DEFAULT_N_BINS) -> dict[str, Any]:
     """Per-bin data for a reliability diagram, JSON-serialisable.
 
     With 1-D ``scores_or_probs`` the input is binary (``y_true`` bool, outcome = fraction
@@ -200,9 +194,7 @@ def apply_temperature(logits: ArrayLike, temperature: float) -> np.ndarray:
     return softmax(_as_matrix(logits, "logits") / temperature, axis=1)
 
 
-def negative_log_likelihood(
-    logits: ArrayLike, y_true_idx: ArrayLike, temperature: float = 1.0
-) -> float:
+def negative_log_likelihood(logits: ArrayLike, y_true_idx: ArrayLike, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of the true class under softmax(logits / T)."""
     z = _as_matrix(logits, "logits")
     y = _as_class_indices(y_true_idx, z.shape[0], z.shape[1])
@@ -238,7 +230,5 @@ def fit_temperature(
     def nll(log_t: float) -> float:
         return float(-np.mean(log_softmax(z / math.exp(log_t), axis=1)[rows, y]))
 
-    result = minimize_scalar(
-        nll, bounds=(math.log(t_min), math.log(t_max)), method="bounded", options={"xatol": 1e-5}
-    )
+    result = minimize_scalar(nll, bounds=(math.log(t_min), math.log(t_max)), method="bounded", options={"xatol": 1e-5})
     return float(math.exp(result.x))

@@ -95,9 +95,7 @@ def _auc_check(cand: dict[str, Any], champ: dict[str, Any], margin: float) -> tu
     return ok, f"AUC {_fmt(cand['auc'])} {verdict} the floor {_fmt(floor)} ({basis})."
 
 
-def promotion_decision(
-    candidate: Mapping[str, Any], champion: Mapping[str, Any] | None
-) -> dict[str, Any]:
+def promotion_decision(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None) -> dict[str, Any]:
     """Decide whether ``candidate`` replaces ``champion`` (see the module docstring).
 
     Returns a JSON-serialisable dict: ``promote`` (bool), ``reasons`` (one readable
@@ -124,17 +122,15 @@ def promotion_decision(
     margin = _auc_margin(champ)
     sens_ok, sens_reason = _sensitivity_check(cand, champ)
     auc_ok, auc_reason = _auc_check(cand, champ, margin)
-    comparison.update({
-        "sensitivity_delta": cand["sensitivity"] - champ["sensitivity"],
-        "auc_delta": cand["auc"] - champ["auc"],
-        "auc_margin": margin,
-        "auc_floor": champ["auc"] - margin,
-        "checks": {"comparable": True, "sensitivity": sens_ok, "auc": auc_ok},
-    })
-    promote = sens_ok and auc_ok
-    verdict = (
-        "The candidate is promoted." if promote
-        else "The candidate is not promoted; the champion stays active."
+    comparison.update(
+        {
+            "sensitivity_delta": cand["sensitivity"] - champ["sensitivity"],
+            "auc_delta": cand["auc"] - champ["auc"],
+            "auc_margin": margin,
+            "auc_floor": champ["auc"] - margin,
+            "checks": {"comparable": True, "sensitivity": sens_ok, "auc": auc_ok},
+        }
     )
-    return {"promote": promote, "reasons": [sens_reason, auc_reason, verdict],
-            "comparison": comparison}
+    promote = sens_ok and auc_ok
+    verdict = "The candidate is promoted." if promote else "The candidate is not promoted; the champion stays active."
+    return {"promote": promote, "reasons": [sens_reason, auc_reason, verdict], "comparison": comparison}

@@ -49,9 +49,7 @@ def _ratio(num: float, den: float) -> float | None:
     return float(num) / float(den) if den > 0 else None
 
 
-def wilson_interval(
-    successes: int, total: int, *, confidence: float = 0.95
-) -> list[float] | None:
+def wilson_interval(successes: int, total: int, *, confidence: float = 0.95) -> list[float] | None:
     """Wilson score interval ``[lo, hi]`` for a binomial proportion; None when total == 0.
 
     Always within [0, 1] and always contains ``successes / total`` (unlike the Wald
@@ -116,9 +114,7 @@ def roc_curve(y_true: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndar
     return fpr, tpr, thresholds
 
 
-def _bootstrap_auc_ci(
-    pos: np.ndarray, neg: np.ndarray, n_bootstrap: int, seed: int
-) -> list[float] | None:
+def _bootstrap_auc_ci(pos: np.ndarray, neg: np.ndarray, n_bootstrap: int, seed: int) -> list[float] | None:
     """Stratified percentile bootstrap 95 % CI for AUC; deterministic given ``seed``."""
     if n_bootstrap <= 0 or pos.size == 0 or neg.size == 0:
         return None
@@ -164,27 +160,33 @@ def binary_metrics(
         "accuracy": (tp + tn, y.size),
     }
     result: dict[str, Any] = {
-        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
-        "n": int(y.size), "n_pos": tp + fn, "n_neg": tn + fp,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "n": int(y.size),
+        "n_pos": tp + fn,
+        "n_neg": tn + fp,
         "threshold": float(threshold),
     }
     for name, (num, den) in counts.items():
         result[name] = _ratio(num, den)
     result["f1"] = _ratio(2 * tp, 2 * tp + fp + fn)
     result["auc"] = roc_auc(y, s)
-    ci: dict[str, list[float] | None] = {
-        name: wilson_interval(num, den) for name, (num, den) in counts.items()
-    }
+    ci: dict[str, list[float] | None] = {name: wilson_interval(num, den) for name, (num, den) in counts.items()}
     ci["auc"] = _bootstrap_auc_ci(s[y], s[~y], n_bootstrap, seed)
     result["ci"] = ci
-    result["ci_method"] = {"proportions": "wilson", "auc": "stratified_percentile_bootstrap",
-                           "level": 0.95, "n_bootstrap": int(n_bootstrap), "seed": int(seed)}
+    result["ci_method"] = {
+        "proportions": "wilson",
+        "auc": "stratified_percentile_bootstrap",
+        "level": 0.95,
+        "n_bootstrap": int(n_bootstrap),
+        "seed": int(seed),
+    }
     return result
 
 
-def _validated_multiclass(
-    y_true_labels: Sequence[str], probs: ArrayLike, labels: Sequence[str]
-) -> np.ndarray:
+def _validated_multiclass(y_true_labels: Sequence[str], probs: ArrayLike, labels: Sequence[str]) -> np.ndarray:
     p = np.asarray(probs, dtype=np.float64)
     if len(set(labels)) != len(labels) or len(labels) < 2:
         raise ValueError("labels must be at least two distinct class names")
@@ -206,7 +208,9 @@ def _per_class(
         recall = _ratio(tp, int(is_true.sum()))
         f1 = _ratio(2 * tp, int(is_true.sum()) + int(is_pred.sum()))
         per_class[label] = {
-            "precision": precision, "recall": recall, "f1": f1,
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
             "support": int(is_true.sum()),
             "auc_ovr": roc_auc(is_true, probs[:, k]),
         }
@@ -221,9 +225,7 @@ def _macro(per_class: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     return macro
 
 
-def multiclass_metrics(
-    y_true_labels: Sequence[str], probs: ArrayLike, labels: Sequence[str]
-) -> dict[str, Any]:
+def multiclass_metrics(y_true_labels: Sequence[str], probs: ArrayLike, labels: Sequence[str]) -> dict[str, Any]:
     """Multiclass metrics for argmax predictions over the label schema ``labels``.
 
     Ground-truth labels outside the schema (e.g. "PNEUMONIA" of unknown cause) cannot be
@@ -265,8 +267,11 @@ def multiclass_metrics(
 
 
 def _calibration_summary(
-    y_true_labels: Sequence[str], probs: np.ndarray, labels: list[str],
-    is_abnormal: np.ndarray, p_abnormal: np.ndarray,
+    y_true_labels: Sequence[str],
+    probs: np.ndarray,
+    labels: list[str],
+    is_abnormal: np.ndarray,
+    p_abnormal: np.ndarray,
 ) -> dict[str, float | None]:
     index = {label: i for i, label in enumerate(labels)}
     names = [str(t) for t in y_true_labels]
@@ -282,8 +287,13 @@ def _calibration_summary(
 
 
 def _per_source(
-    sources: Sequence[str], y_true_labels: Sequence[str], probs: np.ndarray,
-    labels: list[str], is_abnormal: np.ndarray, p_abnormal: np.ndarray, threshold: float,
+    sources: Sequence[str],
+    y_true_labels: Sequence[str],
+    probs: np.ndarray,
+    labels: list[str],
+    is_abnormal: np.ndarray,
+    p_abnormal: np.ndarray,
+    threshold: float,
 ) -> dict[str, dict[str, Any]]:
     if len(sources) != len(y_true_labels):
         raise ValueError("sources must have one entry per sample")
@@ -333,7 +343,7 @@ def evaluate_predictions(
     if sources is not None:
         per_source = _per_source(sources, y_true_labels, p, labels, is_abnormal, p_abnormal, threshold)
     return {
-        "n": int(len(y_true_labels)),
+        "n": len(y_true_labels),
         "threshold": float(threshold),
         "labels": labels,
         "sensitivity": binary["sensitivity"],

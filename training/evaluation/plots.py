@@ -59,8 +59,15 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | os.
         for name, values in sorted(group.items()):
             # A series and its val_ twin share a colour so they read as a pair.
             colour = f"C{bases.index(name.removeprefix('val_')) % 10}"
-            ax.plot(np.arange(1, len(values) + 1), values, color=colour, marker="o",
-                    markersize=3, linestyle="--" if name.startswith("val_") else "-", label=name)
+            ax.plot(
+                np.arange(1, len(values) + 1),
+                values,
+                color=colour,
+                marker="o",
+                markersize=3,
+                linestyle="--" if name.startswith("val_") else "-",
+                label=name,
+            )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"Training curves: {title.lower()}")
         ax.set_xlabel("Epoch")
@@ -97,8 +104,15 @@ def plot_roc(
         flagged = np.asarray(scores, dtype=np.float64) >= operating_threshold
         sens = float(np.mean(flagged[y]))
         spec = float(np.mean(~flagged[~y]))
-        ax.plot([1 - spec], [sens], marker="o", markersize=8, color="crimson", linestyle="none",
-                label=f"Threshold {operating_threshold:.3f}: sens {sens:.3f}, spec {spec:.3f}")
+        ax.plot(
+            [1 - spec],
+            [sens],
+            marker="o",
+            markersize=8,
+            color="crimson",
+            linestyle="none",
+            label=f"Threshold {operating_threshold:.3f}: sens {sens:.3f}, spec {spec:.3f}",
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_title("ROC curve: abnormal vs normal")
@@ -132,8 +146,7 @@ def plot_confusion_matrix(
     image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, label="Fraction of true label")
     for (i, j), count in np.ndenumerate(counts):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if fractions[i, j] > 0.5 else "black")
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if fractions[i, j] > 0.5 else "black")
     ax.set_xticks(range(len(col_labels)), labels=list(col_labels), rotation=30, ha="right")
     ax.set_yticks(range(len(row_labels)), labels=list(row_labels))
     ax.set_title("Confusion matrix")

@@ -31,9 +31,7 @@ def _min_positives_needed(target: float, n_pos: int) -> int:
     return min(k, n_pos)
 
 
-def threshold_for_sensitivity(
-    y_true: ArrayLike, scores: ArrayLike, target: float = 0.95
-) -> dict[str, Any]:
+def threshold_for_sensitivity(y_true: ArrayLike, scores: ArrayLike, target: float = 0.95) -> dict[str, Any]:
     """Highest threshold ``t`` such that flagging ``score >= t`` reaches ``target`` sensitivity.
 
     Guarantees on the data given (normally the frozen validation set):

@@ -14,19 +14,34 @@ training.trainers.candidate); an empty list chooses them on the validation split
 Partial specs (from the admin form, the API or ``train_model`` flags) are completed from
 the default recipe, so every stored run is fully described. No TensorFlow import.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
 
-
 from training.trainers.recipes import DEFAULT_BALANCE_GROUPS
 
-BACKBONE_KEYS = ("weights", "allow_download", "freeze_backbone", "fine_tune_epochs", "fine_tune_layers",
-                 "fine_tune_learning_rate")
-SPEC_KEYS = {"train", "preprocess", "val_fraction", "target_sensitivity", "views", "balance_groups", "group_weights",
-             "selection", "export_quantization"}
+BACKBONE_KEYS = (
+    "weights",
+    "allow_download",
+    "freeze_backbone",
+    "fine_tune_epochs",
+    "fine_tune_layers",
+    "fine_tune_learning_rate",
+)
+SPEC_KEYS = {
+    "train",
+    "preprocess",
+    "val_fraction",
+    "target_sensitivity",
+    "views",
+    "balance_groups",
+    "group_weights",
+    "selection",
+    "export_quantization",
+}
 
 
 def spec_with_defaults(partial: dict[str, Any] | None) -> dict[str, Any]:
@@ -60,8 +75,12 @@ def spec_with_defaults(partial: dict[str, Any] | None) -> dict[str, Any]:
         "views": [str(v).upper() for v in partial.get("views", [])],
         "balance_groups": dict(partial.get("balance_groups", DEFAULT_BALANCE_GROUPS)),
         "group_weights": {str(k): float(v) for k, v in dict(partial.get("group_weights", {})).items()},
-        "selection": {"holdout_folds": [[str(s) for s in fold] for fold in
-                                        dict(partial.get("selection", DEFAULT_RECIPE.selection)).get("holdout_folds", [])]},
+        "selection": {
+            "holdout_folds": [
+                [str(s) for s in fold]
+                for fold in dict(partial.get("selection", DEFAULT_RECIPE.selection)).get("holdout_folds", [])
+            ]
+        },
         "export_quantization": str(partial.get("export_quantization", DEFAULT_RECIPE.export_quantization)),
     }
     if spec["export_quantization"] not in ("none", "dynamic"):

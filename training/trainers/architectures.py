@@ -12,14 +12,17 @@ Only built-in Keras layers are used so that ``model.keras`` loads in the inferen
 process without importing this module (no custom-object registry to keep in sync).
 TensorFlow/Keras are imported inside functions: importing this module is cheap.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Layers this module adds around a keras.applications backbone; everything else in a
 # backbone model belongs to the backbone (used by ``unfreeze``).
-HEAD_LAYER_NAMES = frozenset({"image", "to_rgb", "backbone_scale", "backbone_norm",
-                              "head_pool", "head_dropout", "logits"})
+HEAD_LAYER_NAMES = frozenset(
+    {"image", "to_rgb", "backbone_scale", "backbone_norm", "head_pool", "head_dropout", "logits"}
+)
 GRADCAM_LAYER_NAME = "gradcam_target"
 
 # name -> (keras.applications attribute, input convention, minimum input size).
@@ -41,9 +44,16 @@ _LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 ARCHITECTURES: tuple[str, ...] = _OWN + _LITE + tuple(_BACKBONES)
 
 
-def build_model(name: str, *, input_shape: tuple[int, int, int], num_classes: int,
-                weights: str | None = None, allow_download: bool = False,
-                dropout: float = 0.3, freeze_backbone: bool = True) -> Any:
+def build_model(
+    name: str,
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    weights: str | None = None,
+    allow_download: bool = False,
+    dropout: float = 0.3,
+    freeze_backbone: bool = True,
+) -> Any:
     """Build an uncompiled ``keras.Model`` that maps [0, 1] images to logits.
 
     ``weights`` is None (random init), a local file path (a ``.weights.h5`` for our own
@@ -56,15 +66,14 @@ def build_model(name: str, *, input_shape: tuple[int, int, int], num_classes: in
         return _build_lite(name, input_shape, num_classes, weights, dropout, freeze_backbone)
     _check_weights(weights, allow_download)
     if name in _BACKBONES:
-        return _build_backbone(name, input_shape, num_classes, weights, dropout,
-                               freeze_backbone)
+        return _build_backbone(name, input_shape, num_classes, weights, dropout, freeze_backbone)
     builders: dict[str, Callable[..., Any]] = {
-        "s0_cnn": _build_s0_cnn, "regularised_cnn": _build_regularised_cnn,
+        "s0_cnn": _build_s0_cnn,
+        "regularised_cnn": _build_regularised_cnn,
         "cxr_net": _build_cxr_net,
     }
     if name not in builders:
-        raise ValueError(f"unknown architecture {name!r}; choose one of: "
-                         + ", ".join(ARCHITECTURES))
+        raise ValueError(f"unknown architecture {name!r}; choose one of: " + ", ".join(ARCHITECTURES))
     model = builders[name](input_shape, num_classes, dropout)
     if weights is not None:
         model.load_weights(weights)
@@ -78,15 +87,15 @@ def _check_weights(weights: str | None, allow_download: bool) -> None:
         return
     if weights == "imagenet":
         if not allow_download:
-            raise ValueError("weights='imagenet' needs allow_download=True; "
-                             "pass a local weights file path on offline machines")
+            raise ValueError(
+                "weights='imagenet' needs allow_download=True; pass a local weights file path on offline machines"
+            )
         return
     if not Path(weights).is_file():
         raise ValueError(f"weights file not found: {weights}")
 
 
-def _build_s0_cnn(input_shape: tuple[int, int, int], num_classes: int,
-                  dropout: float) -> Any:
+def _build_s0_cnn(input_shape: tuple[int, int, int], num_classes: int, dropout: float) -> Any:
     """The pediatric source system: three conv/pool stages (16/32/64) + dense 128."""
     import keras
     from keras import layers
@@ -94,8 +103,9 @@ def _build_s0_cnn(input_shape: tuple[int, int, int], num_classes: int,
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     for i, filters in enumerate((16, 32, 64)):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu",
-                          name=f"conv{i + 1}" if i < 2 else GRADCAM_LAYER_NAME)(x)
+        x = layers.Conv2D(
+            filters, 3, padding="same", activation="relu", name=f"conv{i + 1}" if i < 2 else GRADCAM_LAYER_NAME
+        )(x)
         x = layers.MaxPooling2D(name=f"pool{i + 1}")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(128, activation="relu", name="fc")(x)
@@ -104,8 +114,7 @@ def _build_s0_cnn(input_shape: tuple[int, int, int], num_classes: int,
     return keras.Model(inputs, outputs, name="s0_cnn")
 
 
-def _build_regularised_cnn(input_shape: tuple[int, int, int], num_classes: int,
-                           dropout: float) -> Any:
+def _build_regularised_cnn(input_shape: tuple[int, int, int], num_classes: int, dropout: float) -> Any:
     """A plain VGG-style CNN with batch norm, spatial dropout and global pooling."""
     import keras
     from keras import layers
@@ -132,22 +141,18 @@ def _res_block(x: Any, filters: int, stride: int, name: str) -> Any:
 
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False,
-                                 name=f"{name}_proj")(x)
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
         shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
-    y = layers.SeparableConv2D(filters, 3, strides=stride, padding="same",
-                               use_bias=False, name=f"{name}_sep1")(x)
+    y = layers.SeparableConv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_sep1")(x)
     y = layers.BatchNormalization(name=f"{name}_bn1")(y)
     y = layers.ReLU(name=f"{name}_relu1")(y)
-    y = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False,
-                               name=f"{name}_sep2")(y)
+    y = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_sep2")(y)
     y = layers.BatchNormalization(name=f"{name}_bn2")(y)
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def _build_cxr_net(input_shape: tuple[int, int, int], num_classes: int,
-                   dropout: float) -> Any:
+def _build_cxr_net(input_shape: tuple[int, int, int], num_classes: int, dropout: float) -> Any:
     """Compact residual separable-conv CNN; the recommended CPU default.
 
     A dense strided stem downsamples 4x early because most CPU time is spent on the
@@ -183,8 +188,7 @@ def _input_adapter(x: Any, convention: str) -> Any:
         return layers.Rescaling(2.0, offset=-1.0, name="backbone_scale")(x)
     x = layers.Rescaling(255.0, name="backbone_scale")(x)
     if convention == "caffe":  # greyscale replicated, so the BGR order is irrelevant
-        return layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0] * 3,
-                                    name="backbone_norm")(x)
+        return layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0] * 3, name="backbone_norm")(x)
     if convention == "torch":
         mean = [0.485 * 255, 0.456 * 255, 0.406 * 255]
         var = [(s * 255) ** 2 for s in (0.229, 0.224, 0.225)]
@@ -192,8 +196,9 @@ def _input_adapter(x: Any, convention: str) -> Any:
     return x  # raw255
 
 
-def _build_backbone(name: str, input_shape: tuple[int, int, int], num_classes: int,
-                    weights: str | None, dropout: float, freeze: bool) -> Any:
+def _build_backbone(
+    name: str, input_shape: tuple[int, int, int], num_classes: int, weights: str | None, dropout: float, freeze: bool
+) -> Any:
     """keras.applications backbone, inlined (not nested) so Grad-CAM can reach its layers."""
     import keras
     from keras import layers
@@ -206,8 +211,7 @@ def _build_backbone(name: str, input_shape: tuple[int, int, int], num_classes: i
     if input_shape[-1] == 1:
         x = layers.Concatenate(name="to_rgb")([inputs, inputs, inputs])
     x = _input_adapter(x, convention)
-    base = getattr(keras.applications, attr)(include_top=False, weights=weights,
-                                             input_tensor=x)
+    base = getattr(keras.applications, attr)(include_top=False, weights=weights, input_tensor=x)
     for layer in base.layers:
         layer.trainable = not freeze
     y = layers.GlobalAveragePooling2D(name="head_pool")(base.output)
@@ -228,8 +232,9 @@ def pretrained_path(name: str) -> Any:
     return default_path(name, Path(directory))
 
 
-def _build_lite(name: str, input_shape: tuple[int, int, int], num_classes: int, weights: str | None,
-                dropout: float, freeze: bool) -> Any:
+def _build_lite(
+    name: str, input_shape: tuple[int, int, int], num_classes: int, weights: str | None, dropout: float, freeze: bool
+) -> Any:
     """EfficientNet-Lite on a [0, 1] image; greyscale goes straight into a stem whose
     ImageNet kernel is summed over RGB (the same output as a replicated grey image)."""
     from pathlib import Path
@@ -244,8 +249,9 @@ def _build_lite(name: str, input_shape: tuple[int, int, int], num_classes: int, 
         raise ValueError(f"{name} needs an input of at least 32x32")
     path = Path(pretrained_path(name)) if weights == "imagenet" else Path(weights) if weights else None
     if path is not None and not path.is_file():
-        raise ValueError(f"ImageNet weights for {name} not found at {path}; "
-                         "create them with `python manage.py convert_pretrained`")
+        raise ValueError(
+            f"ImageNet weights for {name} not found at {path}; create them with `python manage.py convert_pretrained`"
+        )
     inputs = keras.Input(input_shape, name="image")
     x = layers.Rescaling(255.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="backbone_scale")(inputs)
     x = efficientnet_lite_features(x, name, feature_name=GRADCAM_LAYER_NAME)

@@ -16,6 +16,7 @@ normals from unseen hospitals flagged as COVID-19). The sampling rule, applied t
 The result is one probability per image; ``sample_epochs`` draws the training order.
 Django- and TensorFlow-free.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -26,14 +27,20 @@ import numpy as np
 NORMAL = "NORMAL"
 
 
-def cell_probabilities(groups: Sequence[str], sources: Sequence[str], labels: Sequence[str], *,
-                       group_weights: Mapping[str, float] | None = None) -> np.ndarray:
+def cell_probabilities(
+    groups: Sequence[str],
+    sources: Sequence[str],
+    labels: Sequence[str],
+    *,
+    group_weights: Mapping[str, float] | None = None,
+) -> np.ndarray:
     """Per-image sampling probability (sums to 1) by the rule in the module docstring."""
     n = len(labels)
     if not (len(groups) == len(sources) == n) or n == 0:
         raise ValueError("groups, sources and labels must be non-empty and of equal length")
     tree: dict[str, dict[bool, dict[str, dict[str, list[int]]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
+        lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    )
     for i, (group, source, label) in enumerate(zip(groups, sources, labels)):
         tree[group][label != NORMAL][label][source].append(i)
     weights = dict(group_weights or {})

@@ -18,6 +18,7 @@ and a model card are written, and the artifact (weights, TFLite export with a pa
 check, configs, sha256s) is written by ``training.trainers.export``. TensorFlow is
 imported inside functions only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from training.evaluation import (binary_metrics, evaluate_predictions, fit_temperature, plot_confusion_matrix,
-                                 plot_reliability, plot_roc, plot_training_curves, threshold_for_sensitivity)
+from training.evaluation import (
+    binary_metrics,
+    evaluate_predictions,
+    fit_temperature,
+    plot_confusion_matrix,
+    plot_reliability,
+    plot_roc,
+    plot_training_curves,
+    threshold_for_sensitivity,
+)
 from training.evaluation.calibration import apply_temperature
 from training.trainers.model_card import cause_validation, model_card
 
@@ -61,11 +70,11 @@ class CandidateBuild:
 
 @dataclass
 class Arrays:
-    x: np.ndarray          # uint8 (n, h, w, c)
-    y: np.ndarray          # soft targets (n, k)
+    x: np.ndarray  # uint8 (n, h, w, c)
+    y: np.ndarray  # soft targets (n, k)
     items: list[Any]
 
-    def subset(self, mask: np.ndarray) -> "Arrays":
+    def subset(self, mask: np.ndarray) -> Arrays:
         rows = np.nonzero(mask)[0]
         return Arrays(self.x[rows], self.y[rows], [self.items[i] for i in rows])
 
@@ -120,12 +129,13 @@ def group_balance(items: Sequence[Any], groups: dict[str, str], *, seed: int) ->
 
 def logits_of(model: Any, x_uint8: np.ndarray) -> np.ndarray:
     """Model logits (float64) for uint8 images, in batches of 64."""
-    out = [model.predict_on_batch(x_uint8[i:i + 64].astype(np.float32) / 255.0) for i in range(0, len(x_uint8), 64)]
+    out = [model.predict_on_batch(x_uint8[i : i + 64].astype(np.float32) / 255.0) for i in range(0, len(x_uint8), 64)]
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 0))
 
 
-def _fit(spec: Any, run_spec: dict[str, Any], train: Arrays, val: Arrays, workdir: Path,
-         progress: Progress | None) -> Any:
+def _fit(
+    spec: Any, run_spec: dict[str, Any], train: Arrays, val: Arrays, workdir: Path, progress: Progress | None
+) -> Any:
     """Train one model on ``train``, early-stopping on ``val``; returns the TrainOutcome."""
     from training.trainers.balance import cell_probabilities
     from training.trainers.train import train as train_model
@@ -133,13 +143,18 @@ def _fit(spec: Any, run_spec: dict[str, Any], train: Arrays, val: Arrays, workdi
     x, y, sample_p = train.x, train.y, None
     groups_of = run_spec.get("balance_groups") or {}
     if spec.balancing == "source_label":
-        sample_p = cell_probabilities([groups_of.get(s, s) for s in train.sources], train.sources, train.labels,
-                                      group_weights=run_spec.get("group_weights"))
+        sample_p = cell_probabilities(
+            [groups_of.get(s, s) for s in train.sources],
+            train.sources,
+            train.labels,
+            group_weights=run_spec.get("group_weights"),
+        )
     elif groups_of:
         rows = group_balance(train.items, groups_of, seed=spec.seed)
         x, y = x[rows], y[rows]
-    return train_model(spec, x_train=x, y_train=y, x_val=val.x, y_val=val.y, workdir=workdir, progress=progress,
-                       sample_p=sample_p)
+    return train_model(
+        spec, x_train=x, y_train=y, x_val=val.x, y_val=val.y, workdir=workdir, progress=progress, sample_p=sample_p
+    )
 
 
 def _in_schema(arrays: Arrays, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -159,8 +174,9 @@ def _calibrate(logits: np.ndarray, arrays: Arrays, labels: list[str], target: fl
     return temperature, chosen, max(0.0, float(chosen["threshold"]) - 1e-6)
 
 
-def unseen_source_report(arrays: Arrays, probs: np.ndarray, labels: list[str], threshold: float,
-                         *, n_bootstrap: int = 1000) -> dict[str, Any]:
+def unseen_source_report(
+    arrays: Arrays, probs: np.ndarray, labels: list[str], threshold: float, *, n_bootstrap: int = 1000
+) -> dict[str, Any]:
     """Pooled and per-source figures of predictions on sources the predicting model never saw.
 
     Per source: n, AUC with a bootstrap 95 % CI where both classes exist, sensitivity
@@ -176,9 +192,15 @@ def unseen_source_report(arrays: Arrays, probs: np.ndarray, labels: list[str], t
         sub = arrays.subset(mask)
         in_schema, idx = _in_schema(sub, labels)
         accuracy = float((probs[mask][in_schema].argmax(1) == idx).mean()) if idx.size else None
-        per_source[source] = {"n": int(mask.sum()), "n_abnormal": int(y[mask].sum()), "auc": figures["auc"],
-                              "auc_ci": (figures.get("ci") or {}).get("auc"), "sensitivity": figures["sensitivity"],
-                              "specificity": figures["specificity"], "accuracy_4class": accuracy}
+        per_source[source] = {
+            "n": int(mask.sum()),
+            "n_abnormal": int(y[mask].sum()),
+            "auc": figures["auc"],
+            "auc_ci": (figures.get("ci") or {}).get("auc"),
+            "sensitivity": figures["sensitivity"],
+            "specificity": figures["specificity"],
+            "accuracy_4class": accuracy,
+        }
     return {"pooled": pooled, "per_source": per_source}
 
 
@@ -196,8 +218,14 @@ class Selection:
     logits: np.ndarray
 
 
-def select_on_unseen_sources(spec: Any, run_spec: dict[str, Any], pool: Arrays, folds: list[list[str]],
-                             workdir: Path, progress: Progress | None = None) -> Selection:
+def select_on_unseen_sources(
+    spec: Any,
+    run_spec: dict[str, Any],
+    pool: Arrays,
+    folds: list[list[str]],
+    workdir: Path,
+    progress: Progress | None = None,
+) -> Selection:
     """Train one model per fold without the fold's sources, early-stopped on them.
 
     ``pool`` holds every image that may train or validate (not the test split). Each
@@ -211,25 +239,45 @@ def select_on_unseen_sources(spec: Any, run_spec: dict[str, Any], pool: Arrays, 
         if not held.any() or held.all():
             raise ValueError(f"fold {fold} holds out {'no' if not held.any() else 'every'} image")
         started = time.monotonic()
-        outcome = _fit(spec, run_spec, pool.subset(~held), pool.subset(held), workdir / f"fold-{number + 1}",
-                       _staged(progress, f"fold {number + 1} of {len(folds)} (without {', '.join(fold)})"))
+        outcome = _fit(
+            spec,
+            run_spec,
+            pool.subset(~held),
+            pool.subset(held),
+            workdir / f"fold-{number + 1}",
+            _staged(progress, f"fold {number + 1} of {len(folds)} (without {', '.join(fold)})"),
+        )
         import keras
 
         model = keras.saving.load_model(outcome.model_path, compile=False)
         held_logits.append(logits_of(model, pool.x[held]))
         held_rows.append(np.nonzero(held)[0])
-        reports.append({"holdout": fold, "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
-                        "seconds": round(time.monotonic() - started, 1), "n_train": int((~held).sum()),
-                        "n_holdout": int(held.sum())})
+        reports.append(
+            {
+                "holdout": fold,
+                "best_epoch": outcome.best_epoch,
+                "epochs_run": outcome.epochs_run,
+                "seconds": round(time.monotonic() - started, 1),
+                "n_train": int((~held).sum()),
+                "n_holdout": int(held.sum()),
+            }
+        )
     rows = np.concatenate(held_rows)
     arrays = Arrays(pool.x[rows], pool.y[rows], [pool.items[i] for i in rows])
     logits = np.concatenate(held_logits)
     temperature, chosen, threshold = _calibrate(logits, arrays, labels, run_spec["target_sensitivity"])
     probs = apply_temperature(logits, temperature)
     epochs = int(np.median([r["best_epoch"] for r in reports]))
-    return Selection(epochs=max(1, epochs), temperature=temperature, threshold=threshold, chosen=chosen,
-                     report=unseen_source_report(arrays, probs, labels, threshold), folds=reports, arrays=arrays,
-                     logits=logits)
+    return Selection(
+        epochs=max(1, epochs),
+        temperature=temperature,
+        threshold=threshold,
+        chosen=chosen,
+        report=unseen_source_report(arrays, probs, labels, threshold),
+        folds=reports,
+        arrays=arrays,
+        logits=logits,
+    )
 
 
 def _staged(progress: Progress | None, stage: str) -> Progress | None:
@@ -246,8 +294,15 @@ def _final_spec(spec: Any, epochs: int) -> Any:
     return replace(spec, epochs=epochs, fine_tune_epochs=0, early_stopping_patience=patience)
 
 
-def build_candidate(*, spec: dict[str, Any], splits: dict[str, list[Any]], workdir: Path, artifact_dir: Path,
-                    cache_dir: Path, progress: Progress | None = None) -> CandidateBuild:
+def build_candidate(
+    *,
+    spec: dict[str, Any],
+    splits: dict[str, list[Any]],
+    workdir: Path,
+    artifact_dir: Path,
+    cache_dir: Path,
+    progress: Progress | None = None,
+) -> CandidateBuild:
     """Train and describe one candidate; ``artifact_dir`` must not exist yet.
 
     ``splits``: "train" and "val" (required) and "test" lists of items (key, path,
@@ -266,13 +321,20 @@ def build_candidate(*, spec: dict[str, Any], splits: dict[str, list[Any]], workd
     pool = _concat(data["train"], data["val"])
     present = set(pool.sources)
     # A fold is usable when it holds out some, but not all, of the sources present.
-    folds = [f for f in ((spec.get("selection") or {}).get("holdout_folds") or [])
-             if present & set(f) and present - set(f)]
+    folds = [
+        f for f in ((spec.get("selection") or {}).get("holdout_folds") or []) if present & set(f) and present - set(f)
+    ]
     selection = None
     if folds:
         selection = select_on_unseen_sources(train_spec, spec, pool, folds, workdir / "selection", progress)
-        outcome = _fit(_final_spec(train_spec, selection.epochs), spec, data["train"], data["val"], workdir / "final",
-                       _staged(progress, "final model (every source)"))
+        outcome = _fit(
+            _final_spec(train_spec, selection.epochs),
+            spec,
+            data["train"],
+            data["val"],
+            workdir / "final",
+            _staged(progress, "final model (every source)"),
+        )
     else:
         outcome = _fit(train_spec, spec, data["train"], data["val"], workdir, _staged(progress, "training"))
     _report(progress, "evaluation", outcome)
@@ -285,9 +347,15 @@ def build_candidate(*, spec: dict[str, Any], splits: dict[str, list[Any]], workd
     probs = {name: apply_temperature(value, temperature) for name, value in logits.items()}
     metrics: dict[str, Any] = {
         name: evaluate_predictions(arrays.labels, probs[name], labels, threshold=threshold, sources=arrays.sources)
-        for name, arrays in data.items() if name != "train"}
-    metrics["training"] = {"seconds": round(outcome.seconds, 1), "epochs_run": outcome.epochs_run,
-                           "best_epoch": outcome.best_epoch, "stopped_early": outcome.stopped_early}
+        for name, arrays in data.items()
+        if name != "train"
+    }
+    metrics["training"] = {
+        "seconds": round(outcome.seconds, 1),
+        "epochs_run": outcome.epochs_run,
+        "best_epoch": outcome.best_epoch,
+        "stopped_early": outcome.stopped_early,
+    }
     metrics["threshold_selection"] = {**chosen, "chosen_on": "unseen sources" if selection else "validation split"}
     if selection is not None:
         metrics["unseen_sources"] = {**selection.report, "folds": selection.folds, "final_epochs": selection.epochs}
@@ -298,19 +366,29 @@ def build_candidate(*, spec: dict[str, Any], splits: dict[str, list[Any]], workd
     card = model_card(spec=spec, metrics=metrics, snap=snap, thresholds=thresholds)
     _report(progress, "export", outcome)
     val = data["val"]
-    write_artifact(artifact_dir, model=model, preprocess_config=config, labels=labels, thresholds=thresholds,
-                   metrics=metrics, model_card_md=card,
-                   extra={"hyperparameters": {"architecture": train_spec.architecture, "run_spec": spec},
-                          "data_snapshot": {"sha256": snap["sha256"], "counts": snap["counts"]}},
-                   parity_x=val.x[:8].astype(np.float32) / 255.0,
-                   quantize=spec.get("export_quantization", "none"))
+    write_artifact(
+        artifact_dir,
+        model=model,
+        preprocess_config=config,
+        labels=labels,
+        thresholds=thresholds,
+        metrics=metrics,
+        model_card_md=card,
+        extra={
+            "hyperparameters": {"architecture": train_spec.architecture, "run_spec": spec},
+            "data_snapshot": {"sha256": snap["sha256"], "counts": snap["counts"]},
+        },
+        parity_x=val.x[:8].astype(np.float32) / 255.0,
+        quantize=spec.get("export_quantization", "none"),
+    )
     plotted = (selection.arrays, apply_temperature(selection.logits, temperature)) if selection else (val, probs["val"])
     add_plots(artifact_dir, outcome.history, plotted[0], plotted[1], labels, threshold)
     return CandidateBuild(history=outcome.history, snapshot=snap, metrics=metrics)
 
 
-def gradcam_lung_mass(model: Any, arrays: Arrays, probs: np.ndarray, labels: list[str], config: Any,
-                      *, limit: int = 200) -> dict[str, Any]:
+def gradcam_lung_mass(
+    model: Any, arrays: Arrays, probs: np.ndarray, labels: list[str], config: Any, *, limit: int = 200
+) -> dict[str, Any]:
     """Share of Grad-CAM mass inside the lung field on (up to ``limit``) abnormal images, for
     the class the product explains (the most probable abnormal one); the lung field is
     the default lung-field network's, mapped into the model's input."""
@@ -325,12 +403,13 @@ def gradcam_lung_mass(model: Any, arrays: Arrays, probs: np.ndarray, labels: lis
     sha = model_sha256(DEFAULT_MODEL)
     shares: list[float | None] = []
     for start in range(0, len(rows), 16):
-        chunk = rows[start:start + 16]
+        chunk = rows[start : start + 16]
         x = arrays.x[chunk].astype(np.float32) / 255.0
         maps = gradcam_batch(model, x, [max(abnormal, key=lambda k: probs[i][k]) for i in chunk])
         for i, heat in zip(chunk, maps):
-            _, lung, found = preprocess_with_lung_field(decode_file(str(arrays.items[i].path)).pixels, config,
-                                                        lung_model=DEFAULT_MODEL, lung_model_sha256=sha)
+            _, lung, found = preprocess_with_lung_field(
+                decode_file(str(arrays.items[i].path)).pixels, config, lung_model=DEFAULT_MODEL, lung_model_sha256=sha
+            )
             shares.append(lung_mass_share(heat, lung) if found else None)
     return {**summarise_lung_mass(shares), "lung_model": DEFAULT_MODEL}
 
@@ -344,8 +423,9 @@ def _concat(a: Arrays, b: Arrays) -> Arrays:
     return Arrays(np.concatenate([a.x, b.x]), np.concatenate([a.y, b.y]), a.items + b.items)
 
 
-def add_plots(artifact_dir: Path, history: dict, arrays: Arrays, probs: np.ndarray, labels: list[str],
-              threshold: float) -> None:
+def add_plots(
+    artifact_dir: Path, history: dict, arrays: Arrays, probs: np.ndarray, labels: list[str], threshold: float
+) -> None:
     """Write the plots into the artifact and list them in its manifest (ROC, confusion and
     reliability of ``arrays``: the unseen-source predictions when the run had folds)."""
     plots = artifact_dir / "plots"
@@ -356,8 +436,12 @@ def add_plots(artifact_dir: Path, history: dict, arrays: Arrays, probs: np.ndarr
     written = [
         plot_training_curves(history, plots / "training_curves.png"),
         plot_roc(y_abn, p_abn, plots / "roc.png", operating_threshold=threshold, auc=report["binary"]["auc"]),
-        plot_confusion_matrix(np.asarray(multiclass["confusion_matrix"]), multiclass["row_labels"],
-                              multiclass["col_labels"], plots / "confusion_matrix.png"),
+        plot_confusion_matrix(
+            np.asarray(multiclass["confusion_matrix"]),
+            multiclass["row_labels"],
+            multiclass["col_labels"],
+            plots / "confusion_matrix.png",
+        ),
         plot_reliability(y_abn, p_abn, plots / "reliability.png"),
     ]
     manifest_path = artifact_dir / "manifest.json"

@@ -8,17 +8,19 @@ range ``preprocess`` returns at inference time.
 
 TensorFlow is imported inside functions only; the cache workers never import it.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from multiprocessing import current_process, get_context
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,13 +58,12 @@ def _process_one(path: str, config_dict: dict, out_path: str) -> str | None:
         config = PreprocessConfig.from_dict(config_dict)
         image = preprocess(decode_file(path).pixels, config)
         if image.min() < -1e-3 or image.max() > 1 + 1e-3:
-            return ("preprocess output is outside [0, 1]; the cache needs a [0, 1] "
-                    "normalisation")
+            return "preprocess output is outside [0, 1]; the cache needs a [0, 1] normalisation"
         tmp = f"{out_path}.{os.getpid()}.tmp.npy"
         np.save(tmp, to_uint8(image))
         os.replace(tmp, out_path)  # atomic: a crash never leaves a half-written entry
         return None
-    except Exception as exc:  # noqa: BLE001 - a bad image is reported, not fatal
+    except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
 
 
@@ -98,8 +99,7 @@ class PreprocessedCache:
         chash = config_hash(config)
         entries = [self._entry(file_sha256(p), chash) for p in paths]
         todo = [i for i, e in enumerate(entries) if not e.exists()]
-        errors = self._compute([str(paths[i]) for i in todo], [entries[i] for i in todo],
-                               config.to_dict())
+        errors = self._compute([str(paths[i]) for i in todo], [entries[i] for i in todo], config.to_dict())
         failures = [(str(paths[i]), errors[k]) for k, i in enumerate(todo) if errors[k]]
         failed = {p for p, _ in failures}
         ok = [i for i in range(len(paths)) if str(paths[i]) not in failed]
@@ -133,18 +133,18 @@ class AugmentConfig:
 
     rotation_deg: float = 10.0
     zoom: float = 0.12
-    aspect: float = 0.12             # anisotropic scale: squashed copies look like others
+    aspect: float = 0.12  # anisotropic scale: squashed copies look like others
     shift: float = 0.08
     brightness: float = 0.12
     contrast: float = 0.25
     gamma: float = 0.3
-    border_erase_prob: float = 0.5   # black strips at the edges: borders vary per source
+    border_erase_prob: float = 0.5  # black strips at the edges: borders vary per source
     border_erase_max: float = 0.12
-    cutout_prob: float = 0.25        # one random box, mimics burned-in text/markers
+    cutout_prob: float = 0.25  # one random box, mimics burned-in text/markers
     cutout_max: float = 0.2
     blur_prob: float = 0.25
     noise_max: float = 0.03
-    lowres_prob: float = 0.25        # down/up-sampling: pixel size must not matter
+    lowres_prob: float = 0.25  # down/up-sampling: pixel size must not matter
     horizontal_flip: bool = False
     # Source signatures (off unless a recipe asks): JPEG re-compression, sharpening as
     # some scanners' processing does, and burned-in text/markers anywhere in the image.
@@ -157,7 +157,7 @@ class AugmentConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AugmentConfig":
+    def from_dict(cls, data: dict) -> AugmentConfig:
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown AugmentConfig keys: {sorted(unknown)}")
@@ -175,8 +175,7 @@ def balance_indices(labels: np.ndarray, mode: str, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     groups = [idx[labels == c] for c in np.unique(labels)]
     target = (min if mode == "undersample" else max)(len(g) for g in groups)
-    picked = [g if len(g) == target else rng.choice(g, target, replace=len(g) < target)
-              for g in groups]
+    picked = [g if len(g) == target else rng.choice(g, target, replace=len(g) < target) for g in groups]
     return np.sort(np.concatenate(picked))
 
 
@@ -197,9 +196,17 @@ def as_onehot(y: np.ndarray, num_classes: int | None) -> np.ndarray:
     return np.eye(k, dtype=np.float32)[y.astype(int)]
 
 
-def make_dataset(x_uint8: np.ndarray, y: np.ndarray, *, batch_size: int,
-                 augment: AugmentConfig | None, shuffle: bool, seed: int,
-                 balancing: str = "none", num_classes: int | None = None) -> Any:
+def make_dataset(
+    x_uint8: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    augment: AugmentConfig | None,
+    shuffle: bool,
+    seed: int,
+    balancing: str = "none",
+    num_classes: int | None = None,
+) -> Any:
     """A ``tf.data.Dataset`` of (float32 images in [0, 1], one-hot labels[, weights]).
 
     ``y`` may be int labels or soft labels (N, K).  ``balancing="class_weights"`` adds
@@ -259,8 +266,13 @@ def _affine(x: Any, cfg: AugmentConfig) -> Any:
     zeros = tf.zeros_like(a0)
     transform = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=x, transforms=transform, output_shape=[h, w], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="CONSTANT")
+        images=x,
+        transforms=transform,
+        output_shape=[h, w],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
 
 
 def _sample_mask(b: Any, prob: float) -> Any:
@@ -311,15 +323,36 @@ def text_bank(size: int, channels: int, count: int = 96, seed: int = 0) -> np.nd
     import cv2
 
     rng = np.random.default_rng(seed)
-    words = ("L", "R", "AP", "PA", "PORTABLE", "SUPINE", "ERECT", "UPRIGHT", "DAY 5", "14:32", "B", "A", "1", "2",
-             "SEMI-ERECT", "INSP", "->", "ICU", "CHEST", "LEFT")
+    words = (
+        "L",
+        "R",
+        "AP",
+        "PA",
+        "PORTABLE",
+        "SUPINE",
+        "ERECT",
+        "UPRIGHT",
+        "DAY 5",
+        "14:32",
+        "B",
+        "A",
+        "1",
+        "2",
+        "SEMI-ERECT",
+        "INSP",
+        "->",
+        "ICU",
+        "CHEST",
+        "LEFT",
+    )
     bank = np.zeros((count, size, size), np.uint8)
     for mask in bank:
         for _ in range(rng.integers(1, 4)):
             scale = rng.uniform(0.25, 0.9) * size / 224
             origin = (int(rng.uniform(0, 0.85) * size), int(rng.uniform(0.08, 1.0) * size))
-            cv2.putText(mask, str(rng.choice(words)), origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 1,
-                        max(1, int(round(2 * scale))))
+            cv2.putText(
+                mask, str(rng.choice(words)), origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 1, max(1, int(round(2 * scale)))
+            )
     return np.repeat(bank[..., None], channels, axis=3)
 
 
@@ -334,8 +367,9 @@ def _source_signatures(x: Any, cfg: AugmentConfig, bank: Any | None) -> Any:
         x = tf.where(_sample_mask(b, cfg.sharpen_prob), tf.clip_by_value(sharp, 0.0, 1.0), x)
     if cfg.jpeg_prob > 0:
         quality = tf.random.uniform([b], cfg.jpeg_quality_min, 95, dtype=tf.int32)
-        coded = tf.map_fn(lambda args: tf.image.adjust_jpeg_quality(args[0], args[1]), (x, quality),
-                          fn_output_signature=tf.float32)
+        coded = tf.map_fn(
+            lambda args: tf.image.adjust_jpeg_quality(args[0], args[1]), (x, quality), fn_output_signature=tf.float32
+        )
         x = tf.where(_sample_mask(b, cfg.jpeg_prob), tf.reshape(coded, tf.shape(x)), x)
     if cfg.text_prob > 0 and bank is not None:
         pick = tf.random.uniform([b], 0, bank.shape[0], dtype=tf.int32)
@@ -368,8 +402,9 @@ def augment_batch(x: Any, cfg: AugmentConfig, bank: Any | None = None) -> Any:
     return tf.clip_by_value(x, 0.0, 1.0)
 
 
-def make_sampled_dataset(x_uint8: np.ndarray, y: np.ndarray, order: np.ndarray, *, batch_size: int,
-                         augment: AugmentConfig | None, seed: int) -> Any:
+def make_sampled_dataset(
+    x_uint8: np.ndarray, y: np.ndarray, order: np.ndarray, *, batch_size: int, augment: AugmentConfig | None, seed: int
+) -> Any:
     """Batches of (float32 images, soft labels) in the order of ``order`` (epochs, epoch_size).
 
     Each epoch row is cut into ``epoch_size // batch_size`` full batches, so
@@ -389,8 +424,10 @@ def make_sampled_dataset(x_uint8: np.ndarray, y: np.ndarray, order: np.ndarray, 
         for rows in flat:
             yield x_uint8[rows], y[rows]
 
-    spec = (tf.TensorSpec((batch_size,) + x_uint8.shape[1:], tf.uint8),
-            tf.TensorSpec((batch_size, y.shape[1]), tf.float32))
+    spec = (
+        tf.TensorSpec((batch_size,) + x_uint8.shape[1:], tf.uint8),
+        tf.TensorSpec((batch_size, y.shape[1]), tf.float32),
+    )
     ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
 
     def _prepare(xb: Any, yb: Any) -> Any:

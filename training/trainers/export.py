@@ -5,6 +5,7 @@ the directory under a temporary sibling name and renames it into place, so a rea
 never sees a half-written artifact, and it refuses to touch an existing non-empty
 directory (artifacts are immutable; a new model is a new directory).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,10 +111,19 @@ def _export_checked(model: Any, out: Path, quantize: str, parity_x: np.ndarray |
     return info
 
 
-def write_artifact(directory: str | Path, *, model: Any, preprocess_config: Any,
-                   labels: list[str], thresholds: dict, metrics: dict, model_card_md: str,
-                   extra: dict | None = None, quantize: str = "none",
-                   parity_x: np.ndarray | None = None) -> dict:
+def write_artifact(
+    directory: str | Path,
+    *,
+    model: Any,
+    preprocess_config: Any,
+    labels: list[str],
+    thresholds: dict,
+    metrics: dict,
+    model_card_md: str,
+    extra: dict | None = None,
+    quantize: str = "none",
+    parity_x: np.ndarray | None = None,
+) -> dict:
     """Write the contract layout into ``directory`` (must not exist or be empty).
 
     ``model`` is a keras.Model or a path to a ``.keras`` file.  ``thresholds`` must
@@ -123,16 +133,27 @@ def write_artifact(directory: str | Path, *, model: Any, preprocess_config: Any,
     """
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()):
-        raise FileExistsError(f"artifact directory {directory} exists and is not empty; "
-                              "artifacts are immutable, write a new directory")
+        raise FileExistsError(
+            f"artifact directory {directory} exists and is not empty; artifacts are immutable, write a new directory"
+        )
     if "abnormal" not in thresholds:
         raise ValueError("thresholds must contain 'abnormal'")
     model = _as_model(model)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        manifest = _fill(staging, model, preprocess_config, labels, thresholds, metrics,
-                         model_card_md, extra or {}, quantize, parity_x)
+        manifest = _fill(
+            staging,
+            model,
+            preprocess_config,
+            labels,
+            thresholds,
+            metrics,
+            model_card_md,
+            extra or {},
+            quantize,
+            parity_x,
+        )
         staging.chmod(0o755)  # mkdtemp makes 0700; workers may run as another user
         if directory.exists():
             directory.rmdir()  # empty (checked above); rename needs it gone
@@ -143,22 +164,38 @@ def write_artifact(directory: str | Path, *, model: Any, preprocess_config: Any,
     return manifest
 
 
-def _fill(out: Path, model: Any, preprocess_config: Any, labels: list[str],
-          thresholds: dict, metrics: dict, card: str, extra: dict, quantize: str,
-          parity_x: np.ndarray | None) -> dict:
+def _fill(
+    out: Path,
+    model: Any,
+    preprocess_config: Any,
+    labels: list[str],
+    thresholds: dict,
+    metrics: dict,
+    card: str,
+    extra: dict,
+    quantize: str,
+    parity_x: np.ndarray | None,
+) -> dict:
     model.save(out / "model.keras")
     tflite_info = _export_checked(model, out / "model.tflite", quantize, parity_x)
     thresholds = {"temperature": 1.0, **thresholds}
-    documents = {"preprocess.json": preprocess_config.to_dict(), "labels.json": list(labels),
-                 "thresholds.json": thresholds, "metrics.json": metrics}
+    documents = {
+        "preprocess.json": preprocess_config.to_dict(),
+        "labels.json": list(labels),
+        "thresholds.json": thresholds,
+        "metrics.json": metrics,
+    }
     for name, data in documents.items():
         (out / name).write_text(json.dumps(data, indent=2, sort_keys=True, default=float))
     (out / "model_card.md").write_text(card)
     files = sorted(p.name for p in out.iterdir() if p.is_file())
-    manifest = {"files": {name: sha256_file(out / name) for name in files},
-                "created_at": datetime.now(timezone.utc).isoformat(),
-                "labels": list(labels), "input_shape": list(model.input_shape[1:]),
-                "tflite": tflite_info, **extra}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True,
-                                                  default=str))
+    manifest = {
+        "files": {name: sha256_file(out / name) for name in files},
+        "created_at": datetime.now(UTC).isoformat(),
+        "labels": list(labels),
+        "input_shape": list(model.input_shape[1:]),
+        "tflite": tflite_info,
+        **extra,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return manifest

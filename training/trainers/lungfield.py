@@ -15,6 +15,7 @@ Printed: pseudo-label yield per source/label, IoU on held-out pseudo-labels, and
 fallback rate of the trained network per source/label on every image (the point of it:
 the rate must not depend on the label). TensorFlow is imported inside functions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,7 +66,7 @@ def _prepare_one(path: str) -> tuple[np.ndarray, np.ndarray | None] | None:
 
     try:
         img = as_unit_float(decode_file(path).pixels)
-    except Exception:  # noqa: BLE001 - an undecodable file is skipped and counted
+    except Exception:
         return None
     x = np.clip(np.rint(normalise_input(img) * 255), 0, 255).astype(np.uint8)
     return x, pseudo_label(img)
@@ -164,8 +165,15 @@ def _burn_text(img: np.ndarray, rng: np.random.Generator) -> None:
     words = ("L", "R", "AP", "PA", "PORTABLE", "SUPINE", "ERECT", "DAY 3", "12:40", "B", "1")
     s = INPUT_SIZE
     stroke = np.zeros((s, s), np.uint8)  # OpenCV draws text on 8-bit images only
-    cv2.putText(stroke, str(rng.choice(words)), (int(rng.uniform(0, 0.8) * s), int(rng.uniform(0.08, 1) * s)),
-                cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.25, 0.6), 255, 1)
+    cv2.putText(
+        stroke,
+        str(rng.choice(words)),
+        (int(rng.uniform(0, 0.8) * s), int(rng.uniform(0.08, 1) * s)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        rng.uniform(0.25, 0.6),
+        255,
+        1,
+    )
     img[stroke > 0] = float(rng.random() < 0.8)
 
 
@@ -191,7 +199,7 @@ def train(x: np.ndarray, y: np.ndarray, *, epochs: int, batch: int = 32, seed: i
     for epoch in range(epochs):
         order, losses, t0 = rng.permutation(len(x)), [], time.monotonic()
         for b in range(steps):
-            pairs = [augment(x[i], y[i], rng) for i in order[b * batch:(b + 1) * batch]]
+            pairs = [augment(x[i], y[i], rng) for i in order[b * batch : (b + 1) * batch]]
             xb = np.stack([p[0] for p in pairs])[..., None]
             yb = np.stack([p[1] for p in pairs])[..., None]
             losses.append(float(model.train_on_batch(xb, yb)))
@@ -200,7 +208,7 @@ def train(x: np.ndarray, y: np.ndarray, *, epochs: int, batch: int = 32, seed: i
 
 
 def predict(model: Any, x: np.ndarray) -> np.ndarray:
-    out = [model.predict_on_batch(x[i:i + 64].astype(np.float32)[..., None] / 255.0) for i in range(0, len(x), 64)]
+    out = [model.predict_on_batch(x[i : i + 64].astype(np.float32)[..., None] / 255.0) for i in range(0, len(x), 64)]
     return np.concatenate(out)[..., 0]
 
 
@@ -231,7 +239,7 @@ def montage(x: np.ndarray, probs: np.ndarray, tags: list[str], path: Path, n: in
         tiles.append(tile)
     while len(tiles) % 8:
         tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.hstack(tiles[i:i + 8]) for i in range(0, len(tiles), 8)]
+    rows = [np.hstack(tiles[i : i + 8]) for i in range(0, len(tiles), 8)]
     cv2.imwrite(str(path), np.vstack(rows))
 
 
@@ -256,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     print("pseudo-label yield: " + ", ".join(f"{k} {kept[k]}/{v}" for k, v in sorted(cells.items())))
     rng = np.random.default_rng(SEED)
     idx = rng.permutation(np.nonzero(labelled)[0])
-    held, fit = idx[: len(idx) // 10], idx[len(idx) // 10:]
+    held, fit = idx[: len(idx) // 10], idx[len(idx) // 10 :]
     model = train(x[fit], y[fit], epochs=args.epochs)
     probs = predict(model, x)
     ious = [iou(lungs_from_probability(probs[i])[0] > 0, y[i] > 0) for i in held]

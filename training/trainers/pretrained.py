@@ -11,6 +11,7 @@ torch: training and inference read the ``.npz`` with NumPy.
 
     python manage.py convert_pretrained [--variant efficientnet_lite0] [--out DIR]
 """
+
 from __future__ import annotations
 
 import importlib
@@ -53,11 +54,11 @@ def _keras_weights(module_weights: dict[str, np.ndarray], prefix: str, kind: str
     if kind == "bn":
         return [module_weights[f"{prefix}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
     w = module_weights[f"{prefix}.weight"]
-    if kind == "dw":                       # torch (C, 1, kh, kw) -> keras (kh, kw, C, 1)
+    if kind == "dw":  # torch (C, 1, kh, kw) -> keras (kh, kw, C, 1)
         return [w.transpose(2, 3, 0, 1)]
-    if kind == "dense":                    # torch (out, in) -> keras (in, out)
+    if kind == "dense":  # torch (out, in) -> keras (in, out)
         return [w.T, module_weights[f"{prefix}.bias"]]
-    return [w.transpose(2, 3, 1, 0)]       # conv: torch (out, in, kh, kw) -> keras (kh, kw, in, out)
+    return [w.transpose(2, 3, 1, 0)]  # conv: torch (out, in, kh, kw) -> keras (kh, kw, in, out)
 
 
 def convert(variant: str, out: Path, *, include_head: bool = False) -> Path:

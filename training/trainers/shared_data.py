@@ -5,6 +5,7 @@ Reads ``cxr/manifest.csv`` (recorded train/val/test splits), ``cxr-train/manifes
 The source of an image is the prefix of its ``patient_id`` (``kermany:``, ``nih:``,
 ``jsrt:``, ...), the same rule ``import_dataset`` applies.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,8 +20,8 @@ SUBSETS: tuple[tuple[str, str | None], ...] = (("cxr", None), ("cxr-train", "tra
 class Record:
     path: Path
     label: str
-    split: str          # train | val | test
-    source: str         # patient_id prefix
+    split: str  # train | val | test
+    source: str  # patient_id prefix
     patient: str
     width: int = 0
     height: int = 0
@@ -52,7 +53,15 @@ def load_records(root: Path, *, with_sizes: bool = False) -> list[Record]:
 
                     with Image.open(path) as image:
                         width, height = image.size
-                records.append(Record(path=path, label=row["label"], split=default_split or row["split"],
-                                      source=row["patient_id"].split(":", 1)[0], patient=row["patient_id"],
-                                      width=width, height=height))
+                records.append(
+                    Record(
+                        path=path,
+                        label=row["label"],
+                        split=default_split or row["split"],
+                        source=row["patient_id"].split(":", 1)[0],
+                        patient=row["patient_id"],
+                        width=width,
+                        height=height,
+                    )
+                )
     return records

@@ -4,6 +4,7 @@ Labels inside the model's schema are one-hot. "Pneumonia, cause unknown" (``PNEU
 RSNA-confirmed NIH opacities from before 2020 and Pneumocystis web cases) has no output
 class: it teaches "abnormal, not COVID-19" as half bacterial, half viral. Django-free.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

@@ -12,15 +12,17 @@ epoch (same spec required).  Resumed runs are deterministic per run but do not
 reproduce the random stream of an uninterrupted run bit for bit.
 One process per workdir: concurrent calls on the same workdir are not supported.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,19 +45,19 @@ class TrainSpec:
     batch_size: int = 32
     learning_rate: float = 2e-3
     lr_decay_rate: float = 0.9
-    lr_decay_steps: int = 150        # optimizer steps per decay_rate factor
+    lr_decay_steps: int = 150  # optimizer steps per decay_rate factor
     early_stopping_patience: int = 4
     # "val_loss", or "val_auc": abnormal-vs-normal AUC of the validation images (the
     # ranking a threshold is later chosen on; loss also punishes miscalibration, which
     # temperature scaling repairs afterwards).
     early_stopping_metric: str = "val_loss"
     balancing: str = "class_weights"
-    epoch_samples: int = 0           # images drawn per epoch with "source_label" (0 = the training set size)
+    epoch_samples: int = 0  # images drawn per epoch with "source_label" (0 = the training set size)
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
     weights: str | None = None
     allow_download: bool = False
     freeze_backbone: bool = True
-    fine_tune_epochs: int = 0        # extra epochs after unfreezing (backbones only)
+    fine_tune_epochs: int = 0  # extra epochs after unfreezing (backbones only)
     fine_tune_layers: int = 40
     fine_tune_learning_rate: float = 1e-4
     dropout: float = 0.3
@@ -88,7 +90,7 @@ class TrainSpec:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainSpec":
+    def from_dict(cls, data: dict) -> TrainSpec:
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown TrainSpec keys: {sorted(unknown)}")
@@ -106,7 +108,7 @@ class TrainOutcome:
     history: dict[str, list[float]]
     epochs_run: int
     seconds: float
-    best_epoch: int          # 1-based
+    best_epoch: int  # 1-based
     stopped_early: bool = False
 
 
@@ -120,18 +122,27 @@ def _compile(model: Any, spec: TrainSpec, learning_rate: float) -> None:
     import keras
 
     schedule = keras.optimizers.schedules.ExponentialDecay(
-        learning_rate, decay_steps=spec.lr_decay_steps, decay_rate=spec.lr_decay_rate)
+        learning_rate, decay_steps=spec.lr_decay_steps, decay_rate=spec.lr_decay_rate
+    )
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=spec.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                  label_smoothing=spec.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=spec.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
 
 
 def _new_state(spec: TrainSpec) -> dict:
-    return {"epoch": 0, "phase": "train", "history": {}, "best_val_loss": math.inf,
-            "best_epoch": 0, "wait": 0, "seconds": 0.0, "stopped_early": False,
-            "spec": spec.to_dict()}
+    return {
+        "epoch": 0,
+        "phase": "train",
+        "history": {},
+        "best_val_loss": math.inf,
+        "best_epoch": 0,
+        "wait": 0,
+        "seconds": 0.0,
+        "stopped_early": False,
+        "spec": spec.to_dict(),
+    }
 
 
 def _load_or_build(spec: TrainSpec, ckpt: Path) -> tuple[Any, dict]:
@@ -144,13 +155,17 @@ def _load_or_build(spec: TrainSpec, ckpt: Path) -> tuple[Any, dict]:
     if state_path.exists() and (ckpt / "last.keras").exists():
         state = json.loads(state_path.read_text())
         if state["spec"] != spec.to_dict():
-            raise ValueError(f"{ckpt.parent} holds a checkpoint of a different TrainSpec; "
-                             "use a new workdir")
+            raise ValueError(f"{ckpt.parent} holds a checkpoint of a different TrainSpec; use a new workdir")
         return keras.saving.load_model(ckpt / "last.keras"), state
-    model = build_model(spec.architecture, input_shape=spec.input_shape,
-                        num_classes=len(spec.labels), weights=spec.weights,
-                        allow_download=spec.allow_download, dropout=spec.dropout,
-                        freeze_backbone=spec.freeze_backbone)
+    model = build_model(
+        spec.architecture,
+        input_shape=spec.input_shape,
+        num_classes=len(spec.labels),
+        weights=spec.weights,
+        allow_download=spec.allow_download,
+        dropout=spec.dropout,
+        freeze_backbone=spec.freeze_backbone,
+    )
     _compile(model, spec, spec.learning_rate)
     return model, _new_state(spec)
 
@@ -160,16 +175,26 @@ def _val_auc(model: Any, x_val: np.ndarray, y_val: np.ndarray, labels: tuple[str
     from training.evaluation.metrics import roc_auc
 
     normal = labels.index("NORMAL") if "NORMAL" in labels else 0
-    logits = np.concatenate([np.asarray(model(x_val[i:i + 64].astype(np.float32) / 255.0, training=False))
-                             for i in range(0, len(x_val), 64)])
+    logits = np.concatenate(
+        [
+            np.asarray(model(x_val[i : i + 64].astype(np.float32) / 255.0, training=False))
+            for i in range(0, len(x_val), 64)
+        ]
+    )
     z = logits - logits.max(axis=1, keepdims=True)
     p_normal = np.exp(z[:, normal]) / np.exp(z).sum(axis=1)
     auc = roc_auc(y_val[:, normal] < 0.5, 1.0 - p_normal)
     return 0.5 if auc is None else float(auc)
 
 
-def _epoch_callback(spec: TrainSpec, ckpt: Path, state: dict, progress: Progress | None,
-                    phase_end: int, val: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+def _epoch_callback(
+    spec: TrainSpec,
+    ckpt: Path,
+    state: dict,
+    progress: Progress | None,
+    phase_end: int,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Any:
     """Keras callback: record history, checkpoint, early-stop, report progress."""
     import keras
 
@@ -210,24 +235,46 @@ def _epoch_callback(spec: TrainSpec, ckpt: Path, state: dict, progress: Progress
 def _progress_record(spec: TrainSpec, state: dict, logs: dict) -> dict:
     done = state["epoch"]
     per_epoch = state["seconds"] / max(done, 1)
-    return {"epoch": done, "epochs": spec.total_epochs, "phase": state["phase"],
-            "loss": logs.get("loss"), "val_loss": logs.get("val_loss"),
-            "accuracy": logs.get("accuracy"), "val_accuracy": logs.get("val_accuracy"),
-            "best_epoch": state["best_epoch"], "seconds": round(state["seconds"], 1),
-            "eta_seconds": round(per_epoch * (spec.total_epochs - done), 1)}
+    return {
+        "epoch": done,
+        "epochs": spec.total_epochs,
+        "phase": state["phase"],
+        "loss": logs.get("loss"),
+        "val_loss": logs.get("val_loss"),
+        "accuracy": logs.get("accuracy"),
+        "val_accuracy": logs.get("val_accuracy"),
+        "best_epoch": state["best_epoch"],
+        "seconds": round(state["seconds"], 1),
+        "eta_seconds": round(per_epoch * (spec.total_epochs - done), 1),
+    }
 
 
 TrainData = Callable[[int, int], tuple[Any, int | None]]  # (first, end epoch) -> (dataset, steps per epoch)
 
 
-def _run_phase(model: Any, spec: TrainSpec, state: dict, ckpt: Path, end: int,
-               data: tuple[TrainData, Any, tuple[np.ndarray, np.ndarray]], progress: Progress | None) -> None:
+def _run_phase(
+    model: Any,
+    spec: TrainSpec,
+    state: dict,
+    ckpt: Path,
+    end: int,
+    data: tuple[TrainData, Any, tuple[np.ndarray, np.ndarray]],
+    progress: Progress | None,
+) -> None:
     if state["epoch"] >= end or state["stopped_early"]:
         return
     callback = _epoch_callback(spec, ckpt, state, progress, end, data[2])
     train_ds, steps = data[0](state["epoch"], end)
-    model.fit(train_ds, validation_data=data[1], initial_epoch=state["epoch"], steps_per_epoch=steps,
-              epochs=end, callbacks=[callback], shuffle=False, verbose=0)
+    model.fit(
+        train_ds,
+        validation_data=data[1],
+        initial_epoch=state["epoch"],
+        steps_per_epoch=steps,
+        epochs=end,
+        callbacks=[callback],
+        shuffle=False,
+        verbose=0,
+    )
 
 
 def _start_fine_tune(model: Any, spec: TrainSpec, state: dict, ckpt: Path) -> None:
@@ -242,9 +289,17 @@ def _start_fine_tune(model: Any, spec: TrainSpec, state: dict, ckpt: Path) -> No
     state.update(phase="fine_tune", wait=0, stopped_early=False, epoch=spec.epochs)
 
 
-def train(spec: TrainSpec, *, x_train: np.ndarray, y_train: np.ndarray,
-          x_val: np.ndarray, y_val: np.ndarray, workdir: Path,
-          progress: Progress | None = None, sample_p: np.ndarray | None = None) -> TrainOutcome:
+def train(
+    spec: TrainSpec,
+    *,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    workdir: Path,
+    progress: Progress | None = None,
+    sample_p: np.ndarray | None = None,
+) -> TrainOutcome:
     """Train (or resume training) ``spec`` on uint8 images; returns the best model.
 
     ``x_*`` are uint8 (N, H, W, C) from ``PreprocessedCache``; ``y_*`` int class ids or
@@ -269,13 +324,28 @@ def train(spec: TrainSpec, *, x_train: np.ndarray, y_train: np.ndarray,
         order = sample_epochs(sample_p, epoch_size=size, epochs=spec.total_epochs, seed=spec.seed)
 
         def train_data(first: int, end: int) -> tuple[Any, int | None]:
-            ds = make_sampled_dataset(x_train, y_onehot, order[first:end], batch_size=spec.batch_size,
-                                      augment=spec.augment, seed=spec.seed + first)
+            ds = make_sampled_dataset(
+                x_train,
+                y_onehot,
+                order[first:end],
+                batch_size=spec.batch_size,
+                augment=spec.augment,
+                seed=spec.seed + first,
+            )
             return ds, size // spec.batch_size
     else:
+
         def train_data(first: int, end: int) -> tuple[Any, int | None]:
-            return make_dataset(x_train, y_onehot, batch_size=spec.batch_size, augment=spec.augment, shuffle=True,
-                                seed=spec.seed, balancing=spec.balancing), None
+            return make_dataset(
+                x_train,
+                y_onehot,
+                batch_size=spec.batch_size,
+                augment=spec.augment,
+                shuffle=True,
+                seed=spec.seed,
+                balancing=spec.balancing,
+            ), None
+
     val_arrays = (x_val, as_onehot(y_val, k))
     val_ds = make_dataset(x_val, val_arrays[1], batch_size=spec.batch_size, augment=None, shuffle=False, seed=spec.seed)
     if state["phase"] == "train":
@@ -292,9 +362,15 @@ def _finish(model: Any, spec: TrainSpec, state: dict, ckpt: Path, workdir: Path)
         model.load_weights(ckpt / "best.weights.h5")  # restore the best epoch
     model_path = workdir / "model.keras"
     model.save(model_path)
-    _write_json(workdir / "history.json", {"history": state["history"],
-                                           "best_epoch": state["best_epoch"],
-                                           "spec": spec.to_dict()})
-    return TrainOutcome(model_path=model_path, history=state["history"],
-                        epochs_run=state["epoch"], seconds=state["seconds"],
-                        best_epoch=state["best_epoch"], stopped_early=state["stopped_early"])
+    _write_json(
+        workdir / "history.json",
+        {"history": state["history"], "best_epoch": state["best_epoch"], "spec": spec.to_dict()},
+    )
+    return TrainOutcome(
+        model_path=model_path,
+        history=state["history"],
+        epochs_run=state["epoch"],
+        seconds=state["seconds"],
+        best_epoch=state["best_epoch"],
+        stopped_early=state["stopped_early"],
+    )

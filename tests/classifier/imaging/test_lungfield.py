@@ -1,4 +1,5 @@
 """Lung-field network: finds the lungs of real radiographs, diseased ones included."""
+
 from __future__ import annotations
 
 import csv
@@ -12,8 +13,9 @@ from classifier.imaging.decode import decode_file
 from classifier.imaging.lungfield import DEFAULT_MODEL, lung_field, model_sha256
 from classifier.imaging.preprocess import PreprocessConfig, as_unit_float, preprocess, preprocess_with_stages
 
-CONFIG = PreprocessConfig(lung_model=DEFAULT_MODEL, lung_model_sha256=model_sha256(DEFAULT_MODEL), lung_mask=True,
-                          lung_crop_margin=0.05)
+CONFIG = PreprocessConfig(
+    lung_model=DEFAULT_MODEL, lung_model_sha256=model_sha256(DEFAULT_MODEL), lung_mask=True, lung_crop_margin=0.05
+)
 
 
 def _sample(per_label: int = 8) -> list[tuple[str, object]]:

@@ -1,4 +1,5 @@
 """The closed-form Grad-CAM holds for EfficientNet-Lite (ImageNet weights) on real radiographs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,7 @@ LABELS = ["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"]
 
 
 @pytest.fixture(scope="module")
-def lite(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def lite(tmp_path_factory: pytest.TempPathFactory):
     import keras
 
     from classifier.imaging.preprocess import PreprocessConfig
@@ -25,12 +26,20 @@ def lite(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     model = build_model("efficientnet_lite0", input_shape=(224, 224, 1), num_classes=4, weights="imagenet")
     x = _radiographs(4)
     out = tmp_path_factory.mktemp("lite") / "artifact"
-    write_artifact(out, model=model, preprocess_config=PreprocessConfig(input_size=224, lung_crop=False),
-                   labels=LABELS, thresholds={"abnormal": 0.5}, metrics={}, model_card_md="# t\n", parity_x=x)
+    write_artifact(
+        out,
+        model=model,
+        preprocess_config=PreprocessConfig(input_size=224, lung_crop=False),
+        labels=LABELS,
+        thresholds={"abnormal": 0.5},
+        metrics={},
+        model_card_md="# t\n",
+        parity_x=x,
+    )
     return model, out, x
 
 
-def test_keras_closed_form_equals_the_tape(lite) -> None:  # noqa: ANN001
+def test_keras_closed_form_equals_the_tape(lite) -> None:
     import keras
 
     model, _, x = lite
@@ -44,7 +53,7 @@ def test_keras_closed_form_equals_the_tape(lite) -> None:  # noqa: ANN001
     assert np.abs(head.cam(features, classes, (224, 224)) - gradcam_batch(model, x, list(classes))).max() < 1e-5
 
 
-def test_served_tflite_closed_form_equals_the_tape(lite) -> None:  # noqa: ANN001
+def test_served_tflite_closed_form_equals_the_tape(lite) -> None:
     from classifier.inference.pipeline import InferencePipeline
     from tests.classifier.inference.conftest import png_bytes
 

@@ -1,4 +1,5 @@
 """Source/label balancing: no source, age group or label dominates the draws."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -10,10 +11,16 @@ import pytest
 from training.trainers.balance import cell_probabilities, describe, sample_epochs
 
 # A miniature of the shared data: every source one or two labels, very unequal counts.
-CELLS = {("pediatric", "kermany", "NORMAL"): 60, ("pediatric", "kermany", "PNEUMONIA_BACTERIAL"): 50,
-         ("pediatric", "kermany", "PNEUMONIA_VIRAL"): 55, ("adult", "nih", "NORMAL"): 20,
-         ("adult", "jsrt", "NORMAL"): 5, ("adult", "nih", "PNEUMONIA"): 8, ("adult", "hannover", "COVID19"): 12,
-         ("adult", "cxnet", "COVID19"): 40}
+CELLS = {
+    ("pediatric", "kermany", "NORMAL"): 60,
+    ("pediatric", "kermany", "PNEUMONIA_BACTERIAL"): 50,
+    ("pediatric", "kermany", "PNEUMONIA_VIRAL"): 55,
+    ("adult", "nih", "NORMAL"): 20,
+    ("adult", "jsrt", "NORMAL"): 5,
+    ("adult", "nih", "PNEUMONIA"): 8,
+    ("adult", "hannover", "COVID19"): 12,
+    ("adult", "cxnet", "COVID19"): 40,
+}
 
 
 def _rows() -> tuple[list[str], list[str], list[str]]:
@@ -30,10 +37,10 @@ def test_each_group_is_half_normal_and_sources_share_their_label_equally() -> No
     p = cell_probabilities(groups, sources, labels)
     assert p.sum() == pytest.approx(1.0)
     share = describe(p, sources, labels)
-    assert share["kermany/NORMAL"] == pytest.approx(0.25)          # half of the pediatric half
+    assert share["kermany/NORMAL"] == pytest.approx(0.25)  # half of the pediatric half
     assert share["nih/NORMAL"] == pytest.approx(share["jsrt/NORMAL"]) == pytest.approx(0.125)
     assert share["hannover/COVID19"] == pytest.approx(share["cxnet/COVID19"]) == pytest.approx(0.0625)
-    assert share["nih/PNEUMONIA"] == pytest.approx(0.125)           # a label as much as COVID-19
+    assert share["nih/PNEUMONIA"] == pytest.approx(0.125)  # a label as much as COVID-19
     adult = [i for i, g in enumerate(groups) if g == "adult"]
     normal = sum(p[i] for i in adult if labels[i] == "NORMAL")
     assert normal / sum(p[i] for i in adult) == pytest.approx(0.5)  # age does not predict "abnormal"
@@ -58,7 +65,7 @@ def test_epochs_are_drawn_by_the_probabilities_and_reproducibly_per_epoch() -> N
     assert np.array_equal(sample_epochs(p, epoch_size=4000, epochs=3, seed=5)[2], order[2])
 
 
-def test_source_label_training_needs_sampling_probabilities(tmp_path) -> None:  # noqa: ANN001
+def test_source_label_training_needs_sampling_probabilities(tmp_path) -> None:
     from tests.training.trainers.test_train import SPEC, separable_data
     from training.trainers.train import train
 
@@ -71,7 +78,7 @@ def test_source_label_training_needs_sampling_probabilities(tmp_path) -> None:  
     assert outcome.epochs_run == 1
 
 
-def test_sampled_training_resumes_with_the_same_draws(tmp_path) -> None:  # noqa: ANN001
+def test_sampled_training_resumes_with_the_same_draws(tmp_path) -> None:
     from tests.training.trainers.test_train import SPEC, separable_data
     from training.trainers.train import train
 
@@ -86,8 +93,7 @@ def test_sampled_training_resumes_with_the_same_draws(tmp_path) -> None:  # noqa
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(spec, x_train=x, y_train=y, x_val=x[:8], y_val=y[:8], workdir=tmp_path / "b", sample_p=p,
-              progress=crash)
+        train(spec, x_train=x, y_train=y, x_val=x[:8], y_val=y[:8], workdir=tmp_path / "b", sample_p=p, progress=crash)
     resumed = train(spec, x_train=x, y_train=y, x_val=x[:8], y_val=y[:8], workdir=tmp_path / "b", sample_p=p)
     assert resumed.epochs_run == 3 and len(resumed.history["loss"]) == 3
     assert resumed.history["loss"][:2] == pytest.approx(whole.history["loss"][:2], rel=1e-5)

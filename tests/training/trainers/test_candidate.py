@@ -1,4 +1,5 @@
 """Selection on unseen sources: fold models never see the source they are scored on."""
+
 from __future__ import annotations
 
 import json
@@ -11,12 +12,27 @@ import pytest
 from tests.training.services.test_runs import LABELS, blob_png
 from training.trainers.candidate import build_candidate
 
-SPEC = {"train": {"architecture": "cxr_net", "input_size": 32, "channels": 1, "labels": LABELS, "epochs": 3,
-                  "batch_size": 8, "early_stopping_patience": 2, "balancing": "source_label", "epoch_samples": 32,
-                  "augment": None, "seed": 3},
-        "preprocess": {"input_size": 32, "lung_crop": False}, "target_sensitivity": 0.9,
-        "balance_groups": {"a": "adult", "b": "adult", "c": "pediatric"}, "group_weights": {},
-        "selection": {"holdout_folds": [["a"], ["b"]]}, "export_quantization": "none"}
+SPEC = {
+    "train": {
+        "architecture": "cxr_net",
+        "input_size": 32,
+        "channels": 1,
+        "labels": LABELS,
+        "epochs": 3,
+        "batch_size": 8,
+        "early_stopping_patience": 2,
+        "balancing": "source_label",
+        "epoch_samples": 32,
+        "augment": None,
+        "seed": 3,
+    },
+    "preprocess": {"input_size": 32, "lung_crop": False},
+    "target_sensitivity": 0.9,
+    "balance_groups": {"a": "adult", "b": "adult", "c": "pediatric"},
+    "group_weights": {},
+    "selection": {"holdout_folds": [["a"], ["b"]]},
+    "export_quantization": "none",
+}
 
 
 def _items(root: Path) -> dict[str, list[SimpleNamespace]]:
@@ -34,8 +50,14 @@ def _items(root: Path) -> dict[str, list[SimpleNamespace]]:
 @pytest.mark.slow
 def test_candidate_selected_on_unseen_sources(tmp_path: Path) -> None:
     seen: list[dict] = []
-    build = build_candidate(spec=SPEC, splits=_items(tmp_path), workdir=tmp_path / "work",
-                            artifact_dir=tmp_path / "artifact", cache_dir=tmp_path / "cache", progress=seen.append)
+    build = build_candidate(
+        spec=SPEC,
+        splits=_items(tmp_path),
+        workdir=tmp_path / "work",
+        artifact_dir=tmp_path / "artifact",
+        cache_dir=tmp_path / "cache",
+        progress=seen.append,
+    )
     unseen = build.metrics["unseen_sources"]
     assert [f["holdout"] for f in unseen["folds"]] == [["a"], ["b"]]
     assert set(unseen["per_source"]) == {"a", "b"}  # c is never held out: it is in no fold
@@ -52,15 +74,21 @@ def test_candidate_selected_on_unseen_sources(tmp_path: Path) -> None:
     assert thresholds["abnormal"] == pytest.approx(build.metrics["threshold_selection"]["threshold"] - 1e-6)
     assert build.metrics["cause_validation"] == {
         "adult": {"status": "unvalidated", "causes_never_seen": ["PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL"]},
-        "pediatric": {"status": "unvalidated", "causes_never_seen": ["COVID19"]}}
+        "pediatric": {"status": "unvalidated", "causes_never_seen": ["COVID19"]},
+    }
     lung = build.metrics["gradcam_lung_mass"]
     assert lung["lung_model"] == "lungfield-v1" and lung["n"] >= 0
 
 
 def test_folds_naming_absent_sources_fall_back_to_the_validation_split(tmp_path: Path) -> None:
     spec = {**SPEC, "train": {**SPEC["train"], "epochs": 1}, "selection": {"holdout_folds": [["elsewhere"]]}}
-    build = build_candidate(spec=spec, splits=_items(tmp_path), workdir=tmp_path / "work",
-                            artifact_dir=tmp_path / "artifact", cache_dir=tmp_path / "cache")
+    build = build_candidate(
+        spec=spec,
+        splits=_items(tmp_path),
+        workdir=tmp_path / "work",
+        artifact_dir=tmp_path / "artifact",
+        cache_dir=tmp_path / "cache",
+    )
     assert "unseen_sources" not in build.metrics
     assert build.metrics["threshold_selection"]["chosen_on"] == "validation split"
     assert np.isfinite(build.metrics["val"]["binary"]["auc"])

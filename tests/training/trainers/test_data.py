@@ -53,8 +53,20 @@ def test_source_signature_augmentations_keep_shape_range_and_change_pixels() -> 
 
     rng = np.random.default_rng(3)
     x = tf.constant(rng.uniform(0.2, 0.8, (6, 64, 64, 1)).astype(np.float32))
-    quiet = AugmentConfig(rotation_deg=0, zoom=0, aspect=0, shift=0, brightness=0, contrast=0, gamma=0,
-                          border_erase_prob=0, cutout_prob=0, blur_prob=0, noise_max=0, lowres_prob=0)
+    quiet = AugmentConfig(
+        rotation_deg=0,
+        zoom=0,
+        aspect=0,
+        shift=0,
+        brightness=0,
+        contrast=0,
+        gamma=0,
+        border_erase_prob=0,
+        cutout_prob=0,
+        blur_prob=0,
+        noise_max=0,
+        lowres_prob=0,
+    )
     bank = tf.constant(text_bank(64, 1, count=8, seed=1))
     assert np.asarray(bank).max() == 1 and np.asarray(bank).mean() > 0.001
     for knob in ({"jpeg_prob": 1.0}, {"sharpen_prob": 1.0}, {"text_prob": 1.0}):

