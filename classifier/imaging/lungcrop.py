@@ -148,7 +148,7 @@ def _pick_lungs(mask: np.ndarray) -> np.ndarray:
     """
     framed = mask.copy()
     height, width = mask.shape
-    top, bottom, side = (int(f * n) for f, n in zip(FRAME, (height, height, width)))
+    top, bottom, side = (int(f * n) for f, n in zip(FRAME, (height, height, width), strict=True))
     framed[:top], framed[height - bottom :] = False, False
     framed[:, :side], framed[:, width - side :] = False, False
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(framed.astype(np.uint8), connectivity=4)
@@ -174,7 +174,7 @@ def _pick_lungs(mask: np.ndarray) -> np.ndarray:
 def _extend_to_frame(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """A box reaching the cleared frame continues to the image edge: lung may be there."""
     height, width = shape
-    top, bottom, side = (int(f * n) for f, n in zip(FRAME, (height, height, width)))
+    top, bottom, side = (int(f * n) for f, n in zip(FRAME, (height, height, width), strict=True))
     x0, y0, x1, y1 = box
     return (
         0 if x0 <= side else x0,

@@ -106,7 +106,8 @@ def normalise_input(img: np.ndarray) -> np.ndarray:
     small = cv2.resize(img.astype(np.float32, copy=False), (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
     u8 = np.clip(np.rint(small * 255.0), 0, 255).astype(np.uint8)
     u8 = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(u8)
-    return u8.astype(np.float32) / np.float32(255.0)
+    out: np.ndarray = u8.astype(np.float32) / np.float32(255.0)
+    return out
 
 
 class _Runner:
@@ -145,7 +146,7 @@ def lungs_from_probability(prob: np.ndarray, threshold: float = 0.5) -> tuple[np
     midline, each replaced by its convex hull (uint8 0/1); a reason when implausible."""
     binary = (prob >= threshold).astype(np.uint8)
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    height, width = prob.shape
+    width = prob.shape[1]
     area = stats[:, cv2.CC_STAT_AREA].astype(np.float64) / prob.size
     out = np.zeros(prob.shape, np.uint8)
     sides = []

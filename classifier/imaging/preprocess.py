@@ -159,7 +159,7 @@ def pad_square(img: np.ndarray, size: int) -> np.ndarray:
     if height > size or width > size:
         raise ValueError("image larger than the pad target; resize first")
     top, left = (size - height) // 2, (size - width) // 2
-    out = np.zeros((size, size) + img.shape[2:], dtype=img.dtype)
+    out = np.zeros((size, size, *img.shape[2:]), dtype=img.dtype)
     out[top : top + height, left : left + width] = img
     return out
 
@@ -177,7 +177,8 @@ def apply_clahe(img: np.ndarray, clip_limit: float = 2.0, tile_grid: int = 8) ->
     if img.dtype in (np.uint8, np.uint16):
         return clahe.apply(np.ascontiguousarray(img))
     quantised = np.rint(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return clahe.apply(quantised).astype(np.float32) / np.float32(255.0)
+    out: np.ndarray = clahe.apply(quantised).astype(np.float32) / np.float32(255.0)
+    return out
 
 
 def normalise(img: np.ndarray, mode: str = "zero_one", channels: int = 1) -> np.ndarray:
@@ -216,7 +217,8 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
         plane = (plane - low) / (high - low) if high > low else np.zeros_like(plane)
     if plane.dtype == np.uint8:
         return plane.copy()
-    return np.rint(np.clip(plane, 0.0, 1.0) * 255).astype(np.uint8)
+    quantised: np.ndarray = np.rint(np.clip(plane, 0.0, 1.0) * 255).astype(np.uint8)
+    return quantised
 
 
 def _crop_debug(img: np.ndarray, crop: CropResult) -> np.ndarray:
@@ -251,20 +253,21 @@ class _Stages:
     ) -> tuple[np.ndarray, tuple[LungFieldResult, tuple[int, int, int, int]] | None]:
         """The cropped image and, with a lung model, the lung field with the crop box."""
         start = time.perf_counter()
+        found: tuple[LungFieldResult, tuple[int, int, int, int]] | None = None
         if not config.lung_model:
-            found = lung_crop_box(img, work_size=config.lung_crop_work_size, margin=config.lung_crop_margin)
-            x0, y0, x1, y1 = found.box
-            cropped, mask, summary, debug = img[y0:y1, x0:x1], None, found.summary(), lambda: _crop_debug(img, found)
+            crop = lung_crop_box(img, work_size=config.lung_crop_work_size, margin=config.lung_crop_margin)
+            box, summary = crop.box, crop.summary()
         else:
             field = lung_field(img, model=config.lung_model, sha256=config.lung_model_sha256 or None)
-            x0, y0, x1, y1 = field_box(field, img.shape, config.lung_crop_margin)
-            cropped, mask = img[y0:y1, x0:x1], (field, (x0, y0, x1, y1))
-            summary = {**field.summary(), "box": [x0, y0, x1, y1]}
-            debug = lambda: _field_debug(img, field, (x0, y0, x1, y1))  # noqa: E731
+            box = field_box(field, img.shape, config.lung_crop_margin)
+            found, summary = (field, box), {**field.summary(), "box": list(box)}
+        x0, y0, x1, y1 = box
+        cropped = img[y0:y1, x0:x1]
         elapsed = (time.perf_counter() - start) * 1000.0
         if self.collect:
-            self.reports.append(StageReport("lung_crop", elapsed, {**_stats(cropped), **summary}, debug()))
-        return cropped, mask
+            debug = _crop_debug(img, crop) if found is None else _field_debug(img, found[0], box)
+            self.reports.append(StageReport("lung_crop", elapsed, {**_stats(cropped), **summary}, debug))
+        return cropped, found
 
     def mask(
         self, img: np.ndarray, found: tuple[LungFieldResult, tuple[int, int, int, int]], config: PreprocessConfig
@@ -290,11 +293,14 @@ def field_box(field: LungFieldResult, shape: tuple[int, ...], margin: float) -> 
 
 def apply_lung_mask(img: np.ndarray, mask: np.ndarray, dilation: float) -> np.ndarray:
     """``img`` (resized crop) with everything outside the dilated ``mask`` (same shape) set to 0."""
-    radius = int(round(dilation * max(img.shape[:2])))
-    keep = mask.astype(np.uint8)
+    radius = round(dilation * max(img.shape[:2]))
+    keep: np.ndarray = mask.astype(np.uint8)
     if radius > 0:
-        keep = cv2.dilate(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
-    return img * keep.astype(img.dtype)
+        keep = np.asarray(
+            cv2.dilate(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+        )
+    masked: np.ndarray = img * keep.astype(img.dtype)
+    return masked
 
 
 def _field_debug(img: np.ndarray, field: LungFieldResult, box: tuple[int, int, int, int]) -> np.ndarray:

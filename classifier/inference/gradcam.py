@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,7 @@ def gradcam(
 
 
 def gradcam_batch(
-    keras_model: Any, x: np.ndarray, class_indices: list[int | None], layer_name: str | None = None
+    keras_model: Any, x: np.ndarray, class_indices: Sequence[int | None], layer_name: str | None = None
 ) -> np.ndarray:
     """Grad-CAM for a batch (N, H, W, C) in one forward/backward pass; (N, H, W) in [0, 1]."""
     import tensorflow as tf

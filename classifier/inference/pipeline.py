@@ -49,7 +49,7 @@ class InferenceResult:
     heatmap_png: bytes | None = None
     heatmap_class: str | None = None
     model_sha256: str = ""
-    metadata: dict = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @contextmanager
@@ -65,7 +65,8 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, np.float64) / max(temperature, 1e-6)
     z -= z.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    probs: np.ndarray = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return probs
 
 
 def _display_uint8(plane: np.ndarray, normalisation: str) -> np.ndarray:
@@ -144,7 +145,7 @@ class InferencePipeline:
             return [fn(item) for item in items]
         return list(self._pool.map(fn, items))
 
-    def _prepare(self, data: bytes, timings: dict[str, float]) -> tuple[np.ndarray, dict]:
+    def _prepare(self, data: bytes, timings: dict[str, float]) -> tuple[np.ndarray, dict[str, Any]]:
         from classifier.imaging.decode import decode_bytes
         from classifier.imaging.preprocess import preprocess
 
@@ -169,7 +170,7 @@ class InferencePipeline:
 
     def _run_batch(self, items: list[bytes]) -> list[InferenceResult]:
         timings = [dict[str, float]() for _ in items]
-        prepared = self._map(lambda pair: self._prepare(*pair), list(zip(items, timings)))
+        prepared = self._map(lambda pair: self._prepare(*pair), list(zip(items, timings, strict=True)))
         batch = np.stack([image for image, _ in prepared])
         start = time.perf_counter()
         features = None
@@ -180,7 +181,7 @@ class InferencePipeline:
         probs = softmax(logits, self.temperature)
         model_ms = (time.perf_counter() - start) * 1000.0 / len(items)
         results = []
-        for (image, metadata), p, t in zip(prepared, probs, timings):
+        for (image, metadata), p, t in zip(prepared, probs, timings, strict=True):
             t["model"] = model_ms
             results.append(self._result(image, metadata, p, t))
         if self.heatmap:
@@ -191,9 +192,9 @@ class InferencePipeline:
         return results
 
     def _result(
-        self, image: np.ndarray, metadata: dict, probs: np.ndarray, timings: dict[str, float]
+        self, image: np.ndarray, metadata: dict[str, Any], probs: np.ndarray, timings: dict[str, float]
     ) -> InferenceResult:
-        probabilities = {label: float(p) for label, p in zip(self.labels, probs)}
+        probabilities = {label: float(p) for label, p in zip(self.labels, probs, strict=True)}
         p_abnormal = 1.0 - probabilities.get(NORMAL_LABEL, 0.0)
         display = _display_uint8(image[..., 0], self.config.normalisation)
         result = InferenceResult(
@@ -246,7 +247,7 @@ class InferencePipeline:
             result.timings_ms["heatmap"] = per_image
             result.timings_ms["encode"] = (time.perf_counter() - started) * 1000.0
 
-        self._map(encode, list(zip(results, heatmaps, indices)))
+        self._map(encode, list(zip(results, heatmaps, indices, strict=True)))
 
 
 _PIPELINES: dict[tuple[str, str, bool, int], InferencePipeline] = {}

@@ -34,6 +34,10 @@ class Predictor(Protocol):
         """float32 (N, H, W, C) in [0, 1] -> float32 logits (N, len(labels))."""
         ...
 
+    def predict_with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and the Grad-CAM feature map of the same pass (loaded with ``features=True``)."""
+        ...
+
 
 def features_head(predictor: Predictor) -> PooledHead | None:
     """The predictor's closed-form Grad-CAM head, or None (then Grad-CAM needs a tape).

@@ -83,7 +83,8 @@ def _bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
     if n_bins < 1:
         raise ValueError("n_bins must be >= 1")
     inner_edges = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
-    return np.digitize(confidence, inner_edges, right=True)
+    bins: np.ndarray = np.digitize(confidence, inner_edges, right=True)
+    return bins
 
 
 def _binned(confidence: np.ndarray, outcome: np.ndarray, n_bins: int) -> tuple[np.ndarray, ...]:
@@ -166,7 +167,7 @@ def reliability_curve(y_true: ArrayLike, scores_or_probs: ArrayLike, n_bins: int
     count, mean_conf, mean_out = _binned(confidence, outcome, n_bins)
 
     def _listed(values: np.ndarray) -> list[float | None]:
-        return [float(v) if c > 0 else None for v, c in zip(values, count)]
+        return [float(v) if c > 0 else None for v, c in zip(values, count, strict=True)]
 
     return {
         "kind": kind,
@@ -184,14 +185,16 @@ def probs_to_logits(probs: ArrayLike, eps: float = 1e-7) -> np.ndarray:
     softmax(probs_to_logits(p)) == p up to the clipping (exact when all p >= eps), which
     lets temperature scaling be fitted to models that only export softmax outputs.
     """
-    return np.log(np.clip(_as_matrix(probs), eps, 1.0))
+    logits: np.ndarray = np.log(np.clip(_as_matrix(probs), eps, 1.0))
+    return logits
 
 
 def apply_temperature(logits: ArrayLike, temperature: float) -> np.ndarray:
     """Return softmax(logits / temperature) row-wise; ``temperature`` must be > 0."""
     if not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"temperature must be a positive finite number, got {temperature}")
-    return softmax(_as_matrix(logits, "logits") / temperature, axis=1)
+    probs: np.ndarray = softmax(_as_matrix(logits, "logits") / temperature, axis=1)
+    return probs
 
 
 def negative_log_likelihood(logits: ArrayLike, y_true_idx: ArrayLike, temperature: float = 1.0) -> float:

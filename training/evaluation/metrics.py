@@ -303,7 +303,7 @@ def _per_source(
         mask = src == name
         metrics = binary_metrics(is_abnormal[mask], p_abnormal[mask], threshold, n_bootstrap=0)
         del metrics["ci"], metrics["ci_method"]
-        subset = [t for t, m in zip(y_true_labels, mask) if m]
+        subset = [t for t, m in zip(y_true_labels, mask, strict=True) if m]
         metrics["multiclass_accuracy"] = multiclass_metrics(subset, probs[mask], labels)["accuracy"]
         out[name] = metrics
     return out

@@ -67,7 +67,7 @@ def spec_with_defaults(partial: dict[str, Any] | None) -> dict[str, Any]:
         preprocess["lung_mask"] = False  # no crop, no lung field to mask with
     train["input_size"] = preprocess["input_size"]  # one source of truth for the input size
     train["channels"] = preprocess.get("channels", train.get("channels", 1))
-    spec = {
+    spec: dict[str, Any] = {
         "train": TrainSpec.from_dict(train).to_dict(),
         "preprocess": PreprocessConfig.from_dict(preprocess).to_dict(),
         "val_fraction": float(partial.get("val_fraction", 0.15)),

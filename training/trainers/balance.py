@@ -41,7 +41,7 @@ def cell_probabilities(
     tree: dict[str, dict[bool, dict[str, dict[str, list[int]]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     )
-    for i, (group, source, label) in enumerate(zip(groups, sources, labels)):
+    for i, (group, source, label) in enumerate(zip(groups, sources, labels, strict=True)):
         tree[group][label != NORMAL][label][source].append(i)
     weights = dict(group_weights or {})
     raw = {g: float(weights.get(g, 1.0)) for g in tree}
@@ -73,6 +73,6 @@ def sample_epochs(p: np.ndarray, *, epoch_size: int, epochs: int, seed: int) -> 
 def describe(p: np.ndarray, sources: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
     """Share of the draws per ``source/label`` cell (for the run record and the model card)."""
     shares: dict[str, float] = defaultdict(float)
-    for prob, source, label in zip(p, sources, labels):
+    for prob, source, label in zip(p, sources, labels, strict=True):
         shares[f"{source}/{label}"] += float(prob)
     return {k: round(v, 4) for k, v in sorted(shares.items())}

@@ -406,7 +406,7 @@ def gradcam_lung_mass(
         chunk = rows[start : start + 16]
         x = arrays.x[chunk].astype(np.float32) / 255.0
         maps = gradcam_batch(model, x, [max(abnormal, key=lambda k: probs[i][k]) for i in chunk])
-        for i, heat in zip(chunk, maps):
+        for i, heat in zip(chunk, maps, strict=True):
             _, lung, found = preprocess_with_lung_field(
                 decode_file(str(arrays.items[i].path)).pixels, config, lung_model=DEFAULT_MODEL, lung_model_sha256=sha
             )

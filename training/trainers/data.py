@@ -117,7 +117,7 @@ class PreprocessedCache:
         args = (paths, [config_dict] * len(paths), [str(o) for o in outs])
         # A Celery prefork child is a daemon process and may not start children of its own.
         if self.workers <= 1 or len(paths) < 8 or current_process().daemon:
-            return [_process_one(*a) for a in zip(*args)]
+            return [_process_one(*a) for a in zip(*args, strict=True)]
         # spawn, not fork: the parent may already hold TensorFlow/OpenMP threads.
         with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn")) as pool:
             return list(pool.map(_process_one, *args, chunksize=16))
@@ -351,7 +351,7 @@ def text_bank(size: int, channels: int, count: int = 96, seed: int = 0) -> np.nd
             scale = rng.uniform(0.25, 0.9) * size / 224
             origin = (int(rng.uniform(0, 0.85) * size), int(rng.uniform(0.08, 1.0) * size))
             cv2.putText(
-                mask, str(rng.choice(words)), origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 1, max(1, int(round(2 * scale)))
+                mask, str(rng.choice(words)), origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 1, max(1, round(2 * scale))
             )
     return np.repeat(bank[..., None], channels, axis=3)
 
@@ -425,7 +425,7 @@ def make_sampled_dataset(
             yield x_uint8[rows], y[rows]
 
     spec = (
-        tf.TensorSpec((batch_size,) + x_uint8.shape[1:], tf.uint8),
+        tf.TensorSpec((batch_size, *x_uint8.shape[1:]), tf.uint8),
         tf.TensorSpec((batch_size, y.shape[1]), tf.float32),
     )
     ds = tf.data.Dataset.from_generator(batches, output_signature=spec)

@@ -70,7 +70,7 @@ def block_plan(variant: str) -> list[dict[str, int]]:
     plan: list[dict[str, int]] = []
     for stage, (repeats, kernel, stride, expand, fin, fout) in enumerate(_BLOCKS):
         first_or_last = stage in (0, len(_BLOCKS) - 1)
-        n = repeats if first_or_last else int(math.ceil(v.depth * repeats))
+        n = repeats if first_or_last else math.ceil(v.depth * repeats)
         fin = 32 if stage == 0 else _round_filters(fin, v.width)
         fout = _round_filters(fout, v.width)
         for r in range(n):

@@ -118,9 +118,10 @@ def build_unet() -> Any:
 def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One augmented (image, mask) pair; images float32 [0, 1]."""
     s = INPUT_SIZE
-    img, mask = x.astype(np.float32) / 255.0, y.astype(np.float32)
+    img: np.ndarray = x.astype(np.float32) / 255.0
+    mask: np.ndarray = y.astype(np.float32)
     angle, scale = rng.uniform(-12, 12), rng.uniform(0.8, 1.2)
-    m = cv2.getRotationMatrix2D((s / 2, s / 2), angle, scale)
+    m: np.ndarray = np.asarray(cv2.getRotationMatrix2D((s / 2, s / 2), angle, scale), dtype=np.float64)
     m[:, 2] += rng.uniform(-0.12, 0.12, 2) * s
     m[0, :2] *= rng.uniform(0.85, 1.15)  # anisotropic: squashed copies and other aspect ratios
     img = cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderValue=float(rng.uniform(0, 0.3)))
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     x, y, labelled = prepare(records)
     print(f"prepared {len(records)} images in {time.monotonic() - t0:.0f}s; pseudo-labelled {labelled.sum()}")
     cells = Counter(f"{r.source}/{r.label}" for r in records)
-    kept = Counter(f"{r.source}/{r.label}" for r, ok in zip(records, labelled) if ok)
+    kept = Counter(f"{r.source}/{r.label}" for r, ok in zip(records, labelled, strict=True) if ok)
     print("pseudo-label yield: " + ", ".join(f"{k} {kept[k]}/{v}" for k, v in sorted(cells.items())))
     rng = np.random.default_rng(SEED)
     idx = rng.permutation(np.nonzero(labelled)[0])
@@ -269,7 +270,9 @@ def main(argv: list[str] | None = None) -> None:
     probs = predict(model, x)
     ious = [iou(lungs_from_probability(probs[i])[0] > 0, y[i] > 0) for i in held]
     print(f"held-out pseudo-label IoU: mean {np.mean(ious):.3f}, median {np.median(ious):.3f} (n={len(held)})")
-    fallback = Counter(f"{r.source}/{r.label}" for r, p in zip(records, probs) if lungs_from_probability(p)[1])
+    fallback = Counter(
+        f"{r.source}/{r.label}" for r, p in zip(records, probs, strict=True) if lungs_from_probability(p)[1]
+    )
     print("network fallback: " + ", ".join(f"{k} {fallback[k]}/{v}" for k, v in sorted(cells.items())))
     if args.montage:
         pick = rng.choice(len(records), 48, replace=False)

@@ -64,5 +64,5 @@ def test_served_tflite_closed_form_equals_the_tape(lite) -> None:
     results = pipeline.run_many([png_bytes(image[..., 0]) for image in x], batch_size=4)
     seen = np.stack([r.preprocessed.astype(np.float32)[..., None] / 255.0 for r in results])
     tape = gradcam_batch(model, seen, [LABELS.index(r.heatmap_class) for r in results])
-    worst = max(float(np.abs(r.heatmap_raw - t).max()) for r, t in zip(results, tape))
+    worst = max(float(np.abs(r.heatmap_raw - t).max()) for r, t in zip(results, tape, strict=True))
     assert worst < 1e-5

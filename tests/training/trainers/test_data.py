@@ -84,5 +84,5 @@ def test_sampled_dataset_yields_the_drawn_rows_in_order() -> None:
     y = np.eye(2, dtype=np.float32)[np.arange(10) % 2]
     order = np.array([[3, 3, 7, 1, 9], [0, 2, 4, 6, 8]])  # 2 epochs of 5, batches of 2 (one row dropped each)
     batches = list(make_sampled_dataset(x, y, order, batch_size=2, augment=None, seed=0))
-    seen = [int(round(v * 255 / 20)) for b in batches for v in np.asarray(b[0]).ravel()]
+    seen = [round(float(v) * 255 / 20) for b in batches for v in np.asarray(b[0]).ravel()]
     assert seen == [3, 3, 7, 1, 0, 2, 4, 6]

@@ -94,5 +94,5 @@ def test_load_refuses_a_model_without_the_layers_of_the_file(tmp_path: Path, con
     from training.trainers.pretrained import load_into
 
     other = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="stem_conv")])
-    with pytest.raises(ValueError, match="model has no layers|expects"):
+    with pytest.raises(ValueError, match=r"model has no layers|expects"):
         load_into(other, converted["efficientnet_lite0"])
