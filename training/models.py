@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from classifier.findings import cause_validation
 from classifier.models import Label
 
 
@@ -96,6 +99,18 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
+
+    def cause_validation(self) -> dict[str, dict[str, Any]]:
+        """Per patient group, whether the suggested cause is validated (model card rule).
+
+        Recorded in the metrics of versions trained since the rule existed; for older ones
+        it follows from their data snapshot and source groups, by the same rule.
+        """
+        recorded = (self.metrics or {}).get("cause_validation")
+        if recorded is not None:
+            return dict(recorded)
+        groups = ((self.hyperparameters or {}).get("run_spec") or {}).get("balance_groups") or {}
+        return cause_validation((self.data_snapshot or {}).get("counts") or {}, groups)
 
 
 class TrainingRun(models.Model):

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 
 from classifier.api.base import NOTICE, Api
 from classifier.models import Label, Patient, Prediction, Study
+from classifier.selectors.predictions import prediction_finding_of
 from classifier.selectors.reviews import review_latest
 from training.models import ModelVersion
 
@@ -146,10 +147,12 @@ def observation_resource(prediction: Prediction, label: str) -> dict[str, Any]:
 def diagnostic_report_resource(prediction: Prediction) -> dict[str, Any]:
     study, version = prediction.image.study, _version(prediction)
     review = review_latest(prediction.image)
+    finding = prediction_finding_of(prediction)
+    cause = f" {finding.cause_note}" if finding.cause_note else ""
     ai = (
-        f"AI triage: {prediction.label}, p(abnormal) {prediction.p_abnormal:.3f} "
+        f"AI triage: {finding.headline}, p(abnormal) {prediction.p_abnormal:.3f} "
         f"({'flagged' if prediction.flag else 'not flagged'} at threshold {prediction.threshold:.3f}), "
-        f"model {version.name} v{version.version}."
+        f"model {version.name} v{version.version}.{cause}"
     )
     read = f" Radiologist {review.decision}ed: {review.label}." if review else ""
     return {

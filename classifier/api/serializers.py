@@ -15,6 +15,7 @@ from rest_framework.reverse import reverse
 
 from classifier.api.base import NOTICE
 from classifier.models import SEX_CHOICES, Image, Label, Patient, Prediction, Review, Study
+from classifier.selectors.predictions import prediction_finding_of
 from classifier.selectors.studies import prediction_latest
 from training.models import ModelVersion
 
@@ -53,6 +54,19 @@ class ReviewSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class FindingSerializer(serializers.Serializer):
+    """Documentation shape of ``classifier.findings.Finding``."""
+
+    headline = serializers.CharField()
+    flagged = serializers.BooleanField(allow_null=True)
+    p_abnormal = serializers.FloatField(allow_null=True)
+    suggested_cause = serializers.CharField(allow_null=True)
+    suggested_cause_name = serializers.CharField(allow_null=True)
+    cause_status = serializers.ChoiceField(choices=["validated", "unvalidated"], allow_null=True)
+    patient_group = serializers.ChoiceField(choices=["pediatric", "adult", "unknown"])
+    cause_note = serializers.CharField()
+
+
 class PredictionSerializer(serializers.ModelSerializer):
     study = serializers.IntegerField(source="image.study_id", read_only=True)
     priority = serializers.FloatField(
@@ -63,6 +77,10 @@ class PredictionSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     latest_review = serializers.SerializerMethodField()
     notice = serializers.SerializerMethodField()
+    finding = serializers.SerializerMethodField(
+        help_text="The primary finding in words (headline) and the suggested cause with its validation status "
+        "for the patient's age group; the cause is never the headline where it is not validated."
+    )
 
     class Meta:
         model = Prediction
@@ -75,6 +93,7 @@ class PredictionSerializer(serializers.ModelSerializer):
             "label",
             "p_abnormal",
             "flag",
+            "finding",
             "priority",
             "threshold",
             "thresholds",
@@ -109,6 +128,10 @@ class PredictionSerializer(serializers.ModelSerializer):
 
     def get_notice(self, obj: Prediction) -> str:
         return NOTICE
+
+    @extend_schema_field(FindingSerializer)
+    def get_finding(self, obj: Prediction) -> dict[str, Any]:
+        return prediction_finding_of(obj).as_dict()
 
 
 class ImageSerializer(serializers.ModelSerializer):

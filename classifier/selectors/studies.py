@@ -8,7 +8,9 @@ from typing import Any, NamedTuple
 
 from django.db.models import BooleanField, Case, Exists, OuterRef, QuerySet, Subquery, Value, When
 
+from classifier.findings import Finding
 from classifier.models import Image, Label, Prediction, Review, Study
+from classifier.selectors.predictions import prediction_finding_of
 
 
 def prediction_latest(image: Image) -> Prediction | None:
@@ -108,6 +110,7 @@ class ImagePanel:
     predictions: list[Prediction]
     reviews: list[Review]
     probability_rows: list[dict[str, Any]] = field(default_factory=list)
+    finding: Finding | None = None
     form: Any = None  # the review form, set by the view for users who may review
 
     @property
@@ -150,6 +153,7 @@ def study_detail(study_id: int) -> tuple[Study, list[ImagePanel], list[Study]]:
                 predictions=predictions,
                 reviews=reviews,
                 probability_rows=_probability_rows(latest),
+                finding=prediction_finding_of(latest) if latest is not None else None,
             )
         )
     previous = list(Study.objects.filter(patient=study.patient).exclude(pk=study.pk).order_by("-created_at")[:20])

@@ -35,6 +35,7 @@ from django.utils import timezone
 from classifier.integrations import Webhook, WebhookDelivery
 from classifier.models import Prediction, Review
 from classifier.roles import user_can
+from classifier.selectors.predictions import prediction_finding_of
 from classifier.services.audit import Actor, AuditContext, audit_record
 from classifier.services.errors import ServiceError
 
@@ -68,6 +69,7 @@ def _prediction_data(prediction: Prediction) -> dict[str, Any]:
             "probabilities": prediction.probabilities,
             "p_abnormal": prediction.p_abnormal,
             "flag": prediction.flag,
+            "finding": prediction_finding_of(prediction).as_dict() if prediction.status == "done" else None,
             "threshold": prediction.threshold,
             "priority": study.priority,
             "model": {

@@ -1,18 +1,18 @@
 """The model card written into every artifact, and the validation status it declares.
 
-``cause_validation(snapshot_counts, groups)`` is the machine-readable part: for each
-patient group (pediatric, adult, ...) whether the suggested cause (bacterial / viral /
-COVID-19) was trained on every cause in that group. The product shows the cause as the
-headline only where it is "validated"; elsewhere the finding is "abnormal, likely
-pneumonia" and the cause a labelled suggestion (see classifier.triage). Django-free.
+The machine-readable part is ``classifier.findings.cause_validation`` (re-exported here
+for the candidate builder): for each patient group whether the suggested cause was
+trained on every cause in that group. The product shows the cause as the headline only
+where it is "validated" (classifier.findings). Django-free.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-CAUSES = ("PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19")
+from classifier.findings import cause_validation
+
+__all__ = ["cause_validation", "model_card"]
 
 
 def _fmt(value: Any) -> str:
@@ -21,26 +21,6 @@ def _fmt(value: Any) -> str:
 
 def _ci(values: Any) -> str:
     return f" ({values[0]:.3f}-{values[1]:.3f})" if values else ""
-
-
-def cause_validation(counts: Mapping[str, Mapping[str, int]], groups: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """Per patient group: which causes its training images carried and whether all three did.
-
-    ``counts`` is the snapshot's {split: {"source/label": n}}; a group with images of every
-    cause is "validated" for the suggested cause, any other group "unvalidated" with the
-    causes it never saw.
-    """
-    seen: dict[str, set[str]] = {}
-    for key, n in (counts.get("train") or {}).items():
-        source, _, label = key.partition("/")
-        group = groups.get(source, "other")
-        if n:
-            seen.setdefault(group, set()).add(label)
-    out = {}
-    for group, labels in sorted(seen.items()):
-        missing = [cause for cause in CAUSES if cause not in labels]
-        out[group] = {"status": "unvalidated" if missing else "validated", "causes_never_seen": missing}
-    return out
 
 
 def model_card(

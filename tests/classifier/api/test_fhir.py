@@ -52,6 +52,19 @@ def test_report_is_preliminary_then_final_after_review(client_for, role_users, t
     assert "Radiologist confirmed" in final.conclusion
 
 
+def test_report_leads_with_the_finding_and_labels_an_unvalidated_cause(client_for, role_users, tmp_path) -> None:
+    """No age is recorded: the suggested cause is unvalidated, so it never heads the conclusion."""
+    prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path))
+    report = check_report(client_for("Clinician"), prediction.pk, "preliminary")
+    assert report.conclusion.startswith("AI triage: Abnormal, likely pneumonia, p(abnormal) 0.800")
+    assert "Suggested cause: bacterial pneumonia, not validated for a patient of unknown age" in report.conclusion
+    api = client_for("Clinician").get(f"/api/v1/predictions/{prediction.pk}/").json()
+    assert api["finding"]["headline"] == "Abnormal, likely pneumonia"
+    assert (
+        api["finding"]["suggested_cause"] == "PNEUMONIA_BACTERIAL" and api["finding"]["cause_status"] == "unvalidated"
+    )
+
+
 def test_unfinished_or_unknown_resources_are_operation_outcomes(client_for, role_users) -> None:
     from classifier.services.studies import StudyFields
     from classifier.services.uploads import image_upload

@@ -50,6 +50,9 @@ def test_prediction_done_is_delivered_signed(
     assert event["event"] == "prediction.done" and request["headers"]["X-CXR-Delivery"] == event["id"]
     data = event["data"]["prediction"]
     assert data["id"] == prediction.pk and data["notice"] == "decision support, not a diagnosis"
+    assert (
+        data["finding"]["headline"] == "Abnormal, likely pneumonia" and data["finding"]["cause_status"] == "unvalidated"
+    )
     assert data["model"]["artifact_sha256"] == prediction.model_version.artifact_sha256["model.tflite"]
     delivery = WebhookDelivery.objects.get()
     assert delivery.status == "succeeded" and delivery.attempts == 1 and delivery.last_status_code == 200

@@ -206,3 +206,13 @@ def test_login_redirect_keeps_the_query_string(client) -> None:
     location = urlsplit(response["Location"])
     assert location.path == "/accounts/login/"
     assert parse_qs(location.query)["next"] == ["/?status=done&flag=yes"]
+
+
+def test_study_page_headline_never_names_an_unvalidated_cause(clients, done_study) -> None:
+    prediction = Prediction.objects.get(image__study=done_study)
+    prediction.probabilities = {"NORMAL": 0.2, "PNEUMONIA_BACTERIAL": 0.1, "PNEUMONIA_VIRAL": 0.1, "COVID19": 0.6}
+    prediction.label, prediction.p_abnormal, prediction.flag = "COVID19", 0.8, True
+    prediction.save()
+    body = clients["Clinician"].get(f"/studies/{done_study.pk}/").content.decode()
+    assert "Flagged: Abnormal, likely pneumonia" in body
+    assert "Suggested cause: COVID-19, not validated for" in body
