@@ -40,6 +40,7 @@ from training.evaluation import (
     plot_reliability,
     plot_roc,
     plot_training_curves,
+    roc_auc,
     threshold_for_sensitivity,
 )
 from training.evaluation.calibration import apply_temperature
@@ -252,9 +253,17 @@ def select_on_unseen_sources(
         model = keras.saving.load_model(outcome.model_path, compile=False)
         held_logits.append(logits_of(model, pool.x[held]))
         held_rows.append(np.nonzero(held)[0])
+        held_arrays = pool.subset(held)
+        fold_probs = apply_temperature(held_logits[-1], 1.0)
         reports.append(
             {
                 "holdout": fold,
+                # The fold model's own ranking of its held-out images (pooling scores of
+                # different models mixes their scales, so the pooled AUC is lower).
+                "auc": roc_auc(
+                    np.array([label != "NORMAL" for label in held_arrays.labels]),
+                    1.0 - fold_probs[:, labels.index("NORMAL")],
+                ),
                 "best_epoch": outcome.best_epoch,
                 "epochs_run": outcome.epochs_run,
                 "seconds": round(time.monotonic() - started, 1),

@@ -69,7 +69,8 @@ def model_card(
             "## On sources the model never saw",
             "One model per fold was trained without the fold's sources; these figures are those models' "
             "predictions on the held-out sources, pooled (each image predicted by a model that never saw its "
-            f"collection). Folds: {'; '.join(', '.join(f['holdout']) for f in unseen['folds'])}. "
+            f"collection). Folds (each fold model's AUC on its held-out images): "
+            f"{'; '.join(', '.join(f['holdout']) + ' ' + _fmt(f.get('auc')) for f in unseen['folds'])}. "
             f"The final model trained {unseen['final_epochs']} epochs (median best epoch of the folds).",
             "",
             f"Pooled: n={pooled['n']}, AUC {_fmt(pooled['auc'])}{_ci(pooled['binary']['ci'].get('auc'))}, "

@@ -63,6 +63,7 @@ def test_candidate_selected_on_unseen_sources(tmp_path: Path) -> None:
     assert set(unseen["per_source"]) == {"a", "b"}  # c is never held out: it is in no fold
     assert unseen["per_source"]["a"]["n"] == 12 and unseen["per_source"]["a"]["auc"] is not None
     assert all(f["n_train"] == 42 - 12 for f in unseen["folds"])  # train+val pool minus the fold
+    assert all(0.0 <= f["auc"] <= 1.0 for f in unseen["folds"])
     assert 1 <= unseen["final_epochs"] <= 3
     assert build.metrics["threshold_selection"]["chosen_on"] == "unseen sources"
     assert build.metrics["training"]["epochs_run"] == unseen["final_epochs"]
