@@ -33,6 +33,10 @@ def review_submit(
     elif decision == Review.Decision.CORRECT:
         if label not in Label.values:
             raise ServiceError("invalid_label", "Choose the correct label from the list.")
+        if label == prediction.label:
+            # "Correcting" to the AI's own label agrees with it: stored as a confirm, so the
+            # agreement statistics and FHIR ("Radiologist confirmed") tell the truth.
+            decision = Review.Decision.CONFIRM
     else:
         raise ServiceError("invalid_decision", "The decision must be confirm or correct.")
     review = Review.objects.create(
