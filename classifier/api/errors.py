@@ -22,9 +22,9 @@ from rest_framework.views import exception_handler
 
 from classifier.imaging import FileTooLarge, ImageTooLarge, ImagingError, UnsupportedFormat
 from classifier.services.errors import ServiceError
+from classifier.services.uploads import UploadOutcome
 
 # ServiceError codes that image_upload reports in its outcome (the exception itself is swallowed).
-SERVICE_STATUS = {"patient_mismatch": status.HTTP_409_CONFLICT}
 
 
 class ApiError(exceptions.APIException):
@@ -56,9 +56,9 @@ def _subclasses(cls: type[ImagingError]) -> list[type[ImagingError]]:
 IMAGING_STATUS_BY_CODE = {cls.code: imaging_status(cls) for cls in _subclasses(ImagingError)}
 
 
-def outcome_status(code: str) -> int:
-    """The HTTP status for an UploadOutcome.error_code."""
-    return IMAGING_STATUS_BY_CODE.get(code) or SERVICE_STATUS.get(code) or status.HTTP_400_BAD_REQUEST
+def outcome_status(outcome: UploadOutcome) -> int:
+    """The HTTP status for a refused upload: the service's own (409 for conflicts), else by imaging code."""
+    return outcome.error_status or IMAGING_STATUS_BY_CODE.get(outcome.error_code) or status.HTTP_400_BAD_REQUEST
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

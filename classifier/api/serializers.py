@@ -221,6 +221,12 @@ class StudyFieldsInput(serializers.Serializer):
     study_date = serializers.DateField(required=False, allow_null=True)
     modality = serializers.CharField(max_length=16, required=False, allow_blank=True)
     clinical_notes = serializers.CharField(max_length=4000, required=False, allow_blank=True)
+    patient_confirmed = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="The MRN is known and its stored name or birth date differs from the one given: "
+        "true files the images under the stored patient (details kept); without it the request is 409.",
+    )
 
 
 class StudyCreateInput(StudyFieldsInput):

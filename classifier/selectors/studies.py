@@ -54,8 +54,13 @@ def study_image_states(study_ids: list[int]) -> dict[int, list[ImageState]]:
 
 
 def worklist(*, status: str | None = None) -> QuerySet[Study]:
-    """Studies in reading order: priority first, then oldest first."""
-    studies = Study.objects.select_related("patient").order_by("-priority", "created_at", "id")
+    """Studies in reading order: priority first, then oldest first. A study without images
+    (an order whose images have not arrived) is not on the worklist: nothing to read."""
+    studies = (
+        Study.objects.select_related("patient")
+        .filter(Exists(Image.objects.filter(study=OuterRef("pk"))))
+        .order_by("-priority", "created_at", "id")
+    )
     if status:
         studies = studies.filter(status=status)
     return studies

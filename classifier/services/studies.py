@@ -37,11 +37,59 @@ class StudyFields:
     study_date: date | None = None
     modality: str = ""
     clinical_notes: str = ""
+    # The person confirmed that an existing MRN is their patient although the name (or
+    # birth date) they gave differs from the stored one; the stored details are kept.
+    patient_confirmed: bool = False
+
+
+# Typed values that must agree with the header: they say whose image it is.
+IDENTITY_FIELDS = (
+    ("mrn", "patient_id", "patient MRN"),
+    ("accession_number", "accession_number", "accession number"),
+    ("study_instance_uid", "study_instance_uid", "StudyInstanceUID"),
+)
+
+
+def same_person_name(a: str, b: str) -> bool:
+    """Whether two renderings of a name are the same name ("Doe^Jane", "Doe, Jane", "JANE DOE")."""
+
+    def tokens(name: str) -> set[str]:
+        return {t for t in "".join(c if c.isalnum() else " " for c in name.casefold()).split() if t}
+
+    return tokens(a) == tokens(b)
+
+
+def header_conflicts(metadata: dict[str, Any], given: StudyFields) -> list[str]:
+    """Sentences naming each typed value that disagrees with the file's own header."""
+    conflicts = []
+    for attr, key, label in IDENTITY_FIELDS:
+        typed, header = str(getattr(given, attr) or "").strip(), str(metadata.get(key) or "").strip()
+        if typed and header and typed != header:
+            conflicts.append(f"the {label} typed ({typed}) differs from the file's ({header})")
+    header_name = person_name(metadata.get("patient_name") or "")
+    if given.patient_name and header_name and not same_person_name(given.patient_name, header_name):
+        conflicts.append(f"the name typed ({given.patient_name}) differs from the file's ({header_name})")
+    header_birth = _date(metadata.get("patient_birth_date"))
+    if given.birth_date and header_birth and given.birth_date != header_birth:
+        conflicts.append(f"the birth date typed ({given.birth_date}) differs from the file's ({header_birth})")
+    return conflicts
 
 
 def fields_from_header(metadata: dict[str, Any], given: StudyFields) -> StudyFields:
-    """The one rule DICOM header -> study fields (web upload, its prefill, the API, STOW-RS):
-    typed fields win over the header; the header fills what was left blank."""
+    """The one rule DICOM header -> study fields (web upload, its prefill, the API, STOW-RS,
+    the DICOM listener): a file belongs to the patient and study its own header names. The
+    header fills what was left blank; a typed patient or study identity that disagrees
+    with it is a conflict the person must resolve (ServiceError ``header_conflict``, 409),
+    never a silent override. Typed view, modality and notes may complete or correct it."""
+    conflicts = header_conflicts(metadata, given)
+    if conflicts:
+        raise ServiceError(
+            "header_conflict",
+            "This file's DICOM header names another patient or study: "
+            + "; ".join(conflicts)
+            + ". Clear the typed value to file it under its own header, or correct the file.",
+            409,
+        )
 
     def pick(typed: Any, key: str) -> Any:
         return typed if typed else (metadata.get(key) or typed)
@@ -58,6 +106,7 @@ def fields_from_header(metadata: dict[str, Any], given: StudyFields) -> StudyFie
         study_date=given.study_date or _date(metadata.get("study_date")),
         modality=pick(given.modality, "modality"),
         clinical_notes=given.clinical_notes,
+        patient_confirmed=given.patient_confirmed,
     )
 
 
@@ -88,11 +137,15 @@ def study_get_or_create(*, fields: StudyFields, requested_by: User | None) -> tu
         raise ServiceError("missing_field", f"Please enter the {' and '.join(missing)}; the file does not carry them.")
     existing = Study.objects.filter(accession_number=fields.accession_number).select_related("patient").first()
     if existing is None and fields.study_instance_uid:
-        existing = Study.objects.filter(study_instance_uid=fields.study_instance_uid).first()
+        existing = Study.objects.filter(study_instance_uid=fields.study_instance_uid).select_related("patient").first()
     if existing is not None:
         if existing.patient.mrn != fields.mrn:
             raise ServiceError("patient_mismatch", "This accession number belongs to a different patient.", 409)
+        patient_check(existing.patient, fields)
         return existing, False
+    stored = Patient.objects.filter(mrn=fields.mrn).first()
+    if stored is not None:
+        patient_check(stored, fields)
     try:
         return _study_create(fields=fields, requested_by=requested_by), True
     except IntegrityError:  # a concurrent request created it first: use theirs
@@ -102,6 +155,26 @@ def study_get_or_create(*, fields: StudyFields, requested_by: User | None) -> tu
                 "conflict", "This study was created at the same time with different details.", 409
             ) from None
         return existing, False
+
+
+def patient_check(patient: Patient, fields: StudyFields) -> None:
+    """Refuse a stored MRN given with another name or birth date, unless the person confirmed
+    the patient (``fields.patient_confirmed``): a typo in the MRN would otherwise file the
+    image under someone else. ServiceError ``patient_unconfirmed`` (409) names both."""
+    if fields.patient_confirmed:
+        return
+    differences = []
+    if fields.patient_name and patient.name and not same_person_name(fields.patient_name, patient.name):
+        differences.append(f"name {patient.name} (given: {fields.patient_name})")
+    if fields.birth_date and patient.birth_date and fields.birth_date != patient.birth_date:
+        differences.append(f"birth date {patient.birth_date} (given: {fields.birth_date})")
+    if differences:
+        raise ServiceError(
+            "patient_unconfirmed",
+            f"MRN {patient.mrn} is registered with {' and '.join(differences)}. Check the MRN, "
+            "or confirm that this is the registered patient (the stored details are kept).",
+            409,
+        )
 
 
 @transaction.atomic
@@ -196,7 +269,7 @@ def _study_state(study: Study, states: list[ImageState], now: datetime) -> tuple
     waited = (now - study.created_at).total_seconds() / 60
     priority = (
         0.0
-        if reviewed
+        if reviewed or not states  # no image: nothing to read, so it must never escalate
         else priority_score(
             p_abnormal=worst.p_abnormal if worst else None,
             flag=worst.flag if worst else None,

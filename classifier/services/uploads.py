@@ -38,6 +38,7 @@ class UploadOutcome:
     duplicate: bool = False
     error_code: str = ""
     error_message: str = ""
+    error_status: int = 0  # the service's HTTP status for a refusal (409 for conflicts), 0 = by code
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -58,20 +59,33 @@ def image_upload(
     study: Study | None = None,
     audit: AuditContext | None = None,
 ) -> UploadOutcome:
-    """Validate, store and queue one file. Never raises for bad input: see UploadOutcome."""
+    """Validate, store and queue one file. Never raises for bad input: see UploadOutcome.
+
+    Nothing is created for a duplicate, a conflict or a failed upload: the patient and
+    study (when new), the Image and its pending Prediction commit in one transaction after
+    the file is stored and its checksum verified. Without ``study`` the file goes to the
+    patient and study its DICOM header names (typed ``fields`` fill what the header lacks
+    and must not contradict it); an existing MRN given with another name needs
+    ``fields.patient_confirmed``.
+    """
     outcome = UploadOutcome(filename=filename[:255])
     try:
         header = probe_bytes(data, limits=upload_limits())
-        created = False
-        if study is None:
-            study, created = study_get_or_create(
-                fields=fields_from_header(header.metadata, fields or StudyFields()), requested_by=uploaded_by
-            )
-        _store(outcome, study=study, data=data, header=header, uploaded_by=uploaded_by, refresh_study=not created)
+        resolved = None if study is not None else fields_from_header(header.metadata, fields or StudyFields())
+        _store(outcome, study=study, fields=resolved, data=data, header=header, uploaded_by=uploaded_by)
     except ImagingError as exc:
         outcome.error_code, outcome.error_message = exc.code, exc.message
     except ServiceError as exc:
-        outcome.error_code, outcome.error_message = exc.code, exc.message
+        outcome.error_code, outcome.error_message, outcome.error_status = exc.code, exc.message, exc.status
+        if exc.code == "sop_conflict" and outcome.image is not None:
+            audit_record(
+                actor=uploaded_by,
+                action="upload_conflict",
+                obj=outcome.image,
+                audit=audit,
+                detail={"study": outcome.image.study_id, "filename": outcome.filename},
+            )
+            outcome.image = None
     if outcome.image is not None:
         audit_record(
             actor=uploaded_by,
@@ -86,18 +100,16 @@ def image_upload(
 def _store(
     outcome: UploadOutcome,
     *,
-    study: Study,
+    study: Study | None,
+    fields: StudyFields | None,
     data: bytes,
     header: ProbeResult,
     uploaded_by: User | None,
-    refresh_study: bool,
 ) -> None:
     sha = hashlib.sha256(data).hexdigest()
     sop = (header.metadata.get("sop_instance_uid") or "")[:64]
-    duplicate = _find_duplicate(study=study, sha=sha, sop=sop)
-    if duplicate is not None:
-        outcome.image, outcome.duplicate = duplicate, True
-        outcome.prediction = duplicate.predictions.order_by("-created_at").first()
+    target = study if study is not None else _existing_study(fields)
+    if _take_duplicate(outcome, study=target, sha=sha, sop=sop):
         return
     name = default_storage.save(generated_name("images", SUFFIXES[header.format]), ContentFile(data))
     try:
@@ -105,6 +117,10 @@ def _store(
             if stream_sha256(stored) != sha:
                 raise OSError("stored file does not match the uploaded bytes")
         with transaction.atomic():
+            created = False
+            if study is None:
+                assert fields is not None
+                study, created = study_get_or_create(fields=fields, requested_by=uploaded_by)
             image = Image.objects.create(
                 study=study,
                 file=name,
@@ -122,23 +138,46 @@ def _store(
             user = uploaded_by if getattr(uploaded_by, "pk", None) else None
             outcome.prediction = prediction_request(image=image, requested_by=user)
             outcome.image = image
-            if refresh_study:  # a study created by this upload is already queued at the right priority
-                transaction.on_commit(lambda: study_refresh(study.pk))
-    except IntegrityError:  # a concurrent upload of the same content won the race
+            if not created:  # a study created by this upload is already queued at the right priority
+                refreshed = study.pk
+                transaction.on_commit(lambda: study_refresh(refreshed))
+    except IntegrityError:  # a concurrent upload of the same content won the race; ours rolled back
         default_storage.delete(name)
-        existing = _find_duplicate(study=study, sha=sha, sop=sop)
-        if existing is None:
+        outcome.image = outcome.prediction = None
+        if not _take_duplicate(outcome, study=study or _existing_study(fields), sha=sha, sop=sop):
             raise
-        outcome.image, outcome.duplicate = existing, True
-        outcome.prediction = existing.predictions.order_by("-created_at").first()
     except BaseException:
         default_storage.delete(name)
+        outcome.image = outcome.prediction = None
         raise
 
 
-def _find_duplicate(*, study: Study, sha: str, sop: str) -> Image | None:
-    if sop:
-        found = Image.objects.filter(sop_instance_uid=sop).first()
-        if found is not None:
-            return found
-    return Image.objects.filter(study=study, sha256=sha).first()
+def _existing_study(fields: StudyFields | None) -> Study | None:
+    if fields is None or not fields.accession_number:
+        return None
+    return Study.objects.filter(accession_number=fields.accession_number).first()
+
+
+def _take_duplicate(outcome: UploadOutcome, *, study: Study | None, sha: str, sop: str) -> bool:
+    """Fill ``outcome`` with the already stored image of this file, if any.
+
+    The same SOPInstanceUID with other bytes is not a duplicate but a conflict (another
+    image claiming an identity already used): ServiceError ``sop_conflict``, with
+    ``outcome.image`` set to the stored image for the audit record.
+    """
+    found = Image.objects.filter(sop_instance_uid=sop).select_related("study").first() if sop else None
+    if found is not None and found.sha256 != sha:
+        outcome.image = found
+        raise ServiceError(
+            "sop_conflict",
+            f"A different image with SOPInstanceUID {sop} is already stored (study {found.study.accession_number}). "
+            "The same UID must not name two images; check the modality or PACS that produced this file.",
+            409,
+        )
+    if found is None and study is not None:
+        found = Image.objects.filter(study=study, sha256=sha).first()
+    if found is None:
+        return False
+    outcome.image, outcome.duplicate = found, True
+    outcome.prediction = found.predictions.order_by("-created_at").first()
+    return True

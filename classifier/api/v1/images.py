@@ -77,7 +77,7 @@ class ImageListUploadApi(ListApi):
             audit=audit_context(request),
         )
         if not outcome.ok:
-            raise ApiError(outcome.error_code, outcome.error_message, outcome_status(outcome.error_code))
+            raise ApiError(outcome.error_code, outcome.error_message, outcome_status(outcome))
         return Response(
             outcome_data(outcome, self.get_serializer_context()),
             status=status.HTTP_200_OK if outcome.duplicate else status.HTTP_201_CREATED,

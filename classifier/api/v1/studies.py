@@ -3,7 +3,10 @@
 A study POST is idempotent by its natural key: an existing accession number returns
 that study (200) and only adds images it does not have yet (services dedupe by SOP
 Instance UID and content hash). Every file is validated from its header before
-anything is written, so a bad file refuses the whole request with 400/413/415.
+anything is written, so a bad file refuses the whole request with 400/413/415. With
+files, the study is created by the first file actually stored (none stored, none
+created: a request of duplicates answers with the study that holds them); without
+files it is an order, kept off the worklist until an image arrives.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from classifier.api.base import ListApi, RetrieveApi, upload_limit_bytes
+from classifier.api.errors import ApiError, outcome_status
 from classifier.api.filters import IsoDateTimeFilter
 from classifier.api.idempotency import idempotent
 from classifier.api.serializers import (
@@ -57,7 +61,8 @@ def study_fields(data: dict[str, Any]) -> StudyFields:
     """StudyFields from validated input: absent strings become '' and absent dates None."""
     values = {name: data.get(name) for name in STUDY_FIELD_NAMES}
     return StudyFields(
-        **{name: (value if value is not None or name.endswith("date") else "") for name, value in values.items()}  # type: ignore[arg-type]
+        **{name: (value if value is not None or name.endswith("date") else "") for name, value in values.items()},  # type: ignore[arg-type]
+        patient_confirmed=bool(data.get("patient_confirmed")),
     )
 
 
@@ -129,16 +134,30 @@ class StudyListCreateApi(ListApi):
         payloads = [(upload.name or "upload", upload.read()) for upload in files]
         for _, data in payloads:
             probe_bytes(data, limits=upload_limits())  # refuse the whole request before any write
-        study, created = study_get_or_create(
-            fields=study_fields(form.validated_data), requested_by=request_user(request)
-        )
+        fields = study_fields(form.validated_data)
+        outcomes: list[UploadOutcome] = []
+        if not payloads:
+            study, created = study_get_or_create(fields=fields, requested_by=request_user(request))
+        else:
+            before = set(Study.objects.filter(accession_number=fields.accession_number).values_list("pk", flat=True))
+            outcomes = [
+                image_upload(
+                    data=data,
+                    filename=name,
+                    uploaded_by=request_user(request),
+                    fields=fields,
+                    audit=audit_context(request),
+                )
+                for name, data in payloads
+            ]
+            held = [o.image.study for o in outcomes if o.image is not None]
+            if not held:
+                first = next(o for o in outcomes if not o.ok)
+                raise ApiError(first.error_code, first.error_message, outcome_status(first))
+            stored = [o.image.study for o in outcomes if o.image is not None and not o.duplicate]
+            study = (stored or held)[0]
+            created = bool(stored) and study.pk not in before
         self.audit("study_create" if created else "api_read", study)
-        outcomes = [
-            image_upload(
-                data=data, filename=name, uploaded_by=request_user(request), study=study, audit=audit_context(request)
-            )
-            for name, data in payloads
-        ]
         context = self.get_serializer_context()
         study.refresh_from_db()
         body = {

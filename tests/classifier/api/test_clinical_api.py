@@ -159,3 +159,64 @@ def _file(data: bytes, name: str):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile(name, data)
+
+
+def test_a_study_post_whose_only_file_is_stored_creates_no_study(client_for) -> None:
+    client = client_for("Clinician")
+    first = client.post(
+        "/api/v1/studies/",
+        {"mrn": "M-9", "accession_number": "A-9", "images": [_file(synthetic_png(96, seed=9), "a.png")]},
+        format="multipart",
+    )
+    assert first.status_code == 201
+    patients, studies = Patient.objects.count(), Study.objects.count()
+    # Another accession of the same patient, carrying only an already stored DICOM.
+    dicom = synthetic_dicom(mrn="M-9", accession="")
+    client.post("/api/v1/images/", {"file": _file(dicom, "d.dcm"), "accession_number": "A-9"}, format="multipart")
+    studies = Study.objects.count()
+    again = client.post(
+        "/api/v1/studies/",
+        {"mrn": "M-9", "accession_number": "A-10", "images": [_file(dicom, "d.dcm")]},
+        format="multipart",
+    )
+    assert again.status_code == 200 and again.json()["uploads"][0]["duplicate"] is True
+    assert again.json()["study"]["accession_number"] == "A-9"  # the study that holds the file
+    assert (Patient.objects.count(), Study.objects.count()) == (patients, studies)
+    assert not Study.objects.filter(accession_number="A-10").exists()
+
+
+def test_a_json_study_without_images_is_an_order_off_the_worklist(client_for) -> None:
+    client = client_for("Clinician")
+    created = client.post("/api/v1/studies/", {"mrn": "M-O", "accession_number": "A-O"}, format="json")
+    assert created.status_code == 201
+    assert created.json()["study"]["id"] not in [s["id"] for s in client.get("/api/v1/studies/").json()["results"]]
+    assert client.get(f"/api/v1/studies/{created.json()['study']['id']}/").status_code == 200
+
+
+def test_a_used_sop_uid_with_other_pixels_is_409_and_audited(client_for) -> None:
+    client = client_for("Clinician")
+    ok = client.post(
+        "/api/v1/images/", {"file": _file(synthetic_dicom(sop_uid="1.2.9.9", seed=1), "a.dcm")}, format="multipart"
+    )
+    assert ok.status_code == 201
+    clash = client.post(
+        "/api/v1/images/", {"file": _file(synthetic_dicom(sop_uid="1.2.9.9", seed=2), "b.dcm")}, format="multipart"
+    )
+    assert clash.status_code == 409 and _error(clash)["code"] == "sop_conflict"
+    assert Image.objects.count() == 1 and AuditEvent.objects.filter(action="upload_conflict").exists()
+
+
+def test_a_known_mrn_with_another_name_is_409_until_the_patient_is_confirmed(client_for) -> None:
+    client = client_for("Clinician")
+    client.post("/api/v1/patients/", {"mrn": "M-C", "name": "Doe, Jane"}, format="json")
+    body = {
+        "mrn": "M-C",
+        "patient_name": "Roe, Rick",
+        "accession_number": "A-C",
+        "images": [_file(synthetic_png(96, seed=5), "a.png")],
+    }
+    refused = client.post("/api/v1/studies/", body, format="multipart")
+    assert refused.status_code == 409 and _error(refused)["code"] == "patient_unconfirmed"
+    body["images"] = [_file(synthetic_png(96, seed=5), "a.png")]
+    confirmed = client.post("/api/v1/studies/", {**body, "patient_confirmed": "true"}, format="multipart")
+    assert confirmed.status_code == 201 and Patient.objects.get(mrn="M-C").name == "Doe, Jane"

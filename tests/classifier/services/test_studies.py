@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from classifier.models import Study
+from classifier.services.errors import ServiceError
 from classifier.services.studies import StudyFields, fields_from_header, person_name
 
 
@@ -16,7 +17,7 @@ def test_person_name_reads_dicom_pn_components(raw: str, shown: str) -> None:
     assert person_name(raw) == shown
 
 
-def test_header_names_the_patient_as_the_upload_form_shows_it_and_typed_fields_win() -> None:
+def test_header_names_the_patient_typed_details_complete_it_and_a_contradiction_is_a_conflict() -> None:
     header = {
         "patient_id": "M1",
         "patient_name": "Doe^Jane",
@@ -28,8 +29,16 @@ def test_header_names_the_patient_as_the_upload_form_shows_it_and_typed_fields_w
     fields = fields_from_header(header, StudyFields())
     assert (fields.mrn, fields.patient_name, fields.sex, fields.view_position) == ("M1", "Doe, Jane", "F", "LL")
     assert fields.birth_date.isoformat() == "1970-01-02"
-    typed = fields_from_header(header, StudyFields(patient_name="Typed Name", view_position="PA"))
-    assert (typed.patient_name, typed.view_position) == ("Typed Name", "PA")
+    typed = fields_from_header(header, StudyFields(patient_name="JANE DOE", view_position="PA", clinical_notes="n"))
+    assert (typed.patient_name, typed.view_position, typed.clinical_notes) == ("JANE DOE", "PA", "n")
+    for contradiction in (
+        StudyFields(mrn="M2"),
+        StudyFields(accession_number="A2"),
+        StudyFields(patient_name="Roe^Rick"),
+    ):
+        with pytest.raises(ServiceError) as refused:
+            fields_from_header(header, contradiction)
+        assert refused.value.code == "header_conflict" and refused.value.status == 409
 
 
 @pytest.mark.parametrize(
