@@ -78,6 +78,8 @@ class StudyFieldsForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Symptoms and the clinical question.",
     )
+    # Set by the page after the person confirmed a known MRN whose stored name differs.
+    patient_confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def to_fields(self) -> StudyFields:
         data = self.cleaned_data
@@ -89,6 +91,7 @@ class StudyFieldsForm(forms.Form):
             accession_number=data["accession_number"].strip(),
             view_position=data["view_position"],
             clinical_notes=data["clinical_notes"].strip(),
+            patient_confirmed=bool(data.get("patient_confirmed")),
         )
 
 

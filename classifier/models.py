@@ -135,6 +135,11 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     sop_instance_uid = models.CharField(max_length=64, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
+    # The film for the viewer: original values (DICOM modality-LUT output) downscaled to at most
+    # 1536 px, zlib uint16, written by the first worker that decodes the image
+    # (classifier.imaging.display); film_meta describes it (size, scale, window presets).
+    film = models.FileField(upload_to="films/", blank=True, max_length=255)
+    film_meta = models.JSONField(default=dict, blank=True)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="uploaded_images"
     )
@@ -186,7 +191,18 @@ class Prediction(models.Model):
         help_text="The preprocessed image the model saw, as PNG, for the viewer.",
     )
     heatmap_raw = models.FileField(upload_to="heatmaps/", blank=True, max_length=255)
+    heatmap_rgba = models.FileField(
+        upload_to="heatmaps/",
+        blank=True,
+        max_length=255,
+        help_text="The heatmap alone (transparent) over the input's content region, to register onto the film.",
+    )
     timings_ms = models.JSONField(default=dict, blank=True)
+    geometry = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Where the model input came from: crop and content boxes (heatmap registration).",
+    )
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)

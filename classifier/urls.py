@@ -14,6 +14,7 @@ urlpatterns = [
     path("studies/<int:study_id>/status/", study.study_status, name="study_status"),
     path("studies/<int:study_id>/review/", review.review_submit, name="review_submit"),
     path("images/<int:image_id>/rerun/", study.prediction_rerun, name="prediction_rerun"),
+    path("images/<int:image_id>/film.u16z", study.image_film, name="image_film"),
     path("predictions/<int:prediction_id>/<str:kind>.png", study.prediction_image, name="prediction_image"),
     path("review/next/", review.review_next, name="review_next"),
     path("review/stats/", review.review_stats, name="review_stats"),

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .dicom import EXECUTABLE_MAGICS, decode_dicom
+from .dicom import EXECUTABLE_MAGICS, DisplayInput, decode_dicom
 from .errors import (
     CorruptImage,
     EmptyFile,
@@ -31,6 +31,9 @@ from .errors import (
 )
 from .limits import DEFAULT_LIMITS, DecodeLimits
 from .raster import decode_raster
+
+if TYPE_CHECKING:
+    from .display import DisplaySource
 
 __all__ = ["FORMATS", "DecodedImage", "decode_bytes", "decode_file", "sniff_format"]
 
@@ -58,6 +61,18 @@ class DecodedImage:
     height: int
     bit_depth: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    # DICOM greyscale: the original values and header windows, for a viewer (see display.py)
+    display: DisplayInput | None = field(default=None, repr=False)
+
+    def display_source(self, max_side: int = 1536) -> DisplaySource:
+        """The film for a viewer: original values, presets, the geometry of ``pixels``."""
+        from .display import display_source
+
+        if self.display is not None:
+            d = self.display
+            return display_source(d.values, header_windows=d.windows, invert=d.invert, units=d.units, max_side=max_side)
+        top = float(2**self.bit_depth - 1) if self.bit_depth else 255.0
+        return display_source(self.pixels * np.float32(top), full_range=(0.0, top), max_side=max_side)
 
 
 def sniff_format(data: bytes) -> str:
@@ -121,11 +136,12 @@ def decode_bytes(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedI
     limits = limits or DEFAULT_LIMITS
     data, fmt = check_upload(data, limits)
     try:
+        display = None
         if fmt == "DICOM":
-            pixels, bit_depth, metadata = decode_dicom(data, limits)
+            pixels, bit_depth, metadata, display = decode_dicom(data, limits)
         else:
             pixels, bit_depth, metadata = decode_raster(data, fmt, limits)
-        return _finish(pixels, fmt, bit_depth, metadata, limits)
+        return _finish(pixels, fmt, bit_depth, metadata, limits, display)
     except ImagingError:
         raise
     except MemoryError as exc:
@@ -137,7 +153,12 @@ def decode_bytes(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedI
 
 
 def _finish(
-    pixels: np.ndarray, fmt: str, bit_depth: int, metadata: dict[str, Any], limits: DecodeLimits
+    pixels: np.ndarray,
+    fmt: str,
+    bit_depth: int,
+    metadata: dict[str, Any],
+    limits: DecodeLimits,
+    display: DisplayInput | None = None,
 ) -> DecodedImage:
     if pixels.ndim != 2:
         raise CorruptImage("The image could not be reduced to a single greyscale plane.")
@@ -149,7 +170,13 @@ def _finish(
         raise CorruptImage("The image contains invalid pixel values.")
     np.clip(pixels, 0.0, 1.0, out=pixels)
     return DecodedImage(
-        pixels=pixels, format=fmt, width=int(width), height=int(height), bit_depth=int(bit_depth), metadata=metadata
+        pixels=pixels,
+        format=fmt,
+        width=int(width),
+        height=int(height),
+        bit_depth=int(bit_depth),
+        metadata=metadata,
+        display=display,
     )
 
 

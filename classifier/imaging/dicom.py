@@ -48,6 +48,7 @@ from .limits import DecodeLimits
 __all__ = [
     "EXECUTABLE_MAGICS",
     "DicomResult",
+    "DisplayInput",
     "apply_luts",
     "check_preamble",
     "decode_dicom",
@@ -122,6 +123,16 @@ class DicomResult(NamedTuple):
     pixels: np.ndarray  # float32, 2-D, [0, 1], MONOCHROME2 orientation
     bit_depth: int
     metadata: dict[str, Any]
+    display: DisplayInput | None = None  # greyscale only: the values a viewer windows
+
+
+class DisplayInput(NamedTuple):
+    """What a viewer needs to window the film itself (``classifier.imaging.display``)."""
+
+    values: np.ndarray  # modality-LUT output (before any VOI window), float32
+    windows: list[dict[str, Any]]  # the header's WindowCenter/WindowWidth presets
+    invert: bool  # MONOCHROME1
+    units: str
 
 
 def check_preamble(data: bytes) -> None:
@@ -296,7 +307,34 @@ def decode_dicom(data: bytes, limits: DecodeLimits) -> DicomResult:
         raise CorruptImage("The decoded DICOM image size does not match its header.")
     pixels = apply_luts(stored, ds)
     bit_depth = _int(ds, "BitsStored", None) or int(stored.dtype.itemsize * 8)
-    return DicomResult(pixels, bit_depth, dicom_metadata(ds))
+    display = None
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if stored.ndim == 2 and photometric in ("MONOCHROME1", "MONOCHROME2"):
+        display = DisplayInput(
+            modality_lut(stored, ds),
+            header_windows(ds),
+            photometric == "MONOCHROME1",
+            str(ds.get("RescaleType", "") or ""),
+        )
+    return DicomResult(pixels, bit_depth, dicom_metadata(ds), display)
+
+
+def header_windows(ds: Dataset) -> list[dict[str, Any]]:
+    """The WindowCenter/WindowWidth pairs of the header, named by their explanations."""
+    centres, widths = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if centres is None or widths is None:
+        return []
+    centres = list(centres) if isinstance(centres, (list, tuple)) or hasattr(centres, "__iter__") else [centres]
+    widths = list(widths) if isinstance(widths, (list, tuple)) or hasattr(widths, "__iter__") else [widths]
+    names = ds.get("WindowCenterWidthExplanation") or []
+    names = [names] if isinstance(names, str) else list(names)
+    out = []
+    for i, (centre, width) in enumerate(zip(centres, widths, strict=False)):
+        c, w = _float(centre, None), _float(width, None)
+        if c is not None and w is not None and w >= 1.0:
+            label = str(names[i]).strip() if i < len(names) and str(names[i]).strip() else f"Header window {i + 1}"
+            out.append({"name": label, "center": c, "width": w})
+    return out
 
 
 def apply_luts(stored: np.ndarray, ds: Dataset) -> np.ndarray:

@@ -49,6 +49,7 @@ __all__ = [
     "normalise",
     "pad_square",
     "preprocess",
+    "preprocess_with_geometry",
     "preprocess_with_lung_field",
     "preprocess_with_stages",
     "resize_fit",
@@ -239,6 +240,7 @@ class _Stages:
     def __init__(self, collect: bool) -> None:
         self.collect = collect
         self.reports: list[StageReport] = []
+        self.box: tuple[int, int, int, int] | None = None  # the crop, in source pixels
 
     def run(self, name: str, fn: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
         start = time.perf_counter()
@@ -262,6 +264,7 @@ class _Stages:
             box = field_box(field, img.shape, config.lung_crop_margin)
             found, summary = (field, box), {**field.summary(), "box": list(box)}
         x0, y0, x1, y1 = box
+        self.box = box
         cropped = img[y0:y1, x0:x1]
         elapsed = (time.perf_counter() - start) * 1000.0
         if self.collect:
@@ -316,18 +319,34 @@ def _field_debug(img: np.ndarray, field: LungFieldResult, box: tuple[int, int, i
     return rgb
 
 
-def _run(pixels: np.ndarray, config: PreprocessConfig, collect: bool) -> tuple[np.ndarray, list[StageReport]]:
+def _run(
+    pixels: np.ndarray, config: PreprocessConfig, collect: bool
+) -> tuple[np.ndarray, list[StageReport], dict[str, Any]]:
     stages = _Stages(collect)
     img = as_unit_float(pixels)
     out, mask = stages.crop(img, config) if config.lung_crop else (img, None)
     out = stages.run("resize", resize_fit, out, config.input_size)
+    height, width = out.shape[:2]
+    size = config.input_size
+    geometry = {
+        "source_size": [int(img.shape[1]), int(img.shape[0])],
+        "crop_box": list(stages.box or (0, 0, img.shape[1], img.shape[0])),
+        # where the resized crop sits in the padded input square (pad_square's rule)
+        "content_box": [
+            (size - width) // 2,
+            (size - height) // 2,
+            (size - width) // 2 + width,
+            (size - height) // 2 + height,
+        ],
+        "input_size": size,
+    }
     if config.clahe:
         out = stages.run("clahe", apply_clahe, out, config.clahe_clip_limit, config.clahe_tile_grid)
     if config.lung_mask and mask is not None:
         out = stages.mask(out, mask, config)
     out = stages.run("pad", pad_square, out, config.input_size)
     out = stages.run("normalise", normalise, out, config.normalisation, config.channels)
-    return np.ascontiguousarray(out, dtype=np.float32), stages.reports
+    return np.ascontiguousarray(out, dtype=np.float32), stages.reports, geometry
 
 
 def preprocess_with_lung_field(
@@ -363,11 +382,23 @@ def preprocess(pixels: np.ndarray, config: PreprocessConfig | None = None) -> np
     return _run(pixels, config or PreprocessConfig(), collect=False)[0]
 
 
+def preprocess_with_geometry(
+    pixels: np.ndarray, config: PreprocessConfig | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """As :func:`preprocess`, plus where the input came from: ``crop_box`` (x0, y0, x1, y1)
+    in source pixels, ``content_box`` the same region inside the padded input square,
+    ``source_size`` [w, h] and ``input_size``. A heatmap's ``content_box`` region maps
+    onto ``crop_box`` of the source image (the viewer registers it onto the film)."""
+    image, _, geometry = _run(pixels, config or PreprocessConfig(), collect=False)
+    return image, geometry
+
+
 def preprocess_with_stages(
     pixels: np.ndarray, config: PreprocessConfig | None = None
 ) -> tuple[np.ndarray, list[StageReport]]:
     """As :func:`preprocess`, plus one :class:`StageReport` per stage that ran."""
-    return _run(pixels, config or PreprocessConfig(), collect=True)
+    image, reports, _ = _run(pixels, config or PreprocessConfig(), collect=True)
+    return image, reports
 
 
 def save_stages(reports: list[StageReport], out_dir: str | Path) -> list[Path]:

@@ -129,7 +129,7 @@ def _overlay_table(alpha: float) -> np.ndarray:
 # row filter: lossless, 2-5x faster to encode than the defaults for ~10 % larger files.
 # Encoding was the slowest step of storing a prediction.
 def png_bytes(pixels: np.ndarray) -> bytes:
-    """Lossless PNG of a uint8 greyscale (H, W) or RGB (H, W, 3) array."""
+    """Lossless PNG of a uint8 greyscale (H, W), RGB (H, W, 3) or RGBA (H, W, 4) array."""
     import cv2
 
     params = [
@@ -141,7 +141,11 @@ def png_bytes(pixels: np.ndarray) -> bytes:
         cv2.IMWRITE_PNG_FILTER_UP,
     ]
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    ok, encoded = cv2.imencode(".png", pixels[..., ::-1] if pixels.ndim == 3 else pixels, params)
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = pixels[..., [2, 1, 0, 3]]  # OpenCV writes BGRA
+    elif pixels.ndim == 3:
+        pixels = pixels[..., ::-1]
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels), params)
     if not ok:
         raise ValueError(f"could not encode a {pixels.shape} image as PNG")
     return encoded.tobytes()
@@ -160,3 +164,14 @@ def overlay_png(base_gray_uint8: np.ndarray, heatmap: np.ndarray, alpha: float =
         raise ValueError(f"image {base.shape} and heatmap {heatmap.shape} differ in size")
     level = np.rint(np.clip(heatmap, 0.0, 1.0) * 255).astype(np.uint8)
     return png_bytes(_overlay_table(alpha)[base.astype(np.uint8), level])
+
+
+def heatmap_rgba_png(heatmap: np.ndarray, content_box: list[int] | tuple[int, ...], alpha: float = 0.6) -> bytes:
+    """The heatmap alone as a transparent PNG of the input's content region (padding cut off),
+    for registering onto the original film: opacity follows sqrt(heat), like the overlay."""
+    x0, y0, x1, y1 = (int(v) for v in content_box)
+    heat = np.clip(np.asarray(heatmap, dtype=np.float64)[y0:y1, x0:x1], 0.0, 1.0)
+    rgba = np.empty((*heat.shape, 4), np.uint8)
+    rgba[..., :3] = jet_colormap(heat)
+    rgba[..., 3] = np.rint(255 * alpha * np.sqrt(heat)).astype(np.uint8)
+    return png_bytes(rgba)

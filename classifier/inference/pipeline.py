@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +50,16 @@ class InferenceResult:
     heatmap_class: str | None = None
     model_sha256: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    geometry: dict[str, Any] = field(default_factory=dict)  # crop/content boxes: preprocess_with_geometry
+    film: tuple[bytes, dict[str, Any]] | None = None  # the original values for a viewer: imaging.display
+
+
+@dataclass
+class _Prepared:
+    image: np.ndarray
+    metadata: dict[str, Any]
+    geometry: dict[str, Any]
+    film: tuple[bytes, dict[str, Any]] | None
 
 
 @contextmanager
@@ -145,33 +155,43 @@ class InferencePipeline:
             return [fn(item) for item in items]
         return list(self._pool.map(fn, items))
 
-    def _prepare(self, data: bytes, timings: dict[str, float]) -> tuple[np.ndarray, dict[str, Any]]:
+    def _prepare(self, data: bytes, timings: dict[str, float], film: bool) -> _Prepared:
         from classifier.imaging.decode import decode_bytes
-        from classifier.imaging.preprocess import preprocess
+        from classifier.imaging.display import encode
+        from classifier.imaging.preprocess import preprocess_with_geometry
 
         with _timed(timings, "decode"):
             decoded = decode_bytes(data)
         with _timed(timings, "preprocess"):
-            image = preprocess(decoded.pixels, self.config).astype(np.float32)
-        return image, decoded.metadata
+            image, geometry = preprocess_with_geometry(decoded.pixels, self.config)
+        encoded = None
+        if film:
+            with _timed(timings, "film"):
+                encoded = encode(decoded.display_source())
+        return _Prepared(image.astype(np.float32), decoded.metadata, geometry, encoded)
 
     def run(self, data: bytes) -> InferenceResult:
         """Predict one image; raises ImagingError if it cannot be decoded."""
         return self.run_many([data], batch_size=1)[0]
 
-    def run_many(self, items: list[bytes], batch_size: int = 8) -> list[InferenceResult]:
+    def run_many(
+        self, items: list[bytes], batch_size: int = 8, *, films: Sequence[bool] | None = None
+    ) -> list[InferenceResult]:
         """Predict several images, ``batch_size`` per model call.  Per-image timings;
         the model stage is the batch time divided evenly.  Raises on the first image
-        that fails to decode (callers wanting per-image errors call ``run``)."""
+        that fails to decode (callers wanting per-image errors call ``run``).
+        ``films[i]`` also encodes image i's original values for the viewer (``film``)."""
+        wanted = list(films) if films is not None else [False] * len(items)
         results: list[InferenceResult] = []
         for start in range(0, len(items), batch_size):
-            results.extend(self._run_batch(items[start : start + batch_size]))
+            end = start + batch_size
+            results.extend(self._run_batch(items[start:end], wanted[start:end]))
         return results
 
-    def _run_batch(self, items: list[bytes]) -> list[InferenceResult]:
+    def _run_batch(self, items: list[bytes], films: list[bool]) -> list[InferenceResult]:
         timings = [dict[str, float]() for _ in items]
-        prepared = self._map(lambda pair: self._prepare(*pair), list(zip(items, timings, strict=True)))
-        batch = np.stack([image for image, _ in prepared])
+        prepared = self._map(lambda args: self._prepare(*args), list(zip(items, timings, films, strict=True)))
+        batch = np.stack([p.image for p in prepared])
         start = time.perf_counter()
         features = None
         if self.heatmap and self.head is not None:
@@ -181,9 +201,11 @@ class InferencePipeline:
         probs = softmax(logits, self.temperature)
         model_ms = (time.perf_counter() - start) * 1000.0 / len(items)
         results = []
-        for (image, metadata), p, t in zip(prepared, probs, timings, strict=True):
+        for item, p, t in zip(prepared, probs, timings, strict=True):
             t["model"] = model_ms
-            results.append(self._result(image, metadata, p, t))
+            result = self._result(item.image, item.metadata, p, t)
+            result.geometry, result.film = item.geometry, item.film
+            results.append(result)
         if self.heatmap:
             self._add_heatmaps(results, batch, probs, logits, features)
         for t in timings:

@@ -4,9 +4,11 @@ workers go through these, never through ad-hoc queries."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from django.db.models import BooleanField, Case, Exists, OuterRef, QuerySet, Subquery, Value, When
+from django.urls import reverse
 
 from classifier.findings import Finding
 from classifier.models import Image, Label, Prediction, Review, Study
@@ -117,6 +119,35 @@ class ImagePanel:
     probability_rows: list[dict[str, Any]] = field(default_factory=list)
     finding: Finding | None = None
     form: Any = None  # the review form, set by the view for users who may review
+
+    @property
+    def view_name(self) -> str:
+        """The image's own view (its header) when known, else the study's."""
+        own = Study.view_code((self.image.metadata or {}).get("view_position"))
+        view = own if own != Study.View.UNKNOWN else self.image.study.view_position
+        return str(dict(Study.View.choices).get(view, view))
+
+    @cached_property
+    def viewer(self) -> dict[str, Any] | None:
+        """What the full-resolution viewer needs, when the image has a film and the latest
+        result its registered heatmap: film URL and description, and where the heatmap's
+        region sits on the film (percent of its width and height)."""
+        p = self.latest
+        if not (self.image.film and p is not None and p.heatmap_rgba and p.geometry.get("crop_box")):
+            return None
+        width, height = p.geometry["source_size"]
+        x0, y0, x1, y1 = p.geometry["crop_box"]
+        return {
+            "script_id": f"viewer-data-{self.image.pk}",
+            "overlay_url": reverse("prediction_image", args=[p.pk, "heatmap_rgba"]),
+            "overlay_box": {
+                "left": round(100 * x0 / width, 4),
+                "top": round(100 * y0 / height, 4),
+                "width": round(100 * (x1 - x0) / width, 4),
+                "height": round(100 * (y1 - y0) / height, 4),
+            },
+            "data": {"film_url": reverse("image_film", args=[self.image.pk]), "film": self.image.film_meta},
+        }
 
     @property
     def reviewable(self) -> bool:

@@ -9,6 +9,7 @@ RUNNING rows whose worker died, so every prediction ends DONE or FAILED exactly 
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -21,6 +22,7 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
@@ -198,7 +200,9 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: ModelVersion) -> lis
             kept.append((pk, token))
         except FileNotFoundError:
             _fail(pk, token, "file_missing", "The stored image file could not be found.")
-    results = run_each(pipeline, payloads, batch_size=_cfg("INFERENCE_BATCH_SIZE"))
+    # The first analysis of an image also keeps its film (original values) for the viewer.
+    films = [not predictions[pk].image.film for pk, _ in kept]
+    results = run_each(pipeline, payloads, batch_size=_cfg("INFERENCE_BATCH_SIZE"), films=films)
     files = {
         pk: _write_files(predictions[pk], result)
         for (pk, _), result in zip(kept, results, strict=False)
@@ -218,7 +222,16 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: ModelVersion) -> lis
                     "The model produced an invalid result for this image; it needs to be read without AI support.",
                 )
             else:
-                written = _complete_done(pk, token, result, version, runtime, files[pk])
+                paths = dict(files[pk])
+                film = paths.pop("film", None)
+                written = _complete_done(pk, token, result, version, runtime, paths)
+                if written and film is not None and result.film is not None:
+                    # Only the first film is kept; a concurrent re-run's copy is deleted below.
+                    kept_film = Image.objects.filter(pk=predictions[pk].image_id, film="").update(
+                        film=film, film_meta=result.film[1]
+                    )
+                    if not kept_film:
+                        transaction.on_commit(functools.partial(default_storage.delete, film))
             if written:
                 committed.append(pk)
         if committed:
@@ -237,7 +250,7 @@ def _finite(result: InferenceResult) -> bool:
 
 
 def run_each(
-    pipeline: InferencePipeline, payloads: list[bytes], *, batch_size: int
+    pipeline: InferencePipeline, payloads: list[bytes], *, batch_size: int, films: list[bool] | None = None
 ) -> list[InferenceResult | ImagingError]:
     """Results in order, an ImagingError in place of each file that cannot be decoded.
 
@@ -247,13 +260,15 @@ def run_each(
     from classifier.imaging import ImagingError
 
     try:
-        batch: list[InferenceResult | ImagingError] = list(pipeline.run_many(payloads, batch_size=batch_size))
+        batch: list[InferenceResult | ImagingError] = list(
+            pipeline.run_many(payloads, batch_size=batch_size, films=films)
+        )
         return batch
     except ImagingError:
         results: list[InferenceResult | ImagingError] = []
-        for data in payloads:
+        for i, data in enumerate(payloads):
             try:
-                results.append(pipeline.run(data))
+                results.append(pipeline.run_many([data], batch_size=1, films=[bool(films and films[i])])[0])
             except ImagingError as exc:
                 results.append(exc)
         return results
@@ -262,7 +277,7 @@ def run_each(
 def _write_files(prediction: Prediction, result: InferenceResult) -> dict[str, str]:
     """Store the overlay, raw map and display image under generated names; returns the
     field -> path mapping for the row.  Adds the "store" timing to the result."""
-    from classifier.inference.gradcam import png_bytes
+    from classifier.inference.gradcam import heatmap_rgba_png, png_bytes
 
     started = time.perf_counter()
     name = generated_name("heatmaps")
@@ -278,6 +293,11 @@ def _write_files(prediction: Prediction, result: InferenceResult) -> dict[str, s
             f"{name}.display.png", ContentFile(result.display_png or png_bytes(result.preprocessed))
         ),
     }
+    if result.geometry.get("content_box"):
+        rgba = heatmap_rgba_png(result.heatmap_raw, result.geometry["content_box"])
+        paths["heatmap_rgba"] = storage.save(f"{name}.rgba.png", ContentFile(rgba))
+    if result.film is not None:
+        paths["film"] = storage.save(generated_name("films", ".u16z"), ContentFile(result.film[0]))
     result.timings_ms["store"] = round((time.perf_counter() - started) * 1000, 2)
     return paths
 
@@ -301,6 +321,7 @@ def _complete_done(
         thresholds=version.thresholds,
         runtime=runtime,
         timings_ms=result.timings_ms,
+        geometry=result.geometry,
         error_code="",
         error_message="",
         finished_at=timezone.now(),

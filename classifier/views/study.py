@@ -21,7 +21,7 @@ from classifier.services.audit import audit_record
 from classifier.services.predictions import prediction_rerun as prediction_rerun_service
 
 # Which stored file each image kind is; "display" exists once the worker stores it.
-IMAGE_KINDS = ("heatmap", "display")
+IMAGE_KINDS = ("heatmap", "display", "heatmap_rgba")
 
 
 @action_required("view_studies")
@@ -83,6 +83,24 @@ def prediction_image(request: HttpRequest, prediction_id: int, kind: str) -> Fil
     )
     response = FileResponse(handle, content_type="image/png")
     # Patient images must not linger in shared caches or the browser's disk cache.
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@action_required("view_studies")
+def image_film(request: HttpRequest, image_id: int) -> FileResponse:
+    """The image's film (original values, zlib uint16) for the viewer; role-checked and audited."""
+    image = get_object_or_404(Image, pk=image_id)
+    if not image.film:
+        raise Http404("This image has no film yet.")
+    try:
+        handle = image.film.open("rb")
+    except FileNotFoundError:
+        raise Http404("The stored film is missing.") from None
+    audit_record(
+        actor=request.user, action="view_image", obj=image, audit=audit_context(request), detail={"kind": "film"}
+    )
+    response = FileResponse(handle, content_type="application/octet-stream")
     response["Cache-Control"] = "private, no-store"
     return response
 

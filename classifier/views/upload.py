@@ -143,14 +143,24 @@ def upload_probe(request: HttpRequest) -> JsonResponse:
     except ImagingError as exc:
         return JsonResponse({"ok": False, "error_code": exc.code, "error_message": exc.message}, status=400)
     fields = fields_from_header(header.metadata, StudyFields())
-    prefill = {
+    header_fields = {
         "mrn": fields.mrn,
         "patient_name": fields.patient_name,
         "birth_date": fields.birth_date.isoformat() if fields.birth_date else "",
         "sex": fields.sex,
         "accession_number": fields.accession_number,
+        "study_instance_uid": fields.study_instance_uid,
         "view_position": fields.view_position,
     }
+    # The page shows these per file: a DICOM is filed under the patient and study of its
+    # own header, so they are never copied into the form (two patients in one drop).
     return JsonResponse(
-        {"ok": True, "format": header.format, "width": header.width, "height": header.height, "prefill": prefill}
+        {
+            "ok": True,
+            "format": header.format,
+            "width": header.width,
+            "height": header.height,
+            "header": header_fields,
+            "identified": bool(fields.mrn and fields.accession_number),
+        }
     )

@@ -130,3 +130,37 @@ def test_a_study_created_by_an_upload_starts_in_the_state_a_refresh_gives_it(rol
         fields=StudyFields(mrn="MRN1", accession_number="ACC1"),
     )
     assert second.ok and second.image.study_id == study.pk  # an existing study is refreshed on commit
+
+
+def test_the_first_analysis_keeps_the_film_and_every_result_its_geometry(active_tiny_model, role_users) -> None:
+    """The viewer windows the original DICOM values and registers the heatmap onto them."""
+    import zlib
+
+    import numpy as np
+
+    from classifier.services.predictions import prediction_rerun
+    from tests.conftest import synthetic_dicom
+
+    outcome = image_upload(
+        data=synthetic_dicom(size=200, mrn="MRN-FILM", accession="ACC-FILM"),
+        filename="f.dcm",
+        uploaded_by=role_users["Clinician"],
+    )
+    prediction_run(prediction_id=outcome.prediction.pk)
+    image = outcome.image.__class__.objects.get(pk=outcome.image.pk)
+    meta = image.film_meta
+    with image.film.open("rb") as handle:
+        values = np.frombuffer(zlib.decompress(handle.read()), "<u2").reshape(meta["height"], meta["width"])
+    assert (meta["width"], meta["height"]) == (200, 200) and meta["scale"] == 1.0
+    # The stored values are the DICOM's own (modality LUT applied), not the 8-bit display.
+    assert values.max() + meta["offset"] > 255 and not meta["invert"]
+    assert {w["name"] for w in meta["windows"]} >= {"Auto (0.5-99.5 %)", "Full range"}
+    geometry = Prediction.objects.get(pk=outcome.prediction.pk).geometry
+    assert geometry["source_size"] == [200, 200] and geometry["input_size"] == 32
+    assert len(geometry["crop_box"]) == 4 and len(geometry["content_box"]) == 4
+    film = image.film.name
+    rerun = prediction_rerun(image=image, requested_by=role_users["Clinician"])
+    prediction_run(prediction_id=rerun.pk)
+    image.refresh_from_db()
+    assert image.film.name == film  # decoded again, but the film is kept from the first run
+    assert Prediction.objects.get(pk=rerun.pk).geometry == geometry

@@ -16,9 +16,8 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from classifier.models import Prediction, Review
-from tests.classifier.views.test_upload_review import dicom_bytes
-from tests.conftest import synthetic_png, wait_for
+from classifier.models import Image, Prediction, Review, Study
+from tests.conftest import synthetic_dicom, synthetic_png, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[3] / "artifacts" / "screenshots"
@@ -106,35 +105,92 @@ def test_clinician_radiologist_admin_journey(
     worker = celery_worker_proc()  # inference and training queues
     base = live_server.url
 
-    # --- clinician: upload a DICOM (identifiers from its header) and a PNG into the same study
+    # --- clinician: two DICOMs of two patients in one drop, nothing typed: each is filed
+    # under the patient and study of its own header (the first header is no prefill for all)
     clinician = _login(browser, base, "u-clinician")
     _shot(clinician, "01-worklist-empty")
     clinician.goto(f"{base}/studies/upload/")
-    dicom_path = SHOTS.parent / "chest.dcm"
-    dicom_path.write_bytes(dicom_bytes(mrn="MRN-B1", accession="ACC-B1", size=128))
-    png_path = SHOTS.parent / "chest.png"
-    png_path.write_bytes(synthetic_png(128, seed=11))
-    clinician.set_input_files("#id_files", [str(dicom_path), str(png_path)])
-    clinician.wait_for_function("document.getElementById('id_mrn').value === 'MRN-B1'")
-    assert clinician.input_value("#id_accession_number") == "ACC-B1"
+    first = SHOTS.parent / "patient-a.dcm"
+    first.write_bytes(synthetic_dicom(mrn="MRN-B1", accession="ACC-B1", size=160, seed=3, patient_name="Doe^Jane"))
+    second = SHOTS.parent / "patient-b.dcm"
+    second.write_bytes(synthetic_dicom(mrn="MRN-B2", accession="ACC-B2", size=160, seed=4, patient_name="Roe^Rick"))
+    clinician.set_input_files("#id_files", [str(first), str(second)])
+    clinician.wait_for_function(
+        "[...document.querySelectorAll('#file-list .who')].every(n => n.textContent.startsWith('From its header'))"
+    )
+    assert clinician.input_value("#id_mrn") == "" and clinician.input_value("#id_accession_number") == ""
+    assert "2 different patients" in clinician.inner_text("#probe-note")
     clinician.fill("#id_clinical_notes", "Fever and cough for 3 days; pneumonia?")
-    _shot(clinician, "02-upload-prefilled")
+    _shot(clinician, "02-upload-two-patients")
     clinician.click("#upload-submit")
     clinician.wait_for_function("document.querySelectorAll('#file-list .file.ok').length === 2")
-    _shot(clinician, "03-upload-done")
+    assert Study.objects.get(accession_number="ACC-B1").patient.mrn == "MRN-B1"
+    assert Study.objects.get(accession_number="ACC-B2").patient.mrn == "MRN-B2"
+    # The batch is over: every field is clear, so the next drop cannot join this batch's study.
+    assert clinician.input_value("#id_clinical_notes") == "" and clinician.input_value("#id_mrn") == ""
+    _shot(clinician, "03-upload-done-fields-cleared")
+
+    # --- a PNG needs typed details: it joins patient A's study; the batch starts clean
+    png_path = SHOTS.parent / "chest.png"
+    png_path.write_bytes(synthetic_png(128, seed=11))
+    clinician.set_input_files("#id_files", [str(png_path)])
+    assert clinician.locator("#file-list .file").count() == 1  # the last batch's rows are gone
+    clinician.fill("#id_mrn", "MRN-B1")
+    clinician.fill("#id_accession_number", "ACC-B1")
+    clinician.click("#upload-submit")
+    clinician.wait_for_function("document.querySelectorAll('#file-list .file.ok').length === 1")
+    assert Study.objects.get(accession_number="ACC-B1").images.count() == 2
+
+    # --- the same DICOM again: "already uploaded", nothing new
+    studies = Study.objects.count()
+    clinician.set_input_files("#id_files", [str(first)])
+    clinician.click("#upload-submit")
+    clinician.wait_for_selector("#file-list .file.ok >> text=Already uploaded")
+    assert Study.objects.count() == studies and Image.objects.count() == 3
+    _shot(clinician, "03b-upload-repeated")
 
     clinician.goto(f"{base}/")
     row = clinician.locator("table.worklist tbody tr").first
     row.get_by_text("AI result ready").wait_for(timeout=180_000)  # the row updates itself by polling
     _shot(clinician, "04-worklist-done")
-    wait_for(lambda: Prediction.objects.filter(status="done").count() == 2, 60, message=worker.output)
-    row.get_by_role("link").click()
-    clinician.wait_for_selector("img[alt*='heatmap']")
-    assert clinician.locator("img[alt*='heatmap']").count() == 2
-    for img in clinician.locator("img[alt*='heatmap']").all():  # really loaded, through the role-checked view
+    wait_for(lambda: Prediction.objects.filter(status="done").count() == 3, 90, message=worker.output)
+    two_images = Study.objects.get(accession_number="ACC-B1")
+    clinician.goto(f"{base}/studies/{two_images.pk}/")
+    # The radiograph itself, windowed from the DICOM's own values, with the heatmap registered onto it.
+    clinician.wait_for_selector("[data-viewer][data-film-loaded='1']", timeout=30_000)
+    registered = clinician.locator("img[alt*='registered onto the radiograph']")
+    assert registered.count() == 2
+    for img in registered.all():  # really loaded, through the role-checked view
         # wait for the download (slow on a loaded machine), then check it decoded as an image
         img.evaluate("i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })")
         assert img.evaluate("i => i.complete && i.naturalWidth > 0")
+    assert clinician.locator("[data-thumb]").count() == 2  # thumbnails of a multi-image study
+    assert "patient-a.dcm" in clinician.locator("[data-image-name]").first.inner_text()
+    film = clinician.locator("[data-film-canvas]").first
+    lit = (
+        "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let s = 0;"
+        " for (let i = 0; i < d.length; i += 4) s += d[i]; return s / (d.length / 4); }"
+    )
+    before = film.evaluate(lit)
+    clinician.locator("[data-invert]").first.check()
+    assert abs(film.evaluate(lit) - (255 - before)) < 2  # invert, on the original values
+    clinician.locator("[data-window-preset]").first.select_option(index=1)
+    assert "Window" in clinician.locator("[data-window-readout]").first.inner_text()
+    clinician.locator("[data-invert]").first.uncheck()
+    _shot(clinician, "04b-study-radiograph")
+    # Keys act on the viewer in use (the second), also after one of its sliders was touched.
+    second_viewer = clinician.locator("[data-viewer]").nth(1)
+    second_viewer.scroll_into_view_if_needed()
+    second_viewer.click()
+    clinician.keyboard.press("+")
+    scale = "v => v.querySelector('[data-stage]').style.transform"
+    assert "scale(1.25)" in second_viewer.evaluate(scale)
+    assert "scale(1)" in clinician.locator("[data-viewer]").first.evaluate(scale)
+    clinician.locator("[data-opacity]").nth(1).focus()
+    clinician.keyboard.press("+")
+    assert "scale(1.5625)" in second_viewer.evaluate(scale)
+    clinician.locator("[data-show=input]").nth(1).click()  # the model's input, as a second view
+    assert clinician.locator("[data-layer=input]").nth(1).is_visible()
     assert clinician.locator("text=Decision support, not a diagnosis").count() == 1
     _shot(clinician, "05-study-clinician")
     clinician.set_viewport_size({"width": 800, "height": 1100})  # tablet portrait
@@ -150,7 +206,7 @@ def test_clinician_radiologist_admin_journey(
         assert clinician.locator("h1", has_text="Not allowed").count() == 1
         _shot(clinician, name)
 
-    # --- radiologist: the review queue, keyboard help, correct one image with the keyboard
+    # --- radiologist: the review queue, keyboard help; keys act on the image in view
     radiologist = _login(browser, base, "u-radiologist")
     radiologist.goto(f"{base}/review/next/")
     radiologist.wait_for_selector("form[data-review-form]")
@@ -158,15 +214,27 @@ def test_clinician_radiologist_admin_journey(
     radiologist.wait_for_selector("#help-dialog:not([hidden])")
     _shot(radiologist, "08-review-help")
     radiologist.keyboard.press("Escape")
+    radiologist.goto(f"{base}/studies/{two_images.pk}/")
+    panels = [f"image-{pk}" for pk in two_images.images.order_by("created_at", "id").values_list("pk", flat=True)]
+    in_view = (
+        "id => { const p = document.getElementById(id), r = p.getBoundingClientRect();"
+        " return document.activeElement.closest('.image-panel') === p && r.top >= -1 && r.top < innerHeight / 2; }"
+    )
+    radiologist.wait_for_function(in_view, arg=panels[0])  # the first unreviewed image, in view and focused
+    radiologist.keyboard.press("c")
+    radiologist.wait_for_selector("text=Review saved.")
+    # After the reload the next unreviewed image is the one in view and focused, so the
+    # next key acts on what the radiologist sees, never on an image off screen.
+    radiologist.wait_for_function(in_view, arg=panels[1])
+    _shot(radiologist, "09-review-next-image-in-view")
     radiologist.keyboard.press("4")  # COVID-19
     assert radiologist.locator("form.review-form.current [data-label-select]").input_value() == "COVID19"
     radiologist.keyboard.press("Enter")
     radiologist.wait_for_selector("text=Review saved.")
-    review = Review.objects.get()
-    assert review.decision == "correct" and review.label == "COVID19"
-    _shot(radiologist, "09-review-next-after-correct")
-    radiologist.goto(f"{base}/studies/{review.image.study_id}/")
-    assert radiologist.locator("text=current label").count() == 1
+    reviews = list(Review.objects.order_by("created_at"))
+    assert (reviews[0].image.pk, reviews[0].decision) == (int(panels[0].split("-")[1]), "confirm")
+    assert reviews[1].image.pk == int(panels[1].split("-")[1]) and reviews[1].label == "COVID19"
+    assert radiologist.locator("text=current label").count() == 2
     _shot(radiologist, "10-study-reviewed")
     radiologist.goto(f"{base}/review/stats/")
     _shot(radiologist, "11-review-stats")
@@ -175,7 +243,7 @@ def test_clinician_radiologist_admin_journey(
     dataset = _training_dataset()
     admin = _login(browser, base, "u-admin")
     admin.goto(f"{base}/models/")
-    assert admin.locator("#reviewed-waiting").inner_text().strip() == "1"
+    assert admin.locator("#reviewed-waiting").inner_text().strip() == "2"
     admin.select_option("#id_architecture", "s0_cnn")
     admin.fill("#id_epochs", "2")
     admin.fill("#id_batch_size", "8")

@@ -69,12 +69,12 @@ def test_plain_form_uploads_several_files_and_reports_each(clients) -> None:
     assert Image.objects.count() == 1
 
 
-def test_probe_prefills_from_dicom_header(clients) -> None:
+def test_probe_reads_the_dicom_header_for_the_file_row(clients) -> None:
     data = clients["Clinician"].post("/studies/upload/probe/", {"file": _file(dicom_bytes(), "x.dcm")}).json()
     assert data["ok"] and data["format"] == "DICOM"
-    assert data["prefill"]["mrn"] == "MRN-D1" and data["prefill"]["accession_number"] == "ACC-D1"
-    assert data["prefill"]["sex"] == "F" and data["prefill"]["view_position"] == "PA"
-    assert data["prefill"]["patient_name"] == "Doe, Jane"
+    assert data["header"]["mrn"] == "MRN-D1" and data["header"]["accession_number"] == "ACC-D1"
+    assert data["header"]["sex"] == "F" and data["header"]["view_position"] == "PA"
+    assert data["header"]["patient_name"] == "Doe, Jane" and data["identified"] is True
 
 
 def test_dicom_upload_takes_identifiers_from_the_header(clients) -> None:
