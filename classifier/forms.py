@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 
 from classifier.models import SEX_CHOICES, Label, Review, Study
 from classifier.selectors.audit import AuditFilters
-from classifier.selectors.worklist import WorklistFilters
+from classifier.selectors.worklist import SORTS, WorklistFilters
 from classifier.services.studies import StudyFields
 
 _YES_NO = [("", "Any"), ("yes", "Yes"), ("no", "No")]
@@ -41,6 +41,12 @@ class WorklistFilterForm(forms.Form):
             get_user_model().objects.filter(requested_studies__isnull=False).distinct().order_by("username")
         )
 
+    sort = forms.ChoiceField(
+        required=False,
+        widget=forms.HiddenInput,
+        choices=[("", "")] + [(f"{sign}{key}", key) for key in SORTS for sign in ("", "-")],
+    )
+
     def to_filters(self) -> WorklistFilters:
         if not self.is_bound:
             return WorklistFilters()
@@ -55,6 +61,7 @@ class WorklistFilterForm(forms.Form):
             date_to=data.get("date_to"),
             clinician=clinician.pk if clinician else None,
             q=(data.get("q") or "").strip(),
+            sort=data.get("sort") or "",
         )
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 
 from classifier.models import Review, Study
 from classifier.selectors.studies import study_annotate_current_result, study_filter_flagged, worklist
@@ -25,6 +25,21 @@ class WorklistFilters:
     date_to: date | None = None
     clinician: int | None = None
     q: str = ""
+    sort: str = ""  # one of SORTS, "-" in front for descending; "" = reading order
+
+
+# Sortable columns: name -> ordering (ascending). Reading order (priority) is the default
+# and the tie-break of every other order.
+SORTS = {
+    "priority": ("priority",),
+    "patient": ("patient__name", "patient__mrn"),
+    "mrn": ("patient__mrn",),
+    "accession": ("accession_number",),
+    "received": ("created_at",),
+    "status": ("status",),
+    "p_abnormal": ("current_p_abnormal",),
+    "modality": ("modality", "view_position"),
+}
 
 
 def worklist_rows(filters: WorklistFilters | None = None) -> QuerySet[Study]:
@@ -34,10 +49,14 @@ def worklist_rows(filters: WorklistFilters | None = None) -> QuerySet[Study]:
     A re-run counts as the image's current result, so it shows as pending until it finishes.
     """
     filters = filters or WorklistFilters()
+    latest_review = Review.objects.filter(image__study=OuterRef("pk")).order_by("-created_at", "-id")
     rows: Any = (  # an annotated queryset: its extra names are not model fields
         study_annotate_current_result(worklist(status=filters.status or None))
-        .select_related("requesting_clinician")
-        .annotate(has_review=Exists(Review.objects.filter(image__study=OuterRef("pk"))))
+        .select_related("requesting_clinician__api_token")
+        .annotate(
+            has_review=Exists(Review.objects.filter(image__study=OuterRef("pk"))),
+            review_label=Subquery(latest_review.values("label")[:1]),
+        )
     )
     if filters.flag is not None:
         rows = study_filter_flagged(rows, filters.flag)
@@ -51,6 +70,13 @@ def worklist_rows(filters: WorklistFilters | None = None) -> QuerySet[Study]:
         rows = rows.filter(requesting_clinician_id=filters.clinician)
     if filters.q:
         rows = rows.filter(Q(patient__mrn__icontains=filters.q) | Q(accession_number__icontains=filters.q))
+    key = filters.sort.lstrip("-")
+    if key in SORTS and key != "priority":
+        descending = filters.sort.startswith("-")
+        order = [F(name).desc(nulls_last=True) if descending else F(name).asc(nulls_last=True) for name in SORTS[key]]
+        rows = rows.order_by(*order, "-priority", "created_at", "id")
+    elif filters.sort == "-priority":  # lowest priority first
+        rows = rows.order_by("priority", "-created_at", "-id")
     return rows
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.template.loader import render_to_string
 
@@ -12,13 +12,48 @@ from classifier.roles import action_required
 from classifier.selectors.worklist import PENDING_STUDY_STATUSES, worklist_rows, worklist_rows_by_id
 
 WORKLIST_PAGE_SIZE = 50
+# (header, sort key or "" when the column does not sort, data-col name)
+COLUMNS = (
+    ("Priority", "priority", "priority"),
+    ("Patient", "patient", "patient"),
+    ("MRN", "mrn", "mrn"),
+    ("Accession", "accession", "accession"),
+    ("Modality / view", "modality", "modality"),
+    ("Received", "received", "received"),
+    ("Status", "status", "status"),
+    ("Result", "", "result"),
+    ("p(abnormal)", "p_abnormal", "p_abnormal"),
+    ("Requested by", "", "requester"),
+)
+
+
+def _headers(query: QueryDict, current: str) -> list[dict[str, str]]:
+    """Column headers with links that sort by them (again: the other direction)."""
+    headers = []
+    for label, key, col in COLUMNS:
+        entry = {"label": label, "col": col, "url": "", "aria_sort": "none"}
+        if key:
+            active = current.lstrip("-") == key or (not current and key == "priority")
+            descending = current.startswith("-") or (not current and key == "priority")
+            # Priority reads highest first; every other column starts ascending.
+            first = "" if key == "priority" else key
+            target = (key if descending else f"-{key}") if active else first
+            params = query.copy()
+            params.pop("page", None)
+            params["sort"] = target
+            entry["url"] = "?" + params.urlencode()
+            if active:
+                entry["aria_sort"] = "descending" if descending else "ascending"
+        headers.append(entry)
+    return headers
 
 
 @action_required("view_studies")
 def worklist(request: HttpRequest) -> HttpResponse:
     """Studies in priority order with filters and search; pending rows refresh by polling."""
     form = WorklistFilterForm(request.GET or None)
-    rows = worklist_rows(form.to_filters())
+    filters = form.to_filters()
+    rows = worklist_rows(filters)
     page = Paginator(rows, WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -30,6 +65,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
             "page": page,
             "studies": page.object_list,
             "query": query.urlencode(),
+            "headers": _headers(request.GET, filters.sort),
             "pending_statuses": PENDING_STUDY_STATUSES,
         },
     )
