@@ -31,8 +31,14 @@ def _min_positives_needed(target: float, n_pos: int) -> int:
     return min(k, n_pos)
 
 
-def threshold_for_sensitivity(y_true: ArrayLike, scores: ArrayLike, target: float = 0.95) -> dict[str, Any]:
+def threshold_for_sensitivity(
+    y_true: ArrayLike, scores: ArrayLike, target: float = 0.95, *, weights: ArrayLike | None = None
+) -> dict[str, Any]:
     """Highest threshold ``t`` such that flagging ``score >= t`` reaches ``target`` sensitivity.
+
+    ``weights`` (one per sample, positive) makes sensitivity and specificity weighted
+    shares, e.g. each source of a validation set counting equally however many images it
+    has; without them every sample counts once.
 
     Guarantees on the data given (normally the frozen validation set):
 
@@ -53,21 +59,31 @@ def threshold_for_sensitivity(y_true: ArrayLike, scores: ArrayLike, target: floa
     if not 0.0 < target <= 1.0:
         raise ValueError(f"target must be in (0, 1], got {target}")
     y, s = _as_binary_pair(y_true, scores)
-    pos_scores = np.sort(s[y])[::-1]
-    n_pos, n_neg = int(pos_scores.size), int(y.size - pos_scores.size)
+    n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
+    if weights is None:
+        w = np.ones(y.size, dtype=np.float64)
+    else:
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if w.shape != s.shape or not np.isfinite(w).all() or (w <= 0).any():
+            raise ValueError("weights must be one positive finite number per sample")
     if n_pos == 0:
         threshold, reason = FALLBACK_THRESHOLD, "no_positives"
-    else:
+    elif weights is None:
         # The k-th highest positive score is the largest t keeping >= k positives flagged.
+        pos_scores = np.sort(s[y])[::-1]
         threshold, reason = float(pos_scores[_min_positives_needed(target, n_pos) - 1]), None
+    else:
+        order = np.argsort(-s[y], kind="stable")
+        pos_s, cum = s[y][order], np.cumsum(w[y][order])
+        k = int(np.searchsorted(cum, target * cum[-1] - 1e-12 * cum[-1]))
+        threshold, reason = float(pos_s[min(k, pos_s.size - 1)]), None
     flagged = s >= threshold
-    tp = int(np.sum(flagged & y))
-    tn = int(np.sum(~flagged & ~y))
+    w_pos, w_neg = float(w[y].sum()), float(w[~y].sum())
     return {
         "threshold": float(threshold),
         "target": float(target),
-        "sensitivity": tp / n_pos if n_pos else None,
-        "specificity": tn / n_neg if n_neg else None,
+        "sensitivity": float(w[flagged & y].sum()) / w_pos if n_pos else None,
+        "specificity": float(w[~flagged & ~y].sum()) / w_neg if n_neg else None,
         "n_pos": n_pos,
         "n_neg": n_neg,
         "fallback": reason is not None,

@@ -163,15 +163,28 @@ def _in_schema(arrays: Arrays, labels: list[str]) -> tuple[np.ndarray, np.ndarra
     return mask, np.array([labels.index(label) for label in arrays.labels if label in labels], dtype=np.int64)
 
 
-def _calibrate(logits: np.ndarray, arrays: Arrays, labels: list[str], target: float) -> tuple[float, dict, float]:
-    """Temperature (4-class NLL), the threshold for ``target`` sensitivity, and that threshold
-    a hair lower: served scores are float32, so a case sitting exactly on the boundary must
-    not flip to "not flagged" through rounding."""
+def source_weights(arrays: Arrays) -> np.ndarray:
+    """One weight per image so that every source counts equally among the abnormal images
+    and among the normal ones (513 web COVID-19 images no more than 22 Pneumocystis ones)."""
+    keys = [(item.source, item.label != "NORMAL") for item in arrays.items]
+    counts = Counter(keys)
+    return np.array([1.0 / counts[key] for key in keys], dtype=np.float64)
+
+
+def _calibrate(
+    logits: np.ndarray, arrays: Arrays, labels: list[str], target: float, *, per_source: bool = False
+) -> tuple[float, dict, float]:
+    """Temperature (4-class NLL), the threshold for ``target`` sensitivity (with
+    ``per_source``: sensitivity averaged over sources, see :func:`source_weights`), and
+    that threshold a hair lower: served scores are float32, so a case sitting exactly on
+    the boundary must not flip to "not flagged" through rounding."""
     mask, idx = _in_schema(arrays, labels)
     temperature = float(fit_temperature(logits[mask], idx))
     probs = apply_temperature(logits, temperature)
     y_abn = np.array([label != "NORMAL" for label in arrays.labels])
-    chosen = threshold_for_sensitivity(y_abn, 1.0 - probs[:, labels.index("NORMAL")], target=target)
+    weights = source_weights(arrays) if per_source else None
+    chosen = threshold_for_sensitivity(y_abn, 1.0 - probs[:, labels.index("NORMAL")], target=target, weights=weights)
+    chosen["weighting"] = "each source equally" if per_source else "each image equally"
     return temperature, chosen, max(0.0, float(chosen["threshold"]) - 1e-6)
 
 
@@ -274,7 +287,7 @@ def select_on_unseen_sources(
     rows = np.concatenate(held_rows)
     arrays = Arrays(pool.x[rows], pool.y[rows], [pool.items[i] for i in rows])
     logits = np.concatenate(held_logits)
-    temperature, chosen, threshold = _calibrate(logits, arrays, labels, run_spec["target_sensitivity"])
+    temperature, chosen, threshold = _calibrate(logits, arrays, labels, run_spec["target_sensitivity"], per_source=True)
     probs = apply_temperature(logits, temperature)
     epochs = int(np.median([r["best_epoch"] for r in reports]))
     return Selection(
@@ -350,7 +363,17 @@ def build_candidate(
     model = keras.saving.load_model(outcome.model_path, compile=False)
     logits = {name: logits_of(model, arrays.x) for name, arrays in data.items()}
     if selection is not None:
-        temperature, chosen, threshold = selection.temperature, selection.chosen, selection.threshold
+        # The operating point on every image no model of this run trained on: the fold models'
+        # predictions on the sources they never saw, plus the final model's on the validation
+        # patients of sources no fold held out; each source counts equally.
+        held = {source for fold in folds for source in fold}
+        rest = np.array([source not in held for source in data["val"].sources], dtype=bool)
+        combined = _concat(selection.arrays, data["val"].subset(rest))
+        combined_logits = np.concatenate([selection.logits, logits["val"][rest]])
+        temperature, chosen, threshold = _calibrate(
+            combined_logits, combined, labels, spec["target_sensitivity"], per_source=True
+        )
+        chosen["chosen_on"] = "unseen sources (fold models) + validation patients of sources never held out"
     else:
         temperature, chosen, threshold = _calibrate(logits["val"], data["val"], labels, spec["target_sensitivity"])
     probs = {name: apply_temperature(value, temperature) for name, value in logits.items()}
@@ -365,9 +388,13 @@ def build_candidate(
         "best_epoch": outcome.best_epoch,
         "stopped_early": outcome.stopped_early,
     }
-    metrics["threshold_selection"] = {**chosen, "chosen_on": "unseen sources" if selection else "validation split"}
+    metrics["threshold_selection"] = {"chosen_on": "validation split", **chosen}
     if selection is not None:
-        metrics["unseen_sources"] = {**selection.report, "folds": selection.folds, "final_epochs": selection.epochs}
+        # At the served temperature and threshold, so the card's figures are the product's.
+        report = unseen_source_report(
+            selection.arrays, apply_temperature(selection.logits, temperature), labels, threshold
+        )
+        metrics["unseen_sources"] = {**report, "folds": selection.folds, "final_epochs": selection.epochs}
     metrics["gradcam_lung_mass"] = gradcam_lung_mass(model, data["val"], probs["val"], labels, config)
     snap = snapshot(splits)
     metrics["cause_validation"] = cause_validation(snap["counts"], spec.get("balance_groups") or {})

@@ -84,3 +84,20 @@ def test_threshold_achieves_target_and_is_the_highest_such(pairs: list, target: 
     assert _sensitivity(y, s, np.nextafter(t, np.inf)) < target
     for higher in np.unique(s[s > t]):
         assert _sensitivity(y, s, higher) < target
+
+
+def test_weighted_sensitivity_lets_each_source_count_equally() -> None:
+    """Nine easy positives of one source and one hard positive of another: unweighted, 90 %
+    sensitivity ignores the hard source; with a weight per source it must be caught."""
+    import numpy as np
+
+    from training.evaluation import threshold_for_sensitivity
+
+    y = np.array([True] * 10 + [False] * 4)
+    s = np.array([0.9] * 9 + [0.2] + [0.1, 0.3, 0.5, 0.05])
+    plain = threshold_for_sensitivity(y, s, target=0.9)
+    assert plain["threshold"] == 0.9 and plain["sensitivity"] == 0.9
+    weights = np.array([1 / 9] * 9 + [1.0] + [1.0] * 4)
+    weighted = threshold_for_sensitivity(y, s, target=0.9, weights=weights)
+    assert weighted["threshold"] == 0.2 and weighted["sensitivity"] == 1.0
+    assert weighted["specificity"] == 0.5

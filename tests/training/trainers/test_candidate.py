@@ -65,7 +65,8 @@ def test_candidate_selected_on_unseen_sources(tmp_path: Path) -> None:
     assert all(f["n_train"] == 42 - 12 for f in unseen["folds"])  # train+val pool minus the fold
     assert all(0.0 <= f["auc"] <= 1.0 for f in unseen["folds"])
     assert 1 <= unseen["final_epochs"] <= 3
-    assert build.metrics["threshold_selection"]["chosen_on"] == "unseen sources"
+    assert build.metrics["threshold_selection"]["chosen_on"].startswith("unseen sources (fold models)")
+    assert build.metrics["threshold_selection"]["weighting"] == "each source equally"
     assert build.metrics["training"]["epochs_run"] == unseen["final_epochs"]
     stages = {r.get("stage", "") for r in seen}
     assert {"fold 1 of 2 (without a)", "fold 2 of 2 (without b)", "final model (every source)", "export"} <= stages
