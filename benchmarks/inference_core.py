@@ -48,7 +48,7 @@ def main() -> None:
     files = sorted((data_dir() / "cxr" / "test").rglob("*.*"))[: args.images]
     blobs = [f.read_bytes() for f in files]
     pipe = InferencePipeline(args.artifact, runtime="tflite", threads=args.threads)
-    x = pipe._prepare(blobs[0], {})[0][None]
+    x = pipe._prepare(blobs[0], {}, False).image[None]
     keras_p = load_predictor(args.artifact, "keras")
     lite_p = load_predictor(args.artifact, "tflite", num_threads=args.threads)
     n = args.images

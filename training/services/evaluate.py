@@ -85,6 +85,35 @@ def predict_files(
     return np.asarray(probs, dtype=np.float64).reshape(-1, len(pipeline.labels)), kept, failed
 
 
+def gradcam_lung_mass(
+    artifact_dir: str | Path, files: Sequence[LabelledFile], *, runtime: str = "tflite", limit: int = 200
+) -> dict[str, Any]:
+    """Share of the served heatmap's mass inside the lung field, on (up to ``limit``)
+    abnormal files: where the model looks when it calls disease. The lung field is the
+    default lung-field network's, mapped through the version's own crop (so versions
+    with and without a lung-field crop are scored alike)."""
+    from classifier.imaging.decode import decode_bytes
+    from classifier.imaging.lungfield import DEFAULT_MODEL, model_sha256
+    from classifier.imaging.preprocess import preprocess_with_lung_field
+    from classifier.inference.pipeline import InferencePipeline
+    from training.evaluation.attention import lung_mass_share, summarise_lung_mass
+
+    pipeline = InferencePipeline(artifact_dir, runtime=runtime, heatmap=True)
+    sha = model_sha256(DEFAULT_MODEL)
+    shares: list[float | None] = []
+    for item in [f for f in files if f.label != "NORMAL"][:limit]:
+        data = item.path.read_bytes()
+        try:
+            result = pipeline.run(data)
+            _, lung, found = preprocess_with_lung_field(
+                decode_bytes(data).pixels, pipeline.config, lung_model=DEFAULT_MODEL, lung_model_sha256=sha
+            )
+        except ImagingError:
+            continue
+        shares.append(lung_mass_share(result.heatmap_raw, lung) if found and result.heatmap_raw is not None else None)
+    return {**summarise_lung_mass(shares), "lung_model": DEFAULT_MODEL}
+
+
 def evaluate_files(
     artifact_dir: str | Path,
     files: Sequence[LabelledFile],
@@ -93,8 +122,10 @@ def evaluate_files(
     labels: list[str],
     runtime: str = "tflite",
     n_bootstrap: int = 1000,
+    lung_mass: bool = False,
 ) -> dict[str, Any]:
-    """Binary, per-class, calibration and per-source figures for ``files``."""
+    """Binary, per-class, calibration and per-source figures for ``files`` (with
+    ``lung_mass``, also :func:`gradcam_lung_mass` under ``gradcam_lung_mass``)."""
     probs, kept, failed = predict_files(artifact_dir, files, runtime=runtime)
     sources = [item.source or "unknown" for item in kept]
     report = evaluate_predictions(
@@ -107,4 +138,6 @@ def evaluate_files(
     )
     report["failed_files"] = [{"file": name, "reason": reason} for name, reason in failed]
     report["snapshot_sha256"] = snapshot_hash(files)
+    if lung_mass:
+        report["gradcam_lung_mass"] = gradcam_lung_mass(artifact_dir, kept, runtime=runtime)
     return report

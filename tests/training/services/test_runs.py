@@ -258,6 +258,9 @@ def test_evaluate_model_json_prints_binary_and_per_class_figures(tmp_path, activ
     assert report["n"] == 12 and set(report["per_class"]) == set(LABELS)
     assert report["model"]["version"] == active_tiny_model.version
     assert active_tiny_model.evaluations.count() == 1
+    lung = report["gradcam_lung_mass"]  # where the heatmap falls on the 9 abnormal images
+    assert lung["lung_model"] == "lungfield-v1" and lung["n"] <= 9 and lung["target"] == 0.7
+    assert lung["median"] is None or 0.0 <= lung["median"] <= 1.0
 
 
 def test_group_balance_equalises_normal_and_abnormal_within_each_group() -> None:

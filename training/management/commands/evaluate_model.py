@@ -30,9 +30,22 @@ class Command(BaseCommand):
         parser.add_argument("--name", default=registry.DEFAULT_NAME)
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
         parser.add_argument("--bootstrap", type=int, default=1000, help="Bootstrap resamples for the AUC CI.")
+        parser.add_argument(
+            "--no-lung-mass",
+            action="store_true",
+            help="Skip the share of Grad-CAM mass inside the lung field on abnormal images (a heatmap pass).",
+        )
 
     def handle(
-        self, *args: Any, directory: Path, version: int | None, name: str, json: bool, bootstrap: int, **options: Any
+        self,
+        *args: Any,
+        directory: Path,
+        version: int | None,
+        name: str,
+        json: bool,
+        bootstrap: int,
+        no_lung_mass: bool = False,
+        **options: Any,
     ) -> None:
         chosen = (
             ModelVersion.objects.filter(name=name, version=version).first()
@@ -51,6 +64,7 @@ class Command(BaseCommand):
             labels=list(chosen.labels),
             runtime=settings.CXR["INFERENCE_RUNTIME"],
             n_bootstrap=bootstrap,
+            lung_mass=not no_lung_mass,
         )
         report["model"] = {
             "name": chosen.name,
@@ -80,6 +94,13 @@ class Command(BaseCommand):
         )
         for key in ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc"):
             self.stdout.write("  " + fig(key))
+        lung = report.get("gradcam_lung_mass")
+        if lung and lung.get("n"):
+            self.stdout.write(
+                f"  Grad-CAM mass inside the lung field (abnormal images): median {lung['median']:.3f}, "
+                f"mean {lung['mean']:.3f}, {lung['at_or_above_target']:.0%} at or above {lung['target']:.0%} "
+                f"(n={lung['n']})"
+            )
         mc = report["multiclass"]
         self.stdout.write(f"  4-class accuracy {mc['accuracy']}")
         for label, figures in mc["per_class"].items():
