@@ -27,7 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--learning-rate", type=float)
         parser.add_argument("--input-size", type=int)
-        parser.add_argument("--balancing", choices=["class_weights", "undersample", "oversample", "none", "source_label"])
+        parser.add_argument(
+            "--balancing", choices=["class_weights", "undersample", "oversample", "none", "source_label"]
+        )
         parser.add_argument("--horizontal-flip", action="store_true", help="Augment with left-right flips.")
         parser.add_argument("--weights", help="Backbone weights: a local file, or 'imagenet' with --allow-download.")
         parser.add_argument("--allow-download", action="store_true")
