@@ -98,3 +98,18 @@ def test_every_environment_variable_the_settings_read_is_documented_in_readme() 
     # README may document a pair as `CXR_X_SOFT_..._LIMIT` / `_HARD_`; the stem must appear.
     missing = sorted(name for name in names if name not in readme and name.replace("HARD", "SOFT") not in readme)
     assert not missing, f"undocumented environment variables: {missing}"
+
+
+def test_a_request_log_line_is_written_once_in_debug(tmp_path: Path) -> None:
+    """Django's debug console handler on the ``django`` logger printed every refusal twice."""
+    code = (
+        "import django, logging; django.setup(); "
+        "logging.getLogger('django.request').warning('Forbidden: %s', '/probe/', extra={'status_code': 403})"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    env.update({"CXR_VAR_DIR": str(tmp_path), "DEBUG": "true", "DJANGO_SETTINGS_MODULE": "cxrsite.settings"})
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("Forbidden: /probe/") == 1, result.stderr
