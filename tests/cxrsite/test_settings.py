@@ -113,3 +113,74 @@ def test_a_request_log_line_is_written_once_in_debug(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("Forbidden: /probe/") == 1, result.stderr
+
+
+RUN_ENV_PROBE = """
+import json
+import django
+from django.conf import settings
+django.setup()
+from django.test import Client
+client = Client(HTTP_HOST="127.0.0.1")
+pages = {path: client.get(path) for path in ("/favicon.ico", "/no/such/page/", "/static/css/app.css")}
+print(json.dumps({
+    "debug": settings.DEBUG,
+    "secret_key": settings.SECRET_KEY,
+    "pages": {
+        p: [r.status_code, (b"".join(r.streaming_content) if r.streaming else r.content).decode(errors="replace")]
+        for p, r in pages.items()
+    },
+}))
+"""
+
+
+def _run_command_environment() -> str:
+    """The lines of scripts/run.sh that set up the environment (after installing, before
+    the first manage.py), so the test sees exactly what the run command exports."""
+    lines = (ROOT / "scripts" / "run.sh").read_text().splitlines()
+    start = lines.index("bash scripts/install.sh") + 1
+    end = next(i for i, line in enumerate(lines) if line.startswith("py="))
+    return "\n".join(lines[start:end])
+
+
+def _run_with_the_run_command_env(var_dir: Path, **extra: str) -> dict:
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"}}
+    env.update({"CXR_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "cxrsite.settings", **extra})
+    script = (
+        f"set -euo pipefail\n{_run_command_environment()}\n"
+        ".venv/bin/python manage.py collectstatic --noinput -v0\n"
+        f".venv/bin/python -c '{RUN_ENV_PROBE}'"
+    )
+    result = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_the_run_command_runs_as_production_with_a_kept_secret_and_static_files(tmp_path: Path) -> None:
+    """scripts/run.sh's environment: DEBUG off, so an unknown URL (a browser's
+    /favicon.ico) gets the product's 404 page, never Django's technical 404 listing the
+    URL patterns; the secret key is generated into var/ once and kept; WhiteNoise serves
+    the static files."""
+    first = _run_with_the_run_command_env(tmp_path)
+    assert first["debug"] is False
+    for path in ("/favicon.ico", "/no/such/page/"):
+        status, body = first["pages"][path]
+        assert status == 404
+        assert "The page or record you asked for does not exist" in body
+        assert "URLconf" not in body and "urlpatterns" not in body and "admin/" not in body
+    assert first["pages"]["/static/css/app.css"][0] == 200
+    keyfile = tmp_path / "secret_key"
+    assert keyfile.read_text().strip() == first["secret_key"] and len(first["secret_key"]) >= 50
+    assert keyfile.stat().st_mode & 0o077 == 0
+    assert not (ROOT / "secret_key").exists()
+    again = _run_with_the_run_command_env(tmp_path)
+    assert again["secret_key"] == first["secret_key"]  # sessions survive a restart
+
+
+@pytest.mark.slow
+def test_the_run_command_development_switch_is_debug_true(tmp_path: Path) -> None:
+    dev = _run_with_the_run_command_env(tmp_path, DEBUG="true")
+    assert dev["debug"] is True
