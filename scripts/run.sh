@@ -16,7 +16,7 @@ $py manage.py collectstatic --noinput -v0
 # One demo password per installation, kept in var/ so it survives restarts.
 pwfile="$CXR_VAR_DIR/demo-password"
 [ -s "$pwfile" ] || { $py -c 'import secrets; print(secrets.token_urlsafe(12))' > "$pwfile"; chmod 600 "$pwfile"; }
-$py manage.py setup_roles --demo --password "$(cat "$pwfile")"
+$py manage.py setup_roles --demo --password="$(cat "$pwfile")"  # = : a password may start with "-"
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }

@@ -184,3 +184,19 @@ def test_the_run_command_runs_as_production_with_a_kept_secret_and_static_files(
 def test_the_run_command_development_switch_is_debug_true(tmp_path: Path) -> None:
     dev = _run_with_the_run_command_env(tmp_path, DEBUG="true")
     assert dev["debug"] is True
+
+
+@pytest.mark.slow
+def test_the_run_command_sets_up_with_a_demo_password_starting_with_a_dash(tmp_path: Path) -> None:
+    """The generated demo password is URL-safe base64, so 1 in 32 installations got one
+    starting with "-" and the run command stopped at setup_roles ("expected one argument")."""
+    lines = (ROOT / "scripts" / "run.sh").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("py="))
+    end = next(i for i, line in enumerate(lines) if "manage.py setup_roles" in line)
+    (tmp_path / "demo-password").write_text("-dash-first-password\n")
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"}}
+    env.update({"CXR_VAR_DIR": str(tmp_path)})
+    script = "set -euo pipefail\n" + _run_command_environment() + "\n" + "\n".join(lines[start : end + 1])
+    result = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "login: admin        password: -dash-first-password" in result.stdout
