@@ -44,3 +44,28 @@ def test_predict_json_prints_one_array_for_several_files(tmp_path: Path, active_
         assert record["flag"] == (record["p_abnormal"] >= record["threshold"])
         assert Path(record["heatmap"]).read_bytes()[:4] == b"\x89PNG"
     assert records[2]["code"] == "unsupported_format"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_check_queue_round_trips_through_a_real_worker_and_fails_without_one(celery_worker_proc, capsys) -> None:
+    from classifier.models import QueueProbe
+
+    with pytest.raises(CommandError, match="no worker completed the probe within 1 s"):
+        call_command("check_queue", "--timeout", "1")
+    celery_worker_proc()
+    call_command("check_queue", "--timeout", "120")
+    assert capsys.readouterr().out.startswith("queue ok: round trip")
+    assert QueueProbe.objects.filter(status=QueueProbe.Status.DONE).exists()
+
+
+def test_setup_roles_is_idempotent_and_keeps_demo_passwords_unless_given(capsys) -> None:
+    from django.contrib.auth import get_user_model
+
+    call_command("setup_roles", "--demo", "--password", "first-password-1")
+    call_command("setup_roles", "--demo")
+    out = capsys.readouterr().out
+    assert "(unchanged; pass --password to reset)" in out
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.check_password("first-password-1") and admin.is_staff
+    assert list(admin.groups.values_list("name", flat=True)) == ["Admin"]
