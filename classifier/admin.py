@@ -1,5 +1,7 @@
 """Admin: read-mostly views of the clinical rows (the audit log is append-only) and the
-integrations: create an API token (shown once), revoke, see webhooks and deliveries."""
+integrations: create an API token (shown once), revoke it, add, deactivate and
+reactivate webhooks, see deliveries. Integrations are open to whoever may
+``manage_integrations`` (classifier.roles: the Admin role), through the services, audited."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ from django.http import HttpRequest
 from classifier.http import audit_context, request_user
 from classifier.integrations import ApiToken, Webhook, WebhookDelivery
 from classifier.models import AuditEvent, Image, Patient, Prediction, Review, Study
+from classifier.roles import user_can
+from classifier.services.errors import ServiceError
 from classifier.services.tokens import api_token_create, api_token_revoke
+from classifier.services.webhooks import webhook_check, webhook_create, webhook_delete, webhook_reactivate
 
 
 @admin.register(Patient)
@@ -63,6 +68,26 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
 
+class IntegrationAccess:
+    """Admin pages of the integrations: allowed by the ``manage_integrations`` action, the
+    one rule the API's tokens and webhooks endpoints use too (not Django model permissions)."""
+
+    def _may_manage(self, request: HttpRequest) -> bool:
+        return user_can(request.user, "manage_integrations")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_manage(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._may_manage(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_manage(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deactivate or revoke instead: the audit trail refers to the rows
+
+
 class ApiTokenCreateForm(forms.ModelForm):
     class Meta:
         model = ApiToken
@@ -70,7 +95,7 @@ class ApiTokenCreateForm(forms.ModelForm):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(IntegrationAccess, admin.ModelAdmin):
     list_display = ("id", "name", "role", "prefix", "created_at", "last_used_at", "revoked_at")
     list_filter = ("role",)
     search_fields = ("name", "prefix")
@@ -113,28 +138,78 @@ class ApiTokenAdmin(admin.ModelAdmin):
         obj.pk = token.pk
         messages.warning(request, f"Copy the token now, it will not be shown again: {raw}")
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # revoke instead: the audit trail refers to the token's user
-
-    @admin.action(description="Revoke selected tokens")
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke_tokens(self, request: HttpRequest, queryset: Any) -> None:
         for token in queryset:
             api_token_revoke(token=token, actor=request.user, audit=audit_context(request))
         self.message_user(request, f"Revoked {queryset.count()} token(s).")
 
 
+class WebhookForm(forms.ModelForm):
+    events = forms.MultipleChoiceField(
+        choices=Webhook.Event.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked means all events.",
+    )
+
+    class Meta:
+        model = Webhook
+        fields = ["url", "events"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not self.errors:
+            try:
+                webhook_check(url=data.get("url") or "", events=list(data.get("events") or []))
+            except ServiceError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return data
+
+
 @admin.register(Webhook)
-class WebhookAdmin(admin.ModelAdmin):
+class WebhookAdmin(IntegrationAccess, admin.ModelAdmin):
+    """Add a webhook (owned by the admin who adds it; its secret is shown once), and
+    deactivate or reactivate one. URL and events are fixed once created, as in the API."""
+
     list_display = ("id", "url", "owner", "events", "is_active", "created_at")
     list_filter = ("is_active",)
-    readonly_fields = ("owner", "secret", "created_at")
+    readonly_fields = ("url", "events", "owner", "created_at")
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = WebhookForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else ()
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [*self.readonly_fields, "is_active"] if obj is not None else WebhookForm.Meta.fields
+
+    def save_model(self, request: HttpRequest, obj: Webhook, form: Any, change: bool) -> None:
+        actor, audit = request_user(request), audit_context(request)
+        if not change:
+            hook = webhook_create(owner=actor, url=obj.url, events=list(form.cleaned_data["events"]), audit=audit)
+            obj.pk = hook.pk
+            messages.warning(request, f"Copy the signing secret now, it will not be shown again: {hook.secret}")
+            return
+        if "is_active" in form.changed_data:
+            stored = Webhook.objects.select_related("owner").get(pk=obj.pk)
+            if obj.is_active:
+                webhook_reactivate(webhook=stored, actor=actor, audit=audit)
+            else:
+                webhook_delete(webhook=stored, actor=actor, audit=audit)
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(IntegrationAccess, admin.ModelAdmin):
     list_display = ("id", "webhook", "event", "status", "attempts", "last_status_code", "created_at")
     list_filter = ("status", "event")
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # deliveries are written by the events they report
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -312,7 +312,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"client_error_without_traceback": {"()": "cxrsite.logfilters.ClientErrorWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": _cfg["log_level"]},
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {
+        "axes": {"level": "WARNING"},
+        # Django's own console handler (debug only) would print every django.* line a
+        # second time; the root handler is the one place lines go.
+        "django": {"handlers": []},
+        "django.request": {"filters": ["client_error_without_traceback"]},
+        "django.security": {"filters": ["client_error_without_traceback"]},
+    },
 }

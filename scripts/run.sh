@@ -2,22 +2,21 @@
 # The run command: a fresh machine with Python 3.11 gets the whole product on the
 # embedded default (SQLite, local media, kombu's SQLAlchemy broker on SQLite): web
 # server, an inference worker with the beat scheduler, a training worker and a webhook
-# delivery worker.
+# delivery worker. It runs as production does (scripts/run-env.sh: DEBUG off, a generated
+# secret key kept in var/, static files served by WhiteNoise); DEBUG=true for development.
 # Stop with Ctrl-C. Set PORT to change the port (default 8000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install.sh
-export CXR_VAR_DIR="${CXR_VAR_DIR:-$PWD/var}"
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-mkdir -p "$CXR_VAR_DIR"
+source scripts/run-env.sh
 py=.venv/bin/python
 $py manage.py migrate --noinput -v0          # also registers and activates the shipped model
 $py manage.py collectstatic --noinput -v0
 # One demo password per installation, kept in var/ so it survives restarts.
 pwfile="$CXR_VAR_DIR/demo-password"
 [ -s "$pwfile" ] || { $py -c 'import secrets; print(secrets.token_urlsafe(12))' > "$pwfile"; chmod 600 "$pwfile"; }
-$py manage.py setup_roles --demo --password "$(cat "$pwfile")"
+$py manage.py setup_roles --demo --password="$(cat "$pwfile")"  # = : a password may start with "-"
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
@@ -34,5 +33,6 @@ sleep 3
 $py manage.py check_queue --timeout 60 || echo "warning: the inference worker did not answer yet; see $CXR_VAR_DIR/worker-inference.log"
 echo
 echo "CXR triage is running at http://127.0.0.1:${PORT:-8000}/  (decision support, not a diagnosis)"
+echo "DEBUG=$DEBUG (production settings unless DEBUG=true was given: DEBUG=true bash scripts/run.sh for development)"
 echo "Logs: $CXR_VAR_DIR/{web,worker-inference,worker-training,worker-webhooks}.log. Ctrl-C stops everything."
 wait -n "${pids[@]}"

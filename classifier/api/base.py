@@ -48,6 +48,14 @@ class ApiMixin:
     max_body_bytes: int | None = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Who is asking and whether the role allows it come first: DRF negotiates the
+        # response format (406) before its permission check, and a refused caller must get
+        # 403 whatever it sends or accepts. DRF's initial() repeats both checks, cheaply
+        # (the user is cached on the request, ActionPermission has no side effects).
+        # format_kwarg first: a refusal's response is negotiated (or falls back) with it.
+        self.format_kwarg = self.get_format_suffix(**kwargs)  # type: ignore[attr-defined]
+        self.perform_authentication(request)  # type: ignore[attr-defined]
+        self.check_permissions(request)  # type: ignore[attr-defined]
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         if self.max_body_bytes is not None:
             try:

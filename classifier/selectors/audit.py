@@ -33,5 +33,8 @@ def audit_events(filters: AuditFilters) -> QuerySet[AuditEvent]:
 
 
 def audit_actions() -> list[str]:
-    """Distinct action names for the filter menu."""
-    return sorted(AuditEvent.objects.values_list("action", flat=True).distinct())
+    """Distinct action names for the filter menu, sorted.
+
+    The explicit order_by replaces the model's default ordering (-created_at), which
+    DISTINCT would otherwise include and so return one row per event."""
+    return list(AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct())

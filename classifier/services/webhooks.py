@@ -285,13 +285,18 @@ def webhook_sweep(*, now: datetime | None = None) -> int:
     return len(overdue)
 
 
-def webhook_create(*, owner: User, url: str, events: list[str], audit: AuditContext | None = None) -> Webhook:
-    """Register a callback URL for ``events`` (empty: all). The secret is in the returned row."""
+def webhook_check(*, url: str, events: list[str]) -> None:
+    """Refuse unknown event names and callback URLs that are not http(s) (ServiceError)."""
     unknown = sorted(set(events) - set(Webhook.Event.values))
     if unknown:
         raise ServiceError("invalid_event", f"Unknown events: {', '.join(unknown)}.")
     if not url.lower().startswith(("http://", "https://")):
         raise ServiceError("invalid_url", "The callback URL must be http or https.")
+
+
+def webhook_create(*, owner: User, url: str, events: list[str], audit: AuditContext | None = None) -> Webhook:
+    """Register a callback URL for ``events`` (empty: all). The secret is in the returned row."""
+    webhook_check(url=url, events=events)
     webhook = Webhook.objects.create(owner=owner, url=url, events=sorted(set(events)), secret=secrets.token_urlsafe(32))
     audit_record(actor=owner, action="webhook_create", obj=webhook, audit=audit, detail={"events": events})
     return webhook
@@ -301,3 +306,10 @@ def webhook_delete(*, webhook: Webhook, actor: Actor, audit: AuditContext | None
     """Deactivate a webhook; its delivery history is kept."""
     Webhook.objects.filter(pk=webhook.pk).update(is_active=False)
     audit_record(actor=actor, action="webhook_delete", obj=webhook, audit=audit)
+
+
+def webhook_reactivate(*, webhook: Webhook, actor: Actor, audit: AuditContext | None = None) -> None:
+    """Deliver events to a deactivated webhook again (not one whose token was revoked)."""
+    if webhook.owner.is_active:
+        Webhook.objects.filter(pk=webhook.pk).update(is_active=True)
+        audit_record(actor=actor, action="webhook_reactivate", obj=webhook, audit=audit)

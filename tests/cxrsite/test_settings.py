@@ -98,3 +98,105 @@ def test_every_environment_variable_the_settings_read_is_documented_in_readme() 
     # README may document a pair as `CXR_X_SOFT_..._LIMIT` / `_HARD_`; the stem must appear.
     missing = sorted(name for name in names if name not in readme and name.replace("HARD", "SOFT") not in readme)
     assert not missing, f"undocumented environment variables: {missing}"
+
+
+def test_a_request_log_line_is_written_once_in_debug(tmp_path: Path) -> None:
+    """Django's debug console handler on the ``django`` logger printed every refusal twice."""
+    code = (
+        "import django, logging; django.setup(); "
+        "logging.getLogger('django.request').warning('Forbidden: %s', '/probe/', extra={'status_code': 403})"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    env.update({"CXR_VAR_DIR": str(tmp_path), "DEBUG": "true", "DJANGO_SETTINGS_MODULE": "cxrsite.settings"})
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("Forbidden: /probe/") == 1, result.stderr
+
+
+RUN_ENV_PROBE = """
+import json
+import django
+from django.conf import settings
+django.setup()
+from django.test import Client
+client = Client(HTTP_HOST="127.0.0.1")
+pages = {path: client.get(path) for path in ("/favicon.ico", "/no/such/page/", "/static/css/app.css")}
+print(json.dumps({
+    "debug": settings.DEBUG,
+    "secret_key": settings.SECRET_KEY,
+    "pages": {
+        p: [r.status_code, (b"".join(r.streaming_content) if r.streaming else r.content).decode(errors="replace")]
+        for p, r in pages.items()
+    },
+}))
+"""
+
+
+def _run_command_environment() -> str:
+    """The lines of scripts/run.sh that set up the environment (after installing, before
+    the first manage.py), so the test sees exactly what the run command exports."""
+    lines = (ROOT / "scripts" / "run.sh").read_text().splitlines()
+    start = lines.index("bash scripts/install.sh") + 1
+    end = next(i for i, line in enumerate(lines) if line.startswith("py="))
+    return "\n".join(lines[start:end])
+
+
+def _run_with_the_run_command_env(var_dir: Path, **extra: str) -> dict:
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"}}
+    env.update({"CXR_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "cxrsite.settings", **extra})
+    script = (
+        f"set -euo pipefail\n{_run_command_environment()}\n"
+        ".venv/bin/python manage.py collectstatic --noinput -v0\n"
+        f".venv/bin/python -c '{RUN_ENV_PROBE}'"
+    )
+    result = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_the_run_command_runs_as_production_with_a_kept_secret_and_static_files(tmp_path: Path) -> None:
+    """scripts/run.sh's environment: DEBUG off, so an unknown URL (a browser's
+    /favicon.ico) gets the product's 404 page, never Django's technical 404 listing the
+    URL patterns; the secret key is generated into var/ once and kept; WhiteNoise serves
+    the static files."""
+    first = _run_with_the_run_command_env(tmp_path)
+    assert first["debug"] is False
+    for path in ("/favicon.ico", "/no/such/page/"):
+        status, body = first["pages"][path]
+        assert status == 404
+        assert "The page or record you asked for does not exist" in body
+        assert "URLconf" not in body and "urlpatterns" not in body and "admin/" not in body
+    assert first["pages"]["/static/css/app.css"][0] == 200
+    keyfile = tmp_path / "secret_key"
+    assert keyfile.read_text().strip() == first["secret_key"] and len(first["secret_key"]) >= 50
+    assert keyfile.stat().st_mode & 0o077 == 0
+    assert not (ROOT / "secret_key").exists()
+    again = _run_with_the_run_command_env(tmp_path)
+    assert again["secret_key"] == first["secret_key"]  # sessions survive a restart
+
+
+@pytest.mark.slow
+def test_the_run_command_development_switch_is_debug_true(tmp_path: Path) -> None:
+    dev = _run_with_the_run_command_env(tmp_path, DEBUG="true")
+    assert dev["debug"] is True
+
+
+@pytest.mark.slow
+def test_the_run_command_sets_up_with_a_demo_password_starting_with_a_dash(tmp_path: Path) -> None:
+    """The generated demo password is URL-safe base64, so 1 in 32 installations got one
+    starting with "-" and the run command stopped at setup_roles ("expected one argument")."""
+    lines = (ROOT / "scripts" / "run.sh").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("py="))
+    end = next(i for i, line in enumerate(lines) if "manage.py setup_roles" in line)
+    (tmp_path / "demo-password").write_text("-dash-first-password\n")
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"}}
+    env.update({"CXR_VAR_DIR": str(tmp_path)})
+    script = "set -euo pipefail\n" + _run_command_environment() + "\n" + "\n".join(lines[start : end + 1])
+    result = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "login: admin        password: -dash-first-password" in result.stdout

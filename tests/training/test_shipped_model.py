@@ -88,13 +88,13 @@ def test_dicom_and_png_of_the_same_radiograph_get_the_same_answer() -> None:
 
 
 @pytest.mark.django_db
-def test_predict_command_prints_one_json_object_per_file(tmp_path: Path, capsys) -> None:
+def test_predict_command_prints_one_json_array_of_one_object_per_file(tmp_path: Path, capsys) -> None:
     files = sorted((data_dir() / "cxr" / "test" / "COVID19").iterdir())[:2]
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"%PDF-1.7 not an image")
     with pytest.raises(Exception, match="1 of 3 files"):
         call_command("predict", *map(str, files), str(bad), "--json", "--out", str(tmp_path))
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines = json.loads(capsys.readouterr().out)
     assert [Path(r["file"]).name for r in lines] == [files[0].name, files[1].name, "notes.png"]
     for record in lines[:2]:
         assert {"file", "probabilities", "label", "flag", "heatmap", "timings_ms"} <= set(record)

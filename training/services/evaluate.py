@@ -44,6 +44,19 @@ def files_from_label_folders(root: Path) -> list[LabelledFile]:
     ]
 
 
+def labels_outside_schema(files: Sequence[LabelledFile], schema: Sequence[str]) -> dict[str, int]:
+    """Label folder names that are not in ``schema``, with how many files each holds.
+
+    A folder is its files' ground truth, so a misspelt or foreign folder (``NORMALS``, a
+    folder of DICOMs) would be scored as abnormal: the caller refuses the set instead."""
+    allowed = set(schema)
+    unknown: dict[str, int] = {}
+    for item in files:
+        if item.label not in allowed:
+            unknown[item.label] = unknown.get(item.label, 0) + 1
+    return dict(sorted(unknown.items()))
+
+
 def _manifest_sources(root: Path) -> dict[Path, str]:
     for base in (root, root.parent):
         manifest = base / "manifest.csv"

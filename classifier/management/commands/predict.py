@@ -2,6 +2,7 @@
 
 The same pipeline the workers run (decode -> the version's preprocessing -> model ->
 Grad-CAM), on files, without the database rows. Decision support, not a diagnosis.
+With --json the output is one JSON array with one object per file, in the order given.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from training.models import ModelVersion
 
 
 class Command(BaseCommand):
-    help = "Predict files with the active (or given) model version; --json prints one object per file."
+    help = (
+        "Predict files with the active (or given) model version; --json prints one JSON array "
+        "with one object per file, in the order given (a file that cannot be read has 'error' and 'code')."
+    )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
         # Our --version selects a model version; it replaces Django's "print version and exit".
@@ -28,7 +32,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("files", nargs="+", type=Path)
-        parser.add_argument("--json", action="store_true")
+        parser.add_argument(
+            "--json", action="store_true", help="Print one JSON array: one object per file, in the order given."
+        )
         parser.add_argument("--out", type=Path, default=None, help="Heatmap folder (default: var/predictions).")
         parser.add_argument("--version", type=int)
         parser.add_argument("--runtime", choices=["tflite", "keras"], default=None)
@@ -62,11 +68,15 @@ class Command(BaseCommand):
             heatmap=not no_heatmap,
             threads=settings.CXR["INFERENCE_THREADS"],
         )
-        failures = 0
+        records = []
         for path in _progress(files):
             record = self._one(pipeline, path, out, chosen)
-            failures += "error" in record
-            self.stdout.write(_dumps(record) if json else _line(record))
+            records.append(record)
+            if not json:
+                self.stdout.write(_line(record))
+        if json:
+            self.stdout.write(_dumps(records))
+        failures = sum("error" in record for record in records)
         if failures:
             raise CommandError(f"{failures} of {len(files)} files could not be analysed")
 
@@ -103,8 +113,8 @@ def _progress(files: list[Path]) -> Any:
     return tqdm(files, unit="image", file=sys.stderr)
 
 
-def _dumps(record: dict[str, Any]) -> str:
-    return json.dumps(record, default=float)
+def _dumps(records: list[dict[str, Any]]) -> str:
+    return json.dumps(records, default=float)
 
 
 def _line(record: dict[str, Any]) -> str:

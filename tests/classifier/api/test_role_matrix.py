@@ -147,3 +147,56 @@ def test_role_matrix(endpoint: Endpoint, client_for, rows) -> None:
         else:
             assert response.status_code == 403, (role, response.status_code, response.content)
             assert _code(endpoint, response) == "permission_denied"
+
+
+def _browser_session(user) -> Any:
+    """An APIClient that is the logged-in browser: session cookie, CSRF cookie and header enforced."""
+    from django.middleware.csrf import _get_new_csrf_string
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(user)
+    token = _get_new_csrf_string()
+    client.cookies["csrftoken"] = token
+    client.credentials(HTTP_X_CSRFTOKEN=token)
+    return client
+
+
+@pytest.mark.parametrize("content_type", ["", "text/plain"])
+def test_role_refusal_comes_before_parsing_the_body(role_users, client_for, content_type: str) -> None:
+    """A radiologist's rollback without a JSON body is refused for the role (403), not for
+    its media type (415): the session's CSRF check used to parse the body first."""
+    for client in (_browser_session(role_users["Radiologist"]), client_for("Radiologist")):
+        response = client.generic("POST", "/api/v1/models/rollback/", b'{"name": "x"}', content_type=content_type)
+        assert response.status_code == 403, response.content
+        assert response.json()["error"]["code"] == "permission_denied"
+
+
+@pytest.mark.parametrize(
+    "endpoint", [e for e in _endpoints() if e.method == "post"], ids=lambda e: f"{e.method} {e.path}"
+)
+def test_every_refused_post_is_403_whatever_its_body_or_accept_header(endpoint: Endpoint, role_users, rows) -> None:
+    """Siblings across the API: a user without a role gets 403 before content negotiation
+    (Accept) and before parsing (Content-Type)."""
+    path, client = endpoint.path.format(**rows), _browser_session(role_users["none"])
+    for content_type, accept in (("text/plain", "application/json"), ("application/json", "image/x-nothing")):
+        response = client.generic("POST", path, b"{}", content_type=content_type, HTTP_ACCEPT=accept)
+        assert response.status_code == 403, (content_type, accept, response.status_code, response.content)
+
+
+def test_a_refusal_logs_one_line_without_a_traceback(client_for, role_users, caplog) -> None:
+    """An API 403 and a page 403 each write one log record, with no exception attached."""
+    from django.test import Client
+
+    page = Client()
+    page.force_login(role_users["Clinician"])
+    for call in (
+        lambda: client_for("Radiologist").post("/api/v1/models/rollback/", {}, format="json"),
+        lambda: page.get("/audit/"),
+    ):
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            assert call().status_code == 403
+        refusals = [r for r in caplog.records if r.name.startswith("django")]
+        assert len(refusals) == 1, [r.getMessage() for r in refusals]
+        assert refusals[0].exc_info is None and "Traceback" not in caplog.text

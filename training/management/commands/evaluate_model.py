@@ -9,15 +9,17 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from classifier.models import Label
 from training import registry
 from training.models import Evaluation, ModelVersion
-from training.services.evaluate import evaluate_files, files_from_label_folders
+from training.services.evaluate import evaluate_files, files_from_label_folders, labels_outside_schema
 
 
 class Command(BaseCommand):
     help = (
         "Evaluate a model version (default: the active one) on DIR/<LABEL>/files through the served "
-        "inference path; print and store binary, per-class, calibration and per-source figures."
+        "inference path; print and store binary, per-class, calibration and per-source figures. A label "
+        "folder outside the model's label schema (plus PNEUMONIA, cause unknown) is refused, by name."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
@@ -57,6 +59,15 @@ class Command(BaseCommand):
         files = files_from_label_folders(directory)
         if not files:
             raise CommandError(f"no images found under {directory}/<LABEL>/")
+        # The model's classes plus the ground-truth-only PNEUMONIA (cause unknown).
+        schema = sorted(set(chosen.labels) | {Label.PNEUMONIA.value})
+        unknown = labels_outside_schema(files, schema)
+        if unknown:
+            named = ", ".join(f"{label}/ ({n} files)" for label, n in unknown.items())
+            raise CommandError(
+                f"label folders outside the label schema: {named}; expected one of {', '.join(schema)}. "
+                "Rename or move them: a folder's name is its files' ground truth."
+            )
         report = evaluate_files(
             chosen.artifact_dir,
             files,
