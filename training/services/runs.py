@@ -163,6 +163,39 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
     return TrainingRun.objects.get(pk=run_id)
 
 
+class RunResumeRefused(Exception):
+    """A run cannot be resumed (finished, or its claim is still alive); the message says why."""
+
+
+def training_run_resume(*, run_id: int) -> TrainingRun:
+    """Execute a crashed run again from its checkpoint, through the same claim as the task.
+
+    A FAILED run goes back to QUEUED (one conditional update, so two resumes cannot both
+    re-queue it). A RUNNING run is taken over only when its lease has expired or its
+    claiming process is provably dead (``claims.claim``); a live claim means another
+    executor is training it, so the resume is refused rather than starting a second one.
+    """
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None:
+        raise RunResumeRefused(f"There is no training run {run_id}.")
+    if run.status == TrainingRun.Status.SUCCEEDED:
+        raise RunResumeRefused(f"Training run {run_id} already succeeded; start a new run instead.")
+    TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.FAILED).update(
+        status=TrainingRun.Status.QUEUED, claim_token=None, claimed_by="", lease_expires_at=None, error_message=""
+    )
+    finished = training_run_execute(run_id=run_id)
+    if finished is None:
+        run.refresh_from_db()
+        raise RunResumeRefused(
+            f"Training run {run_id} is {run.status} and its claim is alive (held by {run.claimed_by or 'unknown'}"
+            f" until {run.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC); it is not resumed. Resume it only after "
+            "that worker has died or the lease has expired."
+            if run.lease_expires_at
+            else f"Training run {run_id} is {run.status} and held by another executor; it is not resumed."
+        )
+    return finished
+
+
 def _execute(run: TrainingRun) -> ModelVersion:
     from training.trainers.candidate import build_candidate
 
