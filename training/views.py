@@ -19,6 +19,7 @@ from classifier.http import audit_context, request_user
 from classifier.roles import action_required
 from training import registry
 from training.models import Dataset, ModelVersion, TrainingRun
+from training.services.promotion import promotion_summary, version_promote
 from training.services.runs import architecture_names, reviewed_images_waiting, training_run_start
 
 PLOTS = {
@@ -106,6 +107,7 @@ def model_detail(request: HttpRequest, version_id: int) -> HttpResponse:
             "plots": plots,
             "counts": snapshot.get("counts") or {},
             "run": TrainingRun.objects.filter(model_version=version).first(),
+            "activations": version.activations.select_related("previous", "actor").order_by("-created_at", "-pk"),
         },
     )
 
@@ -122,18 +124,51 @@ def model_plot(request: HttpRequest, version_id: int, name: str) -> FileResponse
     return FileResponse(path.open("rb"), content_type="image/png")
 
 
+class PromoteForm(forms.Form):
+    """An override is needed only when the gate failed; then the reason is required."""
+
+    override = forms.BooleanField(required=False, label="Promote although the gate failed")
+    override_reason = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Reason for the override",
+        help_text="Stored with the activation, shown on the version page and recorded in the audit log.",
+    )
+
+    def __init__(self, *args: Any, gate_passed: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate_passed = gate_passed
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.gate_passed:
+            data["override_reason"] = ""
+        elif not data.get("override"):
+            self.add_error("override", "This version failed the gate: tick the override to promote it anyway.")
+        elif not (data.get("override_reason") or "").strip():
+            self.add_error("override_reason", "Write why this version goes live although it failed the gate.")
+        return data
+
+
 @action_required("manage_models")
 @require_http_methods(["GET", "POST"])
 def model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
-    """GET: the confirmation page. POST: activate the version (the registry audits it)."""
+    """GET: the candidate beside the active version and the gate's verdict. POST: promote
+    (a version that failed the gate only with the override and a reason)."""
     version = get_object_or_404(ModelVersion, pk=version_id)
-    if request.method == "POST":
+    summary = promotion_summary(version)
+    form = PromoteForm(
+        request.POST if request.method == "POST" else None, gate_passed=bool(summary["gate"].get("promote"))
+    )
+    if request.method == "POST" and form.is_valid():
         try:
-            registry.version_activate(
+            version_promote(
                 version=version,
                 actor=request.user,
                 audit=audit_context(request),
                 reason="promoted from the web interface",
+                override_reason=form.cleaned_data["override_reason"],
             )
         except registry.RegistryError as exc:
             messages.error(request, f"Not promoted: {exc}")
@@ -142,22 +177,17 @@ def model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
         return redirect("model_list")
     return render(
         request,
-        "training/confirm.html",
-        {
-            "title": f"Promote {version}?",
-            "action": "Promote",
-            "version": version,
-            "current": registry.active_version(version.name),
-            "explanation": "New predictions will use this version from their next task. "
-            "Results already produced keep the version that made them.",
-        },
+        "training/promote.html",
+        {**summary, "version": version, "form": form},
+        status=400 if form.errors else 200,
     )
 
 
 @action_required("manage_models")
 @require_http_methods(["GET", "POST"])
 def model_rollback(request: HttpRequest) -> HttpResponse:
-    """GET: the confirmation page. POST: re-activate the previously active version."""
+    """GET: the confirmation page naming the target. POST: re-activate the version the
+    active one's latest promotion replaced (the registry audits it)."""
     if request.method == "POST":
         try:
             version = registry.version_rollback(actor=request.user, audit=audit_context(request))
@@ -166,15 +196,21 @@ def model_rollback(request: HttpRequest) -> HttpResponse:
             return redirect("model_list")
         messages.success(request, f"Rolled back: {version} is active again.")
         return redirect("model_list")
+    target = registry.rollback_target()
     return render(
         request,
         "training/confirm.html",
         {
-            "title": "Roll back to the previous model?",
+            "title": f"Roll back to {target}?" if target else "Nothing to roll back to",
             "action": "Roll back",
-            "version": None,
+            "version": target,
             "current": registry.active_version(),
-            "explanation": "The version that was active before the current one becomes active again.",
+            "explanation": (
+                f"{target} was active before the current version was promoted; it becomes active again. "
+                "Rolling back again goes further back in the activation history, never forward."
+                if target
+                else "The active version has no earlier version in the activation history."
+            ),
         },
     )
 

@@ -19,7 +19,10 @@ def test_list_promote_and_roll_back(client_for, tmp_path) -> None:
     row = next(v for v in listed if v["id"] == second.pk)
     assert row["metrics"] == {"auc": 0.91} and row["artifact_sha256"]["model.tflite"]
     assert admin.post(f"/api/v1/models/{first.pk}/activate/").json()["status"] == "active"
-    assert admin.post(f"/api/v1/models/{second.pk}/activate/").json()["status"] == "active"
+    # neither has a validation evaluation the gate could compare: promoting over it needs a reason
+    assert admin.post(f"/api/v1/models/{second.pk}/activate/").status_code == 409
+    promoted = admin.post(f"/api/v1/models/{second.pk}/activate/", {"override_reason": "test"}, format="json")
+    assert promoted.json()["status"] == "active"
     assert ModelVersion.objects.get(pk=first.pk).status == "archived"
     rolled = admin.post("/api/v1/models/rollback/", {"name": first.name}, format="json")
     assert rolled.status_code == 200 and rolled.json()["id"] == first.pk

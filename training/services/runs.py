@@ -251,7 +251,7 @@ def _execute(run: TrainingRun) -> ModelVersion:
     )
     if decision["promote"]:
         registry.version_activate(
-            version=version, actor=run.created_by, reason=f"training run {run.pk} passed the gate"
+            version=version, actor=run.created_by, reason=f"training run {run.pk} passed the gate", gate=decision
         )
     return version
 

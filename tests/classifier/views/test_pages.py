@@ -170,7 +170,8 @@ def test_promote_and_rollback_need_confirmation_post(clients, model_version, tmp
         preprocess_config={},
         artifact_dir=str(tmp_path / "nope"),
     )
-    response = client.post(f"/models/{candidate.pk}/promote/", follow=True)
+    override = {"override": "on", "override_reason": "test"}  # the gate cannot compare it: override
+    response = client.post(f"/models/{candidate.pk}/promote/", override, follow=True)
     assert response.status_code == 200 and b"Not promoted" in response.content
     response = client.post("/models/rollback/", follow=True)
     assert response.status_code == 200 and b"Not rolled back" in response.content
