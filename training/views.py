@@ -19,6 +19,7 @@ from classifier.http import audit_context, request_user
 from classifier.roles import action_required
 from training import registry
 from training.models import Dataset, ModelVersion, TrainingRun
+from training.services.progress import run_progress
 from training.services.promotion import promotion_summary, version_promote
 from training.services.runs import architecture_names, reviewed_images_waiting, training_run_start
 
@@ -232,7 +233,8 @@ def training_start(request: HttpRequest) -> HttpResponse:
         except ValueError as exc:  # the spec validator explains what is wrong
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Training run #{run.pk} queued.")
+            # No flash message: the run page says the status itself and keeps it current
+            # (a "queued" message would stay on screen after the run succeeded).
             return redirect("training_detail", run_id=run.pk)
     return render(
         request,
@@ -246,7 +248,11 @@ def training_start(request: HttpRequest) -> HttpResponse:
 def training_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     """A run's progress bar and live loss curve (polled), its spec and its outcome."""
     run = get_object_or_404(TrainingRun.objects.select_related("model_version", "created_by"), pk=run_id)
-    return render(request, "training/training_detail.html", {"run": run, "datasets": run.datasets.all()})
+    return render(
+        request,
+        "training/training_detail.html",
+        {"run": run, "datasets": run.datasets.all(), "state": run_progress(run)},
+    )
 
 
 @action_required("manage_models")
@@ -263,6 +269,7 @@ def training_progress(request: HttpRequest, run_id: int) -> JsonResponse:
             "error_message": run.error_message,
             "final": run.status in (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED),
             "promotion": run.promotion or {},
+            **run_progress(run),
             "model_version": {"name": str(version), "url": f"/models/{version.pk}/"} if version else None,
         }
     )

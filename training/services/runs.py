@@ -243,6 +243,7 @@ def _execute(run: TrainingRun) -> ModelVersion:
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    progress({"stage": "gate"})
     decision = _gate(version, champion, splits["val"])
     TrainingRun.objects.filter(pk=run.pk).update(
         history=candidate.history,

@@ -1,0 +1,77 @@
+"""The training run page: progress over every phase, the gate's reasons, no stale status."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from training.models import Dataset, DatasetImage, TrainingRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def web_admin(role_users) -> Client:
+    client = Client()
+    client.force_login(role_users["Admin"])
+    return client
+
+
+def labelled_rows(name: str = "rows") -> Dataset:
+    """Dataset rows with recorded train and val splits (no files: nothing here trains)."""
+    dataset = Dataset.objects.create(name=name, layout="folders", source_dir="/nowhere")
+    for i in range(8):
+        DatasetImage.objects.create(
+            dataset=dataset,
+            file=f"datasets/rows/{i}.png",
+            sha256=f"{i:064d}",
+            original_path=f"{i}.png",
+            label=["NORMAL", "COVID19"][i % 2],
+            patient_key=f"p{i}",
+            split="val" if i < 4 else "train",
+            format="PNG",
+            width=64,
+            height=64,
+        )
+    return dataset
+
+
+@pytest.mark.parametrize(
+    ("status", "record", "percent"),
+    [
+        ("queued", {}, 0),
+        ("running", {"stage": "training", "epoch": 1, "epochs": 2, "fit": 1, "fits": 1}, 40),
+        ("running", {"stage": "training", "epoch": 2, "epochs": 2, "fit": 1, "fits": 1}, 80),  # last epoch
+        ("running", {"stage": "fold 1 of 2 (without a)", "epoch": 4, "epochs": 4, "fit": 1, "fits": 3}, 26),
+        ("running", {"stage": "evaluation", "epoch": 2, "epochs": 2}, 80),
+        ("running", {"stage": "export", "epoch": 2, "epochs": 2}, 88),
+        ("running", {"stage": "gate", "epoch": 2, "epochs": 2}, 95),
+        ("succeeded", {"stage": "gate", "epoch": 2, "epochs": 2}, 100),
+    ],
+)
+def test_progress_covers_every_phase_not_only_the_epochs(web_admin, status, record, percent) -> None:
+    run = TrainingRun.objects.create(status=status, progress=record)
+    data = web_admin.get(f"/training/{run.pk}/progress/").json()
+    assert data["percent"] == percent and data["phase"]
+    if record.get("stage") == "export":
+        assert "Exporting" in data["phase"]
+
+
+def test_run_page_shows_the_gates_reasons_and_no_stale_queued_message(web_admin) -> None:
+    dataset = labelled_rows()
+    form = {"architecture": "s0_cnn", "epochs": "2", "batch_size": "8", "input_size": "32", "datasets": [dataset.pk]}
+    started = web_admin.post("/training/start/", form)
+    assert started.status_code == 302, started.content
+    run = TrainingRun.objects.get()
+    reason = "Sensitivity 0.5000 at threshold 0.3000 is below the champion's 0.9500 at threshold 0.3000."
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status="succeeded",
+        progress={"stage": "gate", "epoch": 2, "epochs": 2},
+        promotion={"promote": False, "reasons": [reason]},
+    )
+    body = web_admin.get(started["Location"]).content.decode()
+    assert "did not pass the gate" in body and "Sensitivity 0.5000 at threshold 0.3000 is below" in body
+    assert "queued" not in body.lower()
+    assert 'aria-valuenow="100"' in body
+    data = web_admin.get(f"/training/{run.pk}/progress/").json()
+    assert data["promotion"]["reasons"] == [reason] and data["percent"] == 100
