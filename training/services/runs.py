@@ -79,7 +79,15 @@ def training_run_start(
 
 def training_items(run: TrainingRun) -> list[Item]:
     """Dataset images of the run (all datasets when none chosen) plus reviewed images."""
-    datasets = list(run.datasets.all()) or list(Dataset.objects.all())
+    return collect_items(
+        datasets=list(run.datasets.all()), include_reviews=run.include_reviews, views=run.spec.get("views") or []
+    )
+
+
+def collect_items(*, datasets: list[Dataset], include_reviews: bool, views: list[str]) -> list[Item]:
+    """Dataset images of ``datasets`` (all datasets when empty), plus reviewed images when
+    ``include_reviews``, kept when their view is one of ``views`` (all when empty)."""
+    datasets = datasets or list(Dataset.objects.all())
     items = [
         Item(
             key=f"dataset:{row.pk}",
@@ -92,7 +100,7 @@ def training_items(run: TrainingRun) -> list[Item]:
         )
         for row in DatasetImage.objects.filter(dataset__in=datasets).select_related("dataset")
     ]
-    if run.include_reviews:
+    if include_reviews:
         for image in reviewed_images().select_related("study__patient"):
             items.append(
                 Item(
@@ -105,8 +113,8 @@ def training_items(run: TrainingRun) -> list[Item]:
                     view=image.study.view_position,
                 )
             )
-    views = set(run.spec.get("views") or [])
-    return [item for item in items if not views or item.view.upper() in views]
+    wanted = set(views)
+    return [item for item in items if not wanted or item.view.upper() in wanted]
 
 
 def split_items(items: list[Item], *, seed: int, val_fraction: float) -> dict[str, list[Item]]:
