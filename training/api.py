@@ -15,7 +15,7 @@ from classifier.http import audit_context, request_user
 from training import registry
 from training.models import Dataset, ModelVersion, TrainingRun
 from training.services.promotion import PromotionRefused, promotion_summary, version_promote
-from training.services.runs import training_run_start
+from training.services.runs import TrainingDataMissing, training_run_start
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -193,7 +193,13 @@ class TrainingRunListCreateApi(ListApi):
     ordering_fields = ["created_at"]
     audit_action = "api_list_training"
 
-    @extend_schema(request=TrainingRunInput, responses={201: TrainingRunSerializer})
+    @extend_schema(
+        request=TrainingRunInput,
+        responses={
+            201: TrainingRunSerializer,
+            409: OpenApiResponse(description="no_training_data: what is missing and how to add data."),
+        },
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         form = TrainingRunInput(data=request.data)
@@ -206,6 +212,8 @@ class TrainingRunListCreateApi(ListApi):
                 created_by=request_user(request),
                 audit=audit_context(request),
             )
+        except TrainingDataMissing as exc:
+            raise ApiError("no_training_data", str(exc), status.HTTP_409_CONFLICT) from None
         except (ValueError, TypeError, KeyError) as exc:
             raise ApiError("invalid_spec", f"The training spec is invalid: {exc}", 400) from None
         return Response(

@@ -32,6 +32,39 @@ class Dataset(models.Model):
         return self.name
 
 
+class DatasetImport(models.Model):
+    """An import of a server-side folder of labelled images, run on the training queue."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    directory = models.CharField(max_length=500)
+    layout = models.CharField(max_length=16, choices=Dataset.Layout.choices)
+    name = models.CharField(max_length=128, help_text="Dataset the images go to (created when new).")
+    default_split = models.CharField(max_length=5, blank=True, default="")
+    progress = models.JSONField(default=dict, blank=True, help_text="done, total, added, duplicate, rejected")
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="imports")
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_by = models.CharField(max_length=128, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Dataset import #{self.pk} of {self.directory} ({self.status})"
+
+
 class DatasetImage(models.Model):
     """One labelled image of a dataset, stored under a generated name after validation."""
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
+from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
@@ -18,7 +19,8 @@ from django.views.decorators.http import require_http_methods
 from classifier.http import audit_context, request_user
 from classifier.roles import action_required
 from training import registry
-from training.models import Dataset, ModelVersion, TrainingRun
+from training.models import Dataset, DatasetImport, ModelVersion, TrainingRun
+from training.services.imports import ImportRefused, dataset_import_start, import_root
 from training.services.progress import run_progress
 from training.services.promotion import promotion_summary, version_promote
 from training.services.runs import architecture_names, reviewed_images_waiting, training_run_start
@@ -87,6 +89,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
             "schedule": _schedule(),
             "waiting": reviewed_images_waiting(),
             "form": TrainingStartForm(),
+            "no_datasets": not Dataset.objects.exists(),
         },
     )
 
@@ -239,8 +242,82 @@ def training_start(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "training/training_start.html",
-        {"form": form, "waiting": reviewed_images_waiting()},
+        {"form": form, "waiting": reviewed_images_waiting(), "no_datasets": not Dataset.objects.exists()},
         status=400 if form.errors else 200,
+    )
+
+
+class DatasetImportForm(forms.Form):
+    directory = forms.CharField(
+        max_length=500,
+        label="Folder on the server",
+        help_text="Absolute, or relative to the import folder. Layout folders: DIR/<LABEL>/files or "
+        "DIR/<split>/<LABEL>/files with LABEL one of NORMAL, PNEUMONIA_BACTERIAL, PNEUMONIA_VIRAL, "
+        "PNEUMONIA, COVID19 (an optional manifest.csv names patients and views).",
+    )
+    layout = forms.ChoiceField(choices=Dataset.Layout.choices, initial=Dataset.Layout.FOLDERS)
+    name = forms.CharField(max_length=128, required=False, help_text="Dataset name (default: the folder's name).")
+    default_split = forms.ChoiceField(
+        required=False,
+        choices=[("", "Assigned by patient at training time"), ("train", "train"), ("val", "val"), ("test", "test")],
+        help_text="For images whose layout names no split.",
+    )
+
+
+@action_required("start_training")
+@require_http_methods(["GET", "POST"])
+def dataset_import(request: HttpRequest) -> HttpResponse:
+    """Import a server-side folder of labelled images as a dataset (a task on the training queue)."""
+    form = DatasetImportForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = dataset_import_start(
+                directory=form.cleaned_data["directory"],
+                layout=form.cleaned_data["layout"],
+                name=form.cleaned_data["name"],
+                default_split=form.cleaned_data["default_split"],
+                created_by=request_user(request),
+                audit=audit_context(request),
+            )
+        except ImportRefused as exc:
+            form.add_error("directory", str(exc))
+        else:
+            return redirect("dataset_import_detail", import_id=job.pk)
+    return render(
+        request,
+        "training/dataset_import.html",
+        {
+            "form": form,
+            "root": import_root(),
+            "datasets": Dataset.objects.annotate(n=Count("images")).order_by("name"),
+            "imports": DatasetImport.objects.select_related("dataset", "created_by")[:10],
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+@action_required("start_training")
+def dataset_import_detail(request: HttpRequest, import_id: int) -> HttpResponse:
+    job = get_object_or_404(DatasetImport.objects.select_related("dataset", "created_by"), pk=import_id)
+    return render(request, "training/dataset_import_detail.html", {"job": job})
+
+
+@action_required("start_training")
+def dataset_import_progress(request: HttpRequest, import_id: int) -> JsonResponse:
+    """What the import page polls."""
+    job = get_object_or_404(DatasetImport.objects.select_related("dataset"), pk=import_id)
+    progress = job.progress or {}
+    total, done = progress.get("total") or 0, progress.get("done") or 0
+    return JsonResponse(
+        {
+            "status": job.status,
+            "status_label": job.get_status_display(),
+            "progress": progress,
+            "percent": 100 if job.status == DatasetImport.Status.SUCCEEDED else int(100 * done / total) if total else 0,
+            "final": job.status in (DatasetImport.Status.SUCCEEDED, DatasetImport.Status.FAILED),
+            "error_message": job.error_message,
+            "dataset": job.dataset.name if job.dataset else None,
+        }
     )
 
 

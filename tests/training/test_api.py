@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.classifier.api.helpers import registered_version
+from tests.factories import labelled_rows
 from training.models import ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +50,7 @@ def test_registry_refusals_are_409(client_for, tmp_path) -> None:
 def test_start_a_training_run_and_read_its_progress(
     client_for, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:
+    labelled_rows()  # something to train on
     sent = []
     monkeypatch.setattr("training.tasks.training_run_task.delay", sent.append)
     admin = client_for("Admin")

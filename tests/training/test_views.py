@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from training.models import Dataset, DatasetImage, TrainingRun
+from tests.factories import labelled_rows
+from training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -15,25 +16,6 @@ def web_admin(role_users) -> Client:
     client = Client()
     client.force_login(role_users["Admin"])
     return client
-
-
-def labelled_rows(name: str = "rows") -> Dataset:
-    """Dataset rows with recorded train and val splits (no files: nothing here trains)."""
-    dataset = Dataset.objects.create(name=name, layout="folders", source_dir="/nowhere")
-    for i in range(8):
-        DatasetImage.objects.create(
-            dataset=dataset,
-            file=f"datasets/rows/{i}.png",
-            sha256=f"{i:064d}",
-            original_path=f"{i}.png",
-            label=["NORMAL", "COVID19"][i % 2],
-            patient_key=f"p{i}",
-            split="val" if i < 4 else "train",
-            format="PNG",
-            width=64,
-            height=64,
-        )
-    return dataset
 
 
 @pytest.mark.parametrize(

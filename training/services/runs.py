@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from classifier import claims
+from classifier.models import Label
 from classifier.selectors.reviews import reviewed_images
 from classifier.services.audit import AuditContext, audit_record
 from training import registry
@@ -28,6 +29,7 @@ from training.models import Dataset, DatasetImage, ModelVersion, TrainingRun
 from training.services.datasets import assign_splits
 
 log = logging.getLogger(__name__)
+IMPORT_PAGE = "/training/datasets/import/"
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,20 @@ def training_run_start(
     enqueue: bool = True,
     audit: AuditContext | None = None,
 ) -> TrainingRun:
-    """Create a QUEUED run; with ``enqueue`` it is sent to the training queue on commit."""
+    """Create a QUEUED run; with ``enqueue`` it is sent to the training queue on commit.
+
+    Raises ValueError for an invalid spec and TrainingDataMissing (a ValueError) when the
+    chosen data cannot fill both the train and the validation split, before any run exists.
+    """
     from training.services.runspec import spec_with_defaults
 
+    full_spec = spec_with_defaults(spec)
+    problem = training_data_problem(spec=full_spec, datasets=datasets or [], include_reviews=include_reviews)
+    if problem is not None:
+        raise TrainingDataMissing(problem)
     with transaction.atomic():
         run = TrainingRun.objects.create(
-            spec=spec_with_defaults(spec), include_reviews=include_reviews, created_by=created_by, trigger=trigger
+            spec=full_spec, include_reviews=include_reviews, created_by=created_by, trigger=trigger
         )
         run.datasets.set(datasets or [])
         audit_record(actor=created_by, action="training_start", obj=run, audit=audit, detail={"trigger": trigger})
@@ -75,6 +85,37 @@ def training_run_start(
 
             transaction.on_commit(lambda: training_run_task.delay(run.pk))
     return run
+
+
+class TrainingDataMissing(ValueError):
+    """There is not enough labelled data to train; the message says what is missing and how to add it."""
+
+
+HOW_TO_ADD_DATA = (
+    "Import a folder of labelled images (DIR/<LABEL>/files or DIR/<split>/<LABEL>/files, LABEL one of "
+    f"{', '.join(Label.values)}) on the Import dataset page ({IMPORT_PAGE}) or with "
+    "`python manage.py import_dataset DIR --layout folders`, or have radiologists review images."
+)
+
+
+def training_data_problem(*, spec: dict[str, Any], datasets: list[Dataset], include_reviews: bool) -> str | None:
+    """Why a run with these inputs could not train (None when it can): no labelled image at
+    all, or too few patients to fill both the train and the validation split."""
+    items = collect_items(datasets=datasets, include_reviews=include_reviews, views=spec.get("views") or [])
+    if not items:
+        if not Dataset.objects.exists() and not (include_reviews and reviewed_images().exists()):
+            return f"There is no training data yet: no dataset has been imported and no reviewed image is included. {HOW_TO_ADD_DATA}"
+        chosen = ", ".join(d.name for d in datasets) or "all datasets"
+        views = f" with views {', '.join(spec['views'])}" if spec.get("views") else ""
+        return f"The chosen data ({chosen}{views}) holds no labelled image. {HOW_TO_ADD_DATA}"
+    splits = split_items(items, seed=int(spec["train"]["seed"]), val_fraction=float(spec.get("val_fraction", 0.15)))
+    if not splits["train"] or not splits["val"]:
+        return (
+            f"Training needs labelled images in both the train and the validation split; the chosen data has "
+            f"{len(items)} image(s): {len(splits['train'])} train, {len(splits['val'])} validation, "
+            f"{len(splits['test'])} test. Add images of more patients. {HOW_TO_ADD_DATA}"
+        )
+    return None
 
 
 def training_items(run: TrainingRun) -> list[Item]:
@@ -303,7 +344,11 @@ def retrain_check(*, name: str = registry.DEFAULT_NAME) -> TrainingRun | None:
         return None
     spec = dict(active.hyperparameters.get("run_spec", {})) if active is not None else {}
     log.info("scheduled retraining: %s reviewed images since the active version", waiting)
-    return training_run_start(spec=spec, trigger=TrainingRun.Trigger.SCHEDULE)
+    try:
+        return training_run_start(spec=spec, trigger=TrainingRun.Trigger.SCHEDULE)
+    except TrainingDataMissing as exc:
+        log.warning("scheduled retraining not started: %s", exc)
+        return None
 
 
 def reviewed_images_waiting(*, name: str = registry.DEFAULT_NAME) -> int:

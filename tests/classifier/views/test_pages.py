@@ -179,8 +179,10 @@ def test_promote_and_rollback_need_confirmation_post(clients, model_version, tmp
 
 
 def test_training_start_form_creates_a_queued_run(clients, model_version) -> None:
+    from tests.factories import labelled_rows
     from training.models import TrainingRun
 
+    labelled_rows()  # something to train on: without data the form refuses (test_imports)
     form = {"architecture": "s0_cnn", "epochs": "2", "batch_size": "8", "input_size": "32", "include_reviews": "on"}
     assert clients["Clinician"].post("/training/start/", form).status_code == 403
     response = clients["Admin"].post("/training/start/", form)
