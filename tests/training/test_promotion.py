@@ -147,3 +147,42 @@ def test_rollback_after_promoting_an_older_version_returns_to_the_one_it_replace
     assert registry.version_rollback() == v1
     with pytest.raises(registry.RegistryError):
         registry.version_rollback()  # v1's own promotion replaced nothing
+
+
+def _legacy_history(tmp_path, steps: list[tuple[int, str]]) -> list[ModelVersion]:
+    """Versions and the audit events the registry wrote before the activation history
+    existed: (index of the version activated, its reason), in order."""
+    import importlib
+    from datetime import timedelta
+
+    from django.apps import apps
+    from django.utils import timezone
+
+    ModelVersion.objects.update(status=ModelVersion.Status.ARCHIVED)
+    AuditEvent.objects.filter(action="model_activate").delete()  # the shipped model's, from migrate
+    versions = [registered_version(tmp_path, seed) for seed in range(1 + max(i for i, _ in steps))]
+    start = timezone.now() - timedelta(hours=1)
+    for minute, (index, reason) in enumerate(steps):
+        event = AuditEvent.objects.create(
+            action="model_activate",
+            object_type="training.modelversion",
+            object_id=str(versions[index].pk),
+            detail={"reason": reason},
+        )
+        AuditEvent.objects.filter(pk=event.pk).update(created_at=start + timedelta(minutes=minute))
+    ModelVersion.objects.filter(pk=versions[steps[-1][0]].pk).update(status=ModelVersion.Status.ACTIVE)
+    ModelActivation.objects.all().delete()
+    importlib.import_module("training.migrations.0005_activation_history_from_audit").seed(apps, None)
+    return versions
+
+
+def test_the_seeded_history_of_a_legacy_rollback_does_not_toggle_forward(tmp_path) -> None:
+    v1, _v2 = _legacy_history(tmp_path, [(0, "manual"), (1, "manual"), (0, "rollback")])
+    assert registry.active_version() == v1 and registry.rollback_target() is None
+
+
+def test_the_seeded_history_rolls_back_to_the_previously_promoted_version(tmp_path) -> None:
+    v1, v2, _v3 = _legacy_history(tmp_path, [(0, "manual"), (1, "api"), (2, "manual")])
+    assert registry.rollback_target() == v2
+    registry.version_rollback()
+    assert registry.rollback_target() == v1
