@@ -79,13 +79,16 @@ def model_list(request: HttpRequest) -> HttpResponse:
     versions = list(ModelVersion.objects.select_related("parent").order_by("name", "-version"))
     for version in versions:
         version.val_binary = _binary(version)  # type: ignore[attr-defined]  # for the template
+    runs = list(TrainingRun.objects.select_related("model_version", "created_by").order_by("-created_at")[:20])
+    for run in runs:
+        run.state = run_progress(run)  # type: ignore[attr-defined]  # for the template
     return render(
         request,
         "training/model_list.html",
         {
             "versions": versions,
             "active": registry.active_version(),
-            "runs": TrainingRun.objects.select_related("model_version", "created_by").order_by("-created_at")[:20],
+            "runs": runs,
             "schedule": _schedule(),
             "waiting": reviewed_images_waiting(),
             "form": TrainingStartForm(),

@@ -57,3 +57,9 @@ def test_run_page_shows_the_gates_reasons_and_no_stale_queued_message(web_admin)
     assert 'aria-valuenow="100"' in body
     data = web_admin.get(f"/training/{run.pk}/progress/").json()
     assert data["promotion"]["reasons"] == [reason] and data["percent"] == 100
+
+
+def test_the_model_list_shows_each_runs_phase_not_only_its_epoch(web_admin) -> None:
+    TrainingRun.objects.create(status="running", progress={"stage": "export", "epoch": 2, "epochs": 2})
+    body = web_admin.get("/models/").content.decode()
+    assert "88 % · Exporting the runtime model" in body and "epoch 2/2" not in body
