@@ -63,3 +63,15 @@ def test_the_model_list_shows_each_runs_phase_not_only_its_epoch(web_admin) -> N
     TrainingRun.objects.create(status="running", progress={"stage": "export", "epoch": 2, "epochs": 2})
     body = web_admin.get("/models/").content.decode()
     assert "88 % · Exporting the runtime model" in body and "epoch 2/2" not in body
+
+
+def test_the_version_page_shows_why_the_gate_did_not_promote_it(web_admin, tmp_path) -> None:
+    from tests.classifier.api.helpers import registered_version
+
+    version = registered_version(tmp_path)
+    reason = "AUC 0.4600 is worse than the floor 0.9500 (the champion's AUC 0.9700 minus its 95% CI half-width)."
+    TrainingRun.objects.create(
+        status="succeeded", model_version=version, promotion={"promote": False, "reasons": [reason], "champion": 1}
+    )
+    body = web_admin.get(f"/models/{version.pk}/").content.decode()
+    assert "not promoted by the run" in body and "AUC 0.4600 is worse than the floor 0.9500" in body
