@@ -43,6 +43,10 @@ def _load() -> dict:
         "csrf_trusted": env.list("CSRF_TRUSTED_ORIGINS", []),
         "media_root": Path(env.str("CXR_MEDIA_ROOT", str(var_dir / "media"))).resolve(),
         "model_root": Path(env.str("CXR_MODEL_ROOT", str(var_dir / "models"))).resolve(),
+        # Folders an admin may import from the web page: only under this root.
+        "import_root": Path(
+            env.str("CXR_DATASET_IMPORT_ROOT", env.str("CXR_DATA_DIR", str(BASE_DIR.parent / "shared" / "data")))
+        ).resolve(),
         "secure_cookies": env.bool("CXR_SECURE_COOKIES", not debug),
         "session_minutes": env.int("CXR_SESSION_TIMEOUT_MINUTES", 30, minimum=1),
         "lockout_failures": env.int("CXR_LOGIN_FAILURE_LIMIT", 5, minimum=1),
@@ -285,6 +289,7 @@ CELERY_WORKER_PROC_ALIVE_TIMEOUT = 120
 CXR = {
     "MODEL_ROOT": _cfg["model_root"],
     "SHIPPED_MODEL_DIR": BASE_DIR / "training" / "shipped",
+    "DATASET_IMPORT_ROOT": _cfg["import_root"],
     "MAX_UPLOAD_BYTES": _cfg["max_upload_bytes"],
     "MAX_PIXELS": _cfg["max_pixels"],
     "INFERENCE_RUNTIME": _cfg["runtime"],

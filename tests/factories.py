@@ -6,7 +6,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from classifier.models import Image, Patient, Prediction, Review, Study
-from training.models import ModelVersion
+from training.models import Dataset, DatasetImage, ModelVersion
 
 LABELS = ["NORMAL", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "COVID19"]
 
@@ -87,3 +87,22 @@ class ReviewFactory(factory.django.DjangoModelFactory):
     radiologist = factory.SubFactory(UserFactory)
     decision = Review.Decision.CONFIRM
     label = factory.SelfAttribute("prediction.label")
+
+
+def labelled_rows(name: str = "rows") -> Dataset:
+    """Dataset rows with recorded train and val splits (no files: nothing here trains)."""
+    dataset = Dataset.objects.create(name=name, layout="folders", source_dir="/nowhere")
+    for i in range(8):
+        DatasetImage.objects.create(
+            dataset=dataset,
+            file=f"datasets/rows/{i}.png",
+            sha256=f"{i:064d}",
+            original_path=f"{i}.png",
+            label=["NORMAL", "COVID19"][i % 2],
+            patient_key=f"p{i}",
+            split="val" if i < 4 else "train",
+            format="PNG",
+            width=64,
+            height=64,
+        )
+    return dataset

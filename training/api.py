@@ -14,7 +14,8 @@ from classifier.api.idempotency import idempotent
 from classifier.http import audit_context, request_user
 from training import registry
 from training.models import Dataset, ModelVersion, TrainingRun
-from training.services.runs import training_run_start
+from training.services.promotion import PromotionRefused, promotion_summary, version_promote
+from training.services.runs import TrainingDataMissing, training_run_start
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -98,28 +99,77 @@ class ModelVersionDetailApi(RetrieveApi):
     audit_action = "api_read_model"
 
 
-class ModelVersionActivateApi(Api):
-    """Promote a version: it becomes active, the previous one is archived."""
+class PromoteInput(serializers.Serializer):
+    override_reason = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Required when the version fails the promotion gate: why it goes live anyway (audited).",
+    )
 
-    role_actions = {"POST": "manage_models"}
+
+class PromotionCheckSerializer(serializers.Serializer):
+    candidate = ModelVersionSerializer()
+    active = ModelVersionSerializer(allow_null=True)
+    gate = serializers.DictField(
+        help_text="The gate's verdict: promote (bool), reasons, candidate and champion version numbers, source."
+    )
+
+
+class RollbackCheckSerializer(serializers.Serializer):
+    active = ModelVersionSerializer(allow_null=True)
+    target = ModelVersionSerializer(allow_null=True)
+
+
+class ModelVersionActivateApi(Api):
+    """GET: what promoting would do (the candidate beside the active version, the gate's
+    verdict and reasons). POST: promote; a version that fails the gate needs
+    ``override_reason`` (409 ``gate_failed`` without it)."""
+
+    role_actions = {"GET": "manage_models", "POST": "manage_models"}
+
+    @extend_schema(responses={200: PromotionCheckSerializer})
+    def get(self, request: Request, pk: int) -> Response:
+        summary = promotion_summary(get_object_or_404(ModelVersion, pk=pk))
+        return Response(PromotionCheckSerializer(summary).data)
 
     @extend_schema(
-        request=None,
-        responses={200: ModelVersionSerializer, 409: OpenApiResponse(description="Failed or incomplete artifact.")},
+        request=PromoteInput,
+        responses={
+            200: ModelVersionSerializer,
+            409: OpenApiResponse(description="Failed the gate without an override reason, or a failed artifact."),
+        },
     )
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         version = get_object_or_404(ModelVersion, pk=pk)
-        version = registry.version_activate(
-            version=version, actor=request.user, audit=audit_context(request), reason="api"
-        )
+        form = PromoteInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            version = version_promote(
+                version=version,
+                actor=request.user,
+                audit=audit_context(request),
+                reason="api",
+                override_reason=form.validated_data["override_reason"],
+            )
+        except PromotionRefused as exc:
+            raise ApiError(exc.code, str(exc), status.HTTP_409_CONFLICT) from None
         return Response(ModelVersionSerializer(version).data)
 
 
 class ModelVersionRollbackApi(Api):
-    """Re-activate the version that was active before the current one."""
+    """GET: the version a rollback would re-activate. POST: undo the active version's
+    latest promotion (re-activate the version it replaced; repeated calls walk back)."""
 
-    role_actions = {"POST": "manage_models"}
+    role_actions = {"GET": "manage_models", "POST": "manage_models"}
+
+    @extend_schema(responses={200: RollbackCheckSerializer})
+    def get(self, request: Request) -> Response:
+        name = request.query_params.get("name") or registry.DEFAULT_NAME
+        data = {"active": registry.active_version(name), "target": registry.rollback_target(name)}
+        return Response(RollbackCheckSerializer(data).data)
 
     @extend_schema(
         request=RollbackInput,
@@ -143,7 +193,13 @@ class TrainingRunListCreateApi(ListApi):
     ordering_fields = ["created_at"]
     audit_action = "api_list_training"
 
-    @extend_schema(request=TrainingRunInput, responses={201: TrainingRunSerializer})
+    @extend_schema(
+        request=TrainingRunInput,
+        responses={
+            201: TrainingRunSerializer,
+            409: OpenApiResponse(description="no_training_data: what is missing and how to add data."),
+        },
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         form = TrainingRunInput(data=request.data)
@@ -156,6 +212,8 @@ class TrainingRunListCreateApi(ListApi):
                 created_by=request_user(request),
                 audit=audit_context(request),
             )
+        except TrainingDataMissing as exc:
+            raise ApiError("no_training_data", str(exc), status.HTTP_409_CONFLICT) from None
         except (ValueError, TypeError, KeyError) as exc:
             raise ApiError("invalid_spec", f"The training spec is invalid: {exc}", 400) from None
         return Response(

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from classifier.findings import cause_validation
 from classifier.models import Label
@@ -29,6 +30,39 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class DatasetImport(models.Model):
+    """An import of a server-side folder of labelled images, run on the training queue."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    directory = models.CharField(max_length=500)
+    layout = models.CharField(max_length=16, choices=Dataset.Layout.choices)
+    name = models.CharField(max_length=128, help_text="Dataset the images go to (created when new).")
+    default_split = models.CharField(max_length=5, blank=True, default="")
+    progress = models.JSONField(default=dict, blank=True, help_text="done, total, added, duplicate, rejected")
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="imports")
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_by = models.CharField(max_length=128, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Dataset import #{self.pk} of {self.directory} ({self.status})"
 
 
 class DatasetImage(models.Model):
@@ -111,6 +145,37 @@ class ModelVersion(models.Model):
             return dict(recorded)
         groups = ((self.hyperparameters or {}).get("run_spec") or {}).get("balance_groups") or {}
         return cause_validation((self.data_snapshot or {}).get("counts") or {}, groups)
+
+
+class ModelActivation(models.Model):
+    """One change of the active version of a name: the history a rollback walks back along.
+
+    A promotion records the version it replaced; rolling back undoes the latest promotion
+    of the active version (``undone_at``) and re-activates the version it replaced, so
+    repeated rollbacks walk further back and never forward. A promotion over a failed
+    gate carries the gate's result and the written reason for the override.
+    """
+
+    class Kind(models.TextChoices):
+        PROMOTE = "promote", "Promotion"
+        ROLLBACK = "rollback", "Rollback"
+
+    name = models.CharField(max_length=64, db_index=True)
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="activations")
+    previous = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PROMOTE)
+    reason = models.TextField(blank=True)
+    gate = models.JSONField(default=dict, blank=True, help_text="The gate's result at promotion: promote, reasons.")
+    override_reason = models.TextField(blank=True, help_text="Why a version that failed the gate was promoted.")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    undone_at = models.DateTimeField(null=True, blank=True, help_text="When a rollback walked back over it.")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.version} ({self.created_at:%Y-%m-%d %H:%M})"
 
 
 class TrainingRun(models.Model):

@@ -2,7 +2,8 @@
 
 Activation flips the active row inside a transaction; the partial unique constraint
 ``one_active_version_per_name`` makes two active versions impossible even under races.
-Rollback is the same operation aimed at the previously active version.
+Every activation is a row of the activation history (``ModelActivation``); rollback is
+the same operation aimed at the version the active one's latest promotion replaced.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from classifier.inference.manifest import ArtifactIntegrityError, verify_manifest
 from classifier.services.audit import Actor, AuditContext, audit_record
-from training.models import ModelVersion
+from training.models import ModelActivation, ModelVersion
 
 log = logging.getLogger(__name__)
 DEFAULT_NAME = "cxr-triage"
@@ -110,12 +111,46 @@ def version_register(
 
 @transaction.atomic
 def version_activate(
-    *, version: ModelVersion, actor: Actor = None, audit: AuditContext | None = None, reason: str = "manual"
+    *,
+    version: ModelVersion,
+    actor: Actor = None,
+    audit: AuditContext | None = None,
+    reason: str = "manual",
+    gate: dict[str, Any] | None = None,
+    override_reason: str = "",
 ) -> ModelVersion:
-    """Make ``version`` the active one of its name; the previous active one is archived."""
+    """Make ``version`` the active one of its name; the previous active one is archived.
+
+    Recorded as a promotion in the activation history (with the gate's result and an
+    override's reason when given) and audited. Whether the gate allows it is the
+    caller's rule (``training.services.promotion``); activating the active version is a no-op.
+    """
+    return _activate(
+        version=version,
+        kind=ModelActivation.Kind.PROMOTE,
+        actor=actor,
+        audit=audit,
+        reason=reason,
+        gate=gate,
+        override_reason=override_reason,
+    )
+
+
+def _activate(
+    *,
+    version: ModelVersion,
+    kind: str,
+    actor: Actor,
+    audit: AuditContext | None,
+    reason: str,
+    gate: dict[str, Any] | None = None,
+    override_reason: str = "",
+) -> ModelVersion:
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
     if version.status == ModelVersion.Status.FAILED:
         raise RegistryError(f"{version} failed and cannot be activated.")
+    if version.status == ModelVersion.Status.ACTIVE:
+        return version
     artifact_verify(Path(version.artifact_dir))
     previous = (
         ModelVersion.objects.select_for_update()
@@ -125,32 +160,70 @@ def version_activate(
     )
     if previous is not None:
         ModelVersion.objects.filter(pk=previous.pk).update(status=ModelVersion.Status.ARCHIVED)
-    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.ACTIVE, activated_at=timezone.now())
-    audit_record(
-        actor=actor,
-        action="model_activate",
-        obj=version,
-        audit=audit,
-        detail={"reason": reason, "previous": previous.version if previous else None},
+    now = timezone.now()
+    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.ACTIVE, activated_at=now)
+    ModelActivation.objects.create(
+        name=version.name,
+        version=version,
+        previous=previous,
+        kind=kind,
+        reason=reason,
+        gate=gate or {},
+        override_reason=override_reason,
+        actor=actor if isinstance(actor, User) and actor.is_authenticated else None,
+        created_at=now,
     )
-    log.info("activated %s (previous: %s, reason: %s)", version, previous, reason)
+    detail: dict[str, Any] = {"reason": reason, "previous": previous.version if previous else None, "kind": kind}
+    if gate:
+        detail["gate"] = {"promote": bool(gate.get("promote")), "reasons": list(gate.get("reasons") or [])}
+    if override_reason:
+        detail["gate_override_reason"] = override_reason
+    audit_record(actor=actor, action="model_activate", obj=version, audit=audit, detail=detail)
+    log.info("activated %s (previous: %s, %s: %s)", version, previous, kind, reason)
     version.refresh_from_db()
     return version
+
+
+def _latest_promotion(name: str, version: ModelVersion, *, lock: bool = False) -> ModelActivation | None:
+    rows = ModelActivation.objects.filter(
+        name=name, version=version, kind=ModelActivation.Kind.PROMOTE, undone_at__isnull=True
+    )
+    if lock:
+        rows = rows.select_for_update(of=("self",))
+    return rows.select_related("previous").order_by("-created_at", "-pk").first()
+
+
+def rollback_target(name: str = DEFAULT_NAME) -> ModelVersion | None:
+    """The version a rollback would re-activate: the one the active version's latest
+    promotion replaced (never a later one). None when there is nothing to go back to."""
+    current = active_version(name)
+    entry = _latest_promotion(name, current) if current is not None else None
+    return entry.previous if entry is not None else None
 
 
 @transaction.atomic
 def version_rollback(
     *, name: str = DEFAULT_NAME, actor: Actor = None, audit: AuditContext | None = None
 ) -> ModelVersion:
-    """Re-activate the version that was active before the current one."""
+    """Undo the active version's latest promotion: re-activate the version it replaced.
+
+    The promotion row is locked and marked undone, so two concurrent rollbacks walk back
+    one step each (the second sees the first's result), never toggle forward.
+    """
     current = active_version(name)
-    earlier = ModelVersion.objects.filter(name=name, status=ModelVersion.Status.ARCHIVED, activated_at__isnull=False)
-    if current is not None and current.activated_at is not None:
-        earlier = earlier.filter(activated_at__lt=current.activated_at)
-    target = earlier.order_by("-activated_at").first()
-    if target is None:
-        raise RegistryError("There is no earlier active version to roll back to.")
-    return version_activate(version=target, actor=actor, audit=audit, reason="rollback")
+    if current is None:
+        raise RegistryError(f"No version of {name} is active, so there is nothing to roll back.")
+    entry = _latest_promotion(name, current, lock=True)
+    if entry is None or entry.previous is None:
+        raise RegistryError(f"There is no earlier active version of {name} to roll back to from {current}.")
+    ModelActivation.objects.filter(pk=entry.pk).update(undone_at=timezone.now())
+    return _activate(
+        version=entry.previous,
+        kind=ModelActivation.Kind.ROLLBACK,
+        actor=actor,
+        audit=audit,
+        reason=f"rollback from {current}",
+    )
 
 
 def register_shipped_after_migrate(sender: Any = None, using: str = "default", **kwargs: Any) -> None:

@@ -27,3 +27,17 @@ def retrain_check_task() -> int | None:
 
     run = retrain_check()
     return run.pk if run else None
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.CXR["TRAINING_SOFT_TIME_LIMIT"],
+    time_limit=settings.CXR["TRAINING_HARD_TIME_LIMIT"],
+)
+def dataset_import_task(import_id: int) -> str:
+    """Import a folder of labelled images (training queue); a redelivered message does nothing."""
+    from training.services.imports import dataset_import_execute
+
+    job = dataset_import_execute(import_id=import_id)
+    return "skipped" if job is None else job.status

@@ -11,6 +11,13 @@ urlpatterns = [
     path("models/<int:version_id>/promote/", views.model_promote, name="model_promote"),
     path("models/<int:version_id>/plots/<str:name>.png", views.model_plot, name="model_plot"),
     path("training/start/", views.training_start, name="training_start"),
+    path("training/datasets/import/", views.dataset_import, name="dataset_import"),
+    path("training/datasets/imports/<int:import_id>/", views.dataset_import_detail, name="dataset_import_detail"),
+    path(
+        "training/datasets/imports/<int:import_id>/progress/",
+        views.dataset_import_progress,
+        name="dataset_import_progress",
+    ),
     path("training/<int:run_id>/", views.training_detail, name="training_detail"),
     path("training/<int:run_id>/progress/", views.training_progress, name="training_progress"),
 ]

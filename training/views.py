@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
+from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
@@ -18,7 +19,10 @@ from django.views.decorators.http import require_http_methods
 from classifier.http import audit_context, request_user
 from classifier.roles import action_required
 from training import registry
-from training.models import Dataset, ModelVersion, TrainingRun
+from training.models import Dataset, DatasetImport, ModelVersion, TrainingRun
+from training.services.imports import ImportRefused, dataset_import_start, import_root
+from training.services.progress import run_progress
+from training.services.promotion import promotion_summary, version_promote
 from training.services.runs import architecture_names, reviewed_images_waiting, training_run_start
 
 PLOTS = {
@@ -75,16 +79,20 @@ def model_list(request: HttpRequest) -> HttpResponse:
     versions = list(ModelVersion.objects.select_related("parent").order_by("name", "-version"))
     for version in versions:
         version.val_binary = _binary(version)  # type: ignore[attr-defined]  # for the template
+    runs = list(TrainingRun.objects.select_related("model_version", "created_by").order_by("-created_at")[:20])
+    for run in runs:
+        run.state = run_progress(run)  # type: ignore[attr-defined]  # for the template
     return render(
         request,
         "training/model_list.html",
         {
             "versions": versions,
             "active": registry.active_version(),
-            "runs": TrainingRun.objects.select_related("model_version", "created_by").order_by("-created_at")[:20],
+            "runs": runs,
             "schedule": _schedule(),
             "waiting": reviewed_images_waiting(),
             "form": TrainingStartForm(),
+            "no_datasets": not Dataset.objects.exists(),
         },
     )
 
@@ -106,6 +114,7 @@ def model_detail(request: HttpRequest, version_id: int) -> HttpResponse:
             "plots": plots,
             "counts": snapshot.get("counts") or {},
             "run": TrainingRun.objects.filter(model_version=version).first(),
+            "activations": version.activations.select_related("previous", "actor").order_by("-created_at", "-pk"),
         },
     )
 
@@ -122,18 +131,51 @@ def model_plot(request: HttpRequest, version_id: int, name: str) -> FileResponse
     return FileResponse(path.open("rb"), content_type="image/png")
 
 
+class PromoteForm(forms.Form):
+    """An override is needed only when the gate failed; then the reason is required."""
+
+    override = forms.BooleanField(required=False, label="Promote although the gate failed")
+    override_reason = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Reason for the override",
+        help_text="Stored with the activation, shown on the version page and recorded in the audit log.",
+    )
+
+    def __init__(self, *args: Any, gate_passed: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate_passed = gate_passed
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.gate_passed:
+            data["override_reason"] = ""
+        elif not data.get("override"):
+            self.add_error("override", "This version failed the gate: tick the override to promote it anyway.")
+        elif not (data.get("override_reason") or "").strip():
+            self.add_error("override_reason", "Write why this version goes live although it failed the gate.")
+        return data
+
+
 @action_required("manage_models")
 @require_http_methods(["GET", "POST"])
 def model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
-    """GET: the confirmation page. POST: activate the version (the registry audits it)."""
+    """GET: the candidate beside the active version and the gate's verdict. POST: promote
+    (a version that failed the gate only with the override and a reason)."""
     version = get_object_or_404(ModelVersion, pk=version_id)
-    if request.method == "POST":
+    summary = promotion_summary(version)
+    form = PromoteForm(
+        request.POST if request.method == "POST" else None, gate_passed=bool(summary["gate"].get("promote"))
+    )
+    if request.method == "POST" and form.is_valid():
         try:
-            registry.version_activate(
+            version_promote(
                 version=version,
                 actor=request.user,
                 audit=audit_context(request),
                 reason="promoted from the web interface",
+                override_reason=form.cleaned_data["override_reason"],
             )
         except registry.RegistryError as exc:
             messages.error(request, f"Not promoted: {exc}")
@@ -142,22 +184,17 @@ def model_promote(request: HttpRequest, version_id: int) -> HttpResponse:
         return redirect("model_list")
     return render(
         request,
-        "training/confirm.html",
-        {
-            "title": f"Promote {version}?",
-            "action": "Promote",
-            "version": version,
-            "current": registry.active_version(version.name),
-            "explanation": "New predictions will use this version from their next task. "
-            "Results already produced keep the version that made them.",
-        },
+        "training/promote.html",
+        {**summary, "version": version, "form": form},
+        status=400 if form.errors else 200,
     )
 
 
 @action_required("manage_models")
 @require_http_methods(["GET", "POST"])
 def model_rollback(request: HttpRequest) -> HttpResponse:
-    """GET: the confirmation page. POST: re-activate the previously active version."""
+    """GET: the confirmation page naming the target. POST: re-activate the version the
+    active one's latest promotion replaced (the registry audits it)."""
     if request.method == "POST":
         try:
             version = registry.version_rollback(actor=request.user, audit=audit_context(request))
@@ -166,15 +203,21 @@ def model_rollback(request: HttpRequest) -> HttpResponse:
             return redirect("model_list")
         messages.success(request, f"Rolled back: {version} is active again.")
         return redirect("model_list")
+    target = registry.rollback_target()
     return render(
         request,
         "training/confirm.html",
         {
-            "title": "Roll back to the previous model?",
+            "title": f"Roll back to {target}?" if target else "Nothing to roll back to",
             "action": "Roll back",
-            "version": None,
+            "version": target,
             "current": registry.active_version(),
-            "explanation": "The version that was active before the current one becomes active again.",
+            "explanation": (
+                f"{target} was active before the current version was promoted; it becomes active again. "
+                "Rolling back again goes further back in the activation history, never forward."
+                if target
+                else "The active version has no earlier version in the activation history."
+            ),
         },
     )
 
@@ -196,13 +239,88 @@ def training_start(request: HttpRequest) -> HttpResponse:
         except ValueError as exc:  # the spec validator explains what is wrong
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Training run #{run.pk} queued.")
+            # No flash message: the run page says the status itself and keeps it current
+            # (a "queued" message would stay on screen after the run succeeded).
             return redirect("training_detail", run_id=run.pk)
     return render(
         request,
         "training/training_start.html",
-        {"form": form, "waiting": reviewed_images_waiting()},
+        {"form": form, "waiting": reviewed_images_waiting(), "no_datasets": not Dataset.objects.exists()},
         status=400 if form.errors else 200,
+    )
+
+
+class DatasetImportForm(forms.Form):
+    directory = forms.CharField(
+        max_length=500,
+        label="Folder on the server",
+        help_text="Absolute, or relative to the import folder. Layout folders: DIR/<LABEL>/files or "
+        "DIR/<split>/<LABEL>/files with LABEL one of NORMAL, PNEUMONIA_BACTERIAL, PNEUMONIA_VIRAL, "
+        "PNEUMONIA, COVID19 (an optional manifest.csv names patients and views).",
+    )
+    layout = forms.ChoiceField(choices=Dataset.Layout.choices, initial=Dataset.Layout.FOLDERS)
+    name = forms.CharField(max_length=128, required=False, help_text="Dataset name (default: the folder's name).")
+    default_split = forms.ChoiceField(
+        required=False,
+        choices=[("", "Assigned by patient at training time"), ("train", "train"), ("val", "val"), ("test", "test")],
+        help_text="For images whose layout names no split.",
+    )
+
+
+@action_required("start_training")
+@require_http_methods(["GET", "POST"])
+def dataset_import(request: HttpRequest) -> HttpResponse:
+    """Import a server-side folder of labelled images as a dataset (a task on the training queue)."""
+    form = DatasetImportForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = dataset_import_start(
+                directory=form.cleaned_data["directory"],
+                layout=form.cleaned_data["layout"],
+                name=form.cleaned_data["name"],
+                default_split=form.cleaned_data["default_split"],
+                created_by=request_user(request),
+                audit=audit_context(request),
+            )
+        except ImportRefused as exc:
+            form.add_error("directory", str(exc))
+        else:
+            return redirect("dataset_import_detail", import_id=job.pk)
+    return render(
+        request,
+        "training/dataset_import.html",
+        {
+            "form": form,
+            "root": import_root(),
+            "datasets": Dataset.objects.annotate(n=Count("images")).order_by("name"),
+            "imports": DatasetImport.objects.select_related("dataset", "created_by")[:10],
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+@action_required("start_training")
+def dataset_import_detail(request: HttpRequest, import_id: int) -> HttpResponse:
+    job = get_object_or_404(DatasetImport.objects.select_related("dataset", "created_by"), pk=import_id)
+    return render(request, "training/dataset_import_detail.html", {"job": job})
+
+
+@action_required("start_training")
+def dataset_import_progress(request: HttpRequest, import_id: int) -> JsonResponse:
+    """What the import page polls."""
+    job = get_object_or_404(DatasetImport.objects.select_related("dataset"), pk=import_id)
+    progress = job.progress or {}
+    total, done = progress.get("total") or 0, progress.get("done") or 0
+    return JsonResponse(
+        {
+            "status": job.status,
+            "status_label": job.get_status_display(),
+            "progress": progress,
+            "percent": 100 if job.status == DatasetImport.Status.SUCCEEDED else int(100 * done / total) if total else 0,
+            "final": job.status in (DatasetImport.Status.SUCCEEDED, DatasetImport.Status.FAILED),
+            "error_message": job.error_message,
+            "dataset": job.dataset.name if job.dataset else None,
+        }
     )
 
 
@@ -210,7 +328,11 @@ def training_start(request: HttpRequest) -> HttpResponse:
 def training_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     """A run's progress bar and live loss curve (polled), its spec and its outcome."""
     run = get_object_or_404(TrainingRun.objects.select_related("model_version", "created_by"), pk=run_id)
-    return render(request, "training/training_detail.html", {"run": run, "datasets": run.datasets.all()})
+    return render(
+        request,
+        "training/training_detail.html",
+        {"run": run, "datasets": run.datasets.all(), "state": run_progress(run)},
+    )
 
 
 @action_required("manage_models")
@@ -227,6 +349,7 @@ def training_progress(request: HttpRequest, run_id: int) -> JsonResponse:
             "error_message": run.error_message,
             "final": run.status in (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED),
             "promotion": run.promotion or {},
+            **run_progress(run),
             "model_version": {"name": str(version), "url": f"/models/{version.pk}/"} if version else None,
         }
     )

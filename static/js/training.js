@@ -60,12 +60,13 @@
       if (typeof p.loss === "number") seen.loss[p.epoch] = p.loss;
       if (typeof p.val_loss === "number") seen.val_loss[p.epoch] = p.val_loss;
     }
-    var pct = p.epochs ? Math.round(100 * p.epoch / p.epochs) : (data.status === "succeeded" ? 100 : 0);
-    if (data.status === "succeeded") pct = 100;
+    // The server weighs every phase (fits, evaluation, export, gate): the last epoch is not 100 %.
+    var pct = typeof data.percent === "number" ? data.percent : 0;
     bar.querySelector(".fill").style.width = pct + "%";
     bar.setAttribute("aria-valuenow", pct);
     var parts = [data.status_label];
-    if (p.epochs) parts.push("epoch " + p.epoch + " of " + p.epochs);
+    if (data.phase) parts.push(data.phase);
+    parts.push(pct + " %");
     if (typeof p.loss === "number") parts.push("loss " + p.loss.toFixed(4));
     if (typeof p.val_loss === "number") parts.push("val loss " + p.val_loss.toFixed(4));
     if (p.eta_seconds && !data.final) parts.push("about " + Math.ceil(p.eta_seconds) + " s left");
@@ -75,16 +76,26 @@
     draw(series(data.history, "loss"), series(data.history, "val_loss"));
     if (data.final) {
       outcome.innerHTML = "";
-      var msg = document.createElement("p");
+      var msg = document.createElement("div");
       if (data.status === "failed") {
         msg.className = "msg msg-error"; msg.textContent = "The run failed: " + (data.error_message || "no reason recorded");
       } else {
-        msg.className = "msg msg-success";
-        msg.textContent = "Finished. " + (data.promotion && data.promotion.promote ? "The candidate passed the gate and is now active. "
-                                                                                   : "The candidate was not promoted automatically. ");
+        var promoted = data.promotion && data.promotion.promote;
+        msg.className = promoted ? "msg msg-success" : "msg msg-warning";
+        var head = document.createElement("p");
+        head.textContent = "Finished. " + (promoted ? "The candidate passed the gate and is now active. "
+                                                    : "The candidate did not pass the gate and was not promoted. ");
         if (data.model_version) {
           var a = document.createElement("a"); a.href = data.model_version.url; a.textContent = "Open " + data.model_version.name;
-          msg.appendChild(a);
+          head.appendChild(a);
+        }
+        msg.appendChild(head);
+        var reasons = (data.promotion && data.promotion.reasons) || [];
+        if (reasons.length) {
+          var title = document.createElement("p"); title.innerHTML = "<strong>Gate</strong>"; msg.appendChild(title);
+          var list = document.createElement("ul"); list.className = "gate-reasons";
+          reasons.forEach(function (r) { var li = document.createElement("li"); li.textContent = r; list.appendChild(li); });
+          msg.appendChild(list);
         }
       }
       outcome.appendChild(msg);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.classifier.api.helpers import registered_version
+from tests.factories import labelled_rows
 from training.models import ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,10 @@ def test_list_promote_and_roll_back(client_for, tmp_path) -> None:
     row = next(v for v in listed if v["id"] == second.pk)
     assert row["metrics"] == {"auc": 0.91} and row["artifact_sha256"]["model.tflite"]
     assert admin.post(f"/api/v1/models/{first.pk}/activate/").json()["status"] == "active"
-    assert admin.post(f"/api/v1/models/{second.pk}/activate/").json()["status"] == "active"
+    # neither has a validation evaluation the gate could compare: promoting over it needs a reason
+    assert admin.post(f"/api/v1/models/{second.pk}/activate/").status_code == 409
+    promoted = admin.post(f"/api/v1/models/{second.pk}/activate/", {"override_reason": "test"}, format="json")
+    assert promoted.json()["status"] == "active"
     assert ModelVersion.objects.get(pk=first.pk).status == "archived"
     rolled = admin.post("/api/v1/models/rollback/", {"name": first.name}, format="json")
     assert rolled.status_code == 200 and rolled.json()["id"] == first.pk
@@ -46,6 +50,7 @@ def test_registry_refusals_are_409(client_for, tmp_path) -> None:
 def test_start_a_training_run_and_read_its_progress(
     client_for, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:
+    labelled_rows()  # something to train on
     sent = []
     monkeypatch.setattr("training.tasks.training_run_task.delay", sent.append)
     admin = client_for("Admin")

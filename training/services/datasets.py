@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from training.models import Dataset, DatasetImage
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 SPLITS = {"train", "val", "test"}
+PROGRESS_EVERY = 10
 _FINDINGS = {
     "covid-19": Label.COVID19,
     "covid-19, ards": Label.COVID19,
@@ -143,8 +145,11 @@ def dataset_import(
     created_by: User | None = None,
     default_split: str = "",
     limit: int | None = None,
+    progress: Callable[[dict[str, int]], None] | None = None,
 ) -> tuple[Dataset, dict[str, int]]:
     """Validate and store every labelled image of ``directory``; return the dataset and counts.
+
+    ``progress`` gets {done, total, added, duplicate, rejected} every few files.
 
     Re-importing the same name adds only files not yet stored (by sha256). Files that fail
     header validation are counted and skipped, not fatal.
@@ -156,10 +161,11 @@ def dataset_import(
     )
     known = set(dataset.images.values_list("sha256", flat=True))
     counts = {"added": 0, "duplicate": 0, "rejected": 0}
-    for number, candidate in enumerate(SCANNERS[layout](directory)):
-        if limit is not None and number >= limit:
-            break
+    candidates = list(itertools.islice(SCANNERS[layout](directory), limit))
+    for number, candidate in enumerate(candidates, start=1):
         counts[_import_one(dataset, candidate, known, default_split)] += 1
+        if progress is not None and (number % PROGRESS_EVERY == 0 or number == len(candidates)):
+            progress({"done": number, "total": len(candidates), **counts})
     return dataset, counts
 
 

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from classifier import claims
+from classifier.models import Label
 from classifier.selectors.reviews import reviewed_images
 from classifier.services.audit import AuditContext, audit_record
 from training import registry
@@ -28,6 +29,7 @@ from training.models import Dataset, DatasetImage, ModelVersion, TrainingRun
 from training.services.datasets import assign_splits
 
 log = logging.getLogger(__name__)
+IMPORT_PAGE = "/training/datasets/import/"
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,20 @@ def training_run_start(
     enqueue: bool = True,
     audit: AuditContext | None = None,
 ) -> TrainingRun:
-    """Create a QUEUED run; with ``enqueue`` it is sent to the training queue on commit."""
+    """Create a QUEUED run; with ``enqueue`` it is sent to the training queue on commit.
+
+    Raises ValueError for an invalid spec and TrainingDataMissing (a ValueError) when the
+    chosen data cannot fill both the train and the validation split, before any run exists.
+    """
     from training.services.runspec import spec_with_defaults
 
+    full_spec = spec_with_defaults(spec)
+    problem = training_data_problem(spec=full_spec, datasets=datasets or [], include_reviews=include_reviews)
+    if problem is not None:
+        raise TrainingDataMissing(problem)
     with transaction.atomic():
         run = TrainingRun.objects.create(
-            spec=spec_with_defaults(spec), include_reviews=include_reviews, created_by=created_by, trigger=trigger
+            spec=full_spec, include_reviews=include_reviews, created_by=created_by, trigger=trigger
         )
         run.datasets.set(datasets or [])
         audit_record(actor=created_by, action="training_start", obj=run, audit=audit, detail={"trigger": trigger})
@@ -77,9 +87,48 @@ def training_run_start(
     return run
 
 
+class TrainingDataMissing(ValueError):
+    """There is not enough labelled data to train; the message says what is missing and how to add it."""
+
+
+HOW_TO_ADD_DATA = (
+    "Import a folder of labelled images (DIR/<LABEL>/files or DIR/<split>/<LABEL>/files, LABEL one of "
+    f"{', '.join(Label.values)}) on the Import dataset page ({IMPORT_PAGE}) or with "
+    "`python manage.py import_dataset DIR --layout folders`, or have radiologists review images."
+)
+
+
+def training_data_problem(*, spec: dict[str, Any], datasets: list[Dataset], include_reviews: bool) -> str | None:
+    """Why a run with these inputs could not train (None when it can): no labelled image at
+    all, or too few patients to fill both the train and the validation split."""
+    items = collect_items(datasets=datasets, include_reviews=include_reviews, views=spec.get("views") or [])
+    if not items:
+        if not Dataset.objects.exists() and not (include_reviews and reviewed_images().exists()):
+            return f"There is no training data yet: no dataset has been imported and no reviewed image is included. {HOW_TO_ADD_DATA}"
+        chosen = ", ".join(d.name for d in datasets) or "all datasets"
+        views = f" with views {', '.join(spec['views'])}" if spec.get("views") else ""
+        return f"The chosen data ({chosen}{views}) holds no labelled image. {HOW_TO_ADD_DATA}"
+    splits = split_items(items, seed=int(spec["train"]["seed"]), val_fraction=float(spec.get("val_fraction", 0.15)))
+    if not splits["train"] or not splits["val"]:
+        return (
+            f"Training needs labelled images in both the train and the validation split; the chosen data has "
+            f"{len(items)} image(s): {len(splits['train'])} train, {len(splits['val'])} validation, "
+            f"{len(splits['test'])} test. Add images of more patients. {HOW_TO_ADD_DATA}"
+        )
+    return None
+
+
 def training_items(run: TrainingRun) -> list[Item]:
     """Dataset images of the run (all datasets when none chosen) plus reviewed images."""
-    datasets = list(run.datasets.all()) or list(Dataset.objects.all())
+    return collect_items(
+        datasets=list(run.datasets.all()), include_reviews=run.include_reviews, views=run.spec.get("views") or []
+    )
+
+
+def collect_items(*, datasets: list[Dataset], include_reviews: bool, views: list[str]) -> list[Item]:
+    """Dataset images of ``datasets`` (all datasets when empty), plus reviewed images when
+    ``include_reviews``, kept when their view is one of ``views`` (all when empty)."""
+    datasets = datasets or list(Dataset.objects.all())
     items = [
         Item(
             key=f"dataset:{row.pk}",
@@ -92,7 +141,7 @@ def training_items(run: TrainingRun) -> list[Item]:
         )
         for row in DatasetImage.objects.filter(dataset__in=datasets).select_related("dataset")
     ]
-    if run.include_reviews:
+    if include_reviews:
         for image in reviewed_images().select_related("study__patient"):
             items.append(
                 Item(
@@ -105,8 +154,8 @@ def training_items(run: TrainingRun) -> list[Item]:
                     view=image.study.view_position,
                 )
             )
-    views = set(run.spec.get("views") or [])
-    return [item for item in items if not views or item.view.upper() in views]
+    wanted = set(views)
+    return [item for item in items if not wanted or item.view.upper() in wanted]
 
 
 def split_items(items: list[Item], *, seed: int, val_fraction: float) -> dict[str, list[Item]]:
@@ -163,6 +212,39 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
     return TrainingRun.objects.get(pk=run_id)
 
 
+class RunResumeRefused(Exception):
+    """A run cannot be resumed (finished, or its claim is still alive); the message says why."""
+
+
+def training_run_resume(*, run_id: int) -> TrainingRun:
+    """Execute a crashed run again from its checkpoint, through the same claim as the task.
+
+    A FAILED run goes back to QUEUED (one conditional update, so two resumes cannot both
+    re-queue it). A RUNNING run is taken over only when its lease has expired or its
+    claiming process is provably dead (``claims.claim``); a live claim means another
+    executor is training it, so the resume is refused rather than starting a second one.
+    """
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None:
+        raise RunResumeRefused(f"There is no training run {run_id}.")
+    if run.status == TrainingRun.Status.SUCCEEDED:
+        raise RunResumeRefused(f"Training run {run_id} already succeeded; start a new run instead.")
+    TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.FAILED).update(
+        status=TrainingRun.Status.QUEUED, claim_token=None, claimed_by="", lease_expires_at=None, error_message=""
+    )
+    finished = training_run_execute(run_id=run_id)
+    if finished is None:
+        run.refresh_from_db()
+        raise RunResumeRefused(
+            f"Training run {run_id} is {run.status} and its claim is alive (held by {run.claimed_by or 'unknown'}"
+            f" until {run.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC); it is not resumed. Resume it only after "
+            "that worker has died or the lease has expired."
+            if run.lease_expires_at
+            else f"Training run {run_id} is {run.status} and held by another executor; it is not resumed."
+        )
+    return finished
+
+
 def _execute(run: TrainingRun) -> ModelVersion:
     from training.trainers.candidate import build_candidate
 
@@ -210,6 +292,7 @@ def _execute(run: TrainingRun) -> ModelVersion:
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    progress({"stage": "gate"})
     decision = _gate(version, champion, splits["val"])
     TrainingRun.objects.filter(pk=run.pk).update(
         history=candidate.history,
@@ -218,7 +301,7 @@ def _execute(run: TrainingRun) -> ModelVersion:
     )
     if decision["promote"]:
         registry.version_activate(
-            version=version, actor=run.created_by, reason=f"training run {run.pk} passed the gate"
+            version=version, actor=run.created_by, reason=f"training run {run.pk} passed the gate", gate=decision
         )
     return version
 
@@ -261,7 +344,11 @@ def retrain_check(*, name: str = registry.DEFAULT_NAME) -> TrainingRun | None:
         return None
     spec = dict(active.hyperparameters.get("run_spec", {})) if active is not None else {}
     log.info("scheduled retraining: %s reviewed images since the active version", waiting)
-    return training_run_start(spec=spec, trigger=TrainingRun.Trigger.SCHEDULE)
+    try:
+        return training_run_start(spec=spec, trigger=TrainingRun.Trigger.SCHEDULE)
+    except TrainingDataMissing as exc:
+        log.warning("scheduled retraining not started: %s", exc)
+        return None
 
 
 def reviewed_images_waiting(*, name: str = registry.DEFAULT_NAME) -> int:

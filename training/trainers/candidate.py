@@ -259,7 +259,13 @@ def select_on_unseen_sources(
             pool.subset(~held),
             pool.subset(held),
             workdir / f"fold-{number + 1}",
-            _staged(progress, f"fold {number + 1} of {len(folds)} (without {', '.join(fold)})"),
+            # The final model on every source is one more fit after the folds.
+            _staged(
+                progress,
+                f"fold {number + 1} of {len(folds)} (without {', '.join(fold)})",
+                fit=number + 1,
+                fits=len(folds) + 1,
+            ),
         )
         import keras
 
@@ -302,10 +308,12 @@ def select_on_unseen_sources(
     )
 
 
-def _staged(progress: Progress | None, stage: str) -> Progress | None:
+def _staged(progress: Progress | None, stage: str, *, fit: int = 1, fits: int = 1) -> Progress | None:
+    """Tag epoch records with their stage and which of the run's model fits they belong to,
+    so the run page's progress covers every fit, not only the current one."""
     if progress is None:
         return None
-    return lambda record: progress({**record, "stage": stage})
+    return lambda record: progress({**record, "stage": stage, "fit": fit, "fits": fits})
 
 
 def _final_spec(spec: Any, epochs: int) -> Any:
@@ -355,7 +363,7 @@ def build_candidate(
             data["train"],
             data["val"],
             workdir / "final",
-            _staged(progress, "final model (every source)"),
+            _staged(progress, "final model (every source)", fit=len(folds) + 1, fits=len(folds) + 1),
         )
     else:
         outcome = _fit(train_spec, spec, data["train"], data["val"], workdir, _staged(progress, "training"))

@@ -264,3 +264,46 @@ def test_clinician_radiologist_admin_journey(
     admin.goto(f"{base}/audit/?action=view_image")
     assert admin.locator("table.audit tbody tr").count() >= 2
     _shot(admin, "15-audit")
+
+
+def test_admin_promotes_a_gate_failing_version_only_with_an_override(
+    browser, live_server, role_users, active_tiny_model, tiny_artifacts
+) -> None:
+    """The journey's promotion: the confirm page shows the candidate beside the active model and
+    the gate's reasons; a version that failed the gate goes live only with a written override,
+    shown on its page; rolling back names its target and returns to the champion."""
+    from training import registry
+    from training.models import ModelVersion
+
+    def val(auc: float, sensitivity: float) -> dict:
+        binary = {"threshold": 0.3, "sensitivity": sensitivity, "specificity": 0.8, "auc": auc, "n": 60}
+        return {"val": {"binary": {**binary, "n_pos": 30, "n_neg": 30, "ci": {"auc": [auc - 0.02, auc + 0.02]}}}}
+
+    champion = active_tiny_model
+    ModelVersion.objects.filter(pk=champion.pk).update(metrics=val(0.97, 0.95))
+    weak = registry.version_register(source_dir=tiny_artifacts[1])
+    ModelVersion.objects.filter(pk=weak.pk).update(metrics=val(0.46, 0.50))
+    base = live_server.url
+    admin = _login(browser, base, "u-admin")
+    admin.goto(f"{base}/models/{weak.pk}/promote/")
+    comparison = admin.inner_text("#promote-comparison")
+    assert "0.460" in comparison and "0.970" in comparison and f"{champion} (active)" in comparison
+    assert "FAILED the promotion gate" in admin.inner_text("#gate-result")
+    assert "is below the champion" in admin.inner_text("#gate-result")
+    _shot(admin, "16-promote-gate-failed")
+    admin.click("#promote-form button[type=submit]")  # no override: refused, still the candidate
+    admin.wait_for_selector("text=tick the override")
+    assert registry.active_version() == champion
+    admin.check("#id_override")
+    admin.fill("#id_override_reason", "Validated on 400 local radiographs; see ticket CXR-12")
+    admin.click("#promote-form button[type=submit]")
+    admin.wait_for_url(re.compile(r".*/models/$"))
+    assert registry.active_version() == weak
+    admin.goto(f"{base}/models/{weak.pk}/")
+    assert "Validated on 400 local radiographs" in admin.inner_text(".gate-override")
+    _shot(admin, "17-version-promoted-over-gate")
+    admin.goto(f"{base}/models/rollback/")
+    assert str(champion) in admin.inner_text("#rollback-target")
+    admin.click("form.buttons button[type=submit]")
+    admin.wait_for_url(re.compile(r".*/models/$"))
+    assert registry.active_version() == champion

@@ -183,7 +183,8 @@ def test_promote_and_rollback_need_confirmation_post(clients, model_version, tmp
         preprocess_config={},
         artifact_dir=str(tmp_path / "nope"),
     )
-    response = client.post(f"/models/{candidate.pk}/promote/", follow=True)
+    override = {"override": "on", "override_reason": "test"}  # the gate cannot compare it: override
+    response = client.post(f"/models/{candidate.pk}/promote/", override, follow=True)
     assert response.status_code == 200 and b"Not promoted" in response.content
     response = client.post("/models/rollback/", follow=True)
     assert response.status_code == 200 and b"Not rolled back" in response.content
@@ -191,8 +192,10 @@ def test_promote_and_rollback_need_confirmation_post(clients, model_version, tmp
 
 
 def test_training_start_form_creates_a_queued_run(clients, model_version) -> None:
+    from tests.factories import labelled_rows
     from training.models import TrainingRun
 
+    labelled_rows()  # something to train on: without data the form refuses (test_imports)
     form = {"architecture": "s0_cnn", "epochs": "2", "batch_size": "8", "input_size": "32", "include_reviews": "on"}
     assert clients["Clinician"].post("/training/start/", form).status_code == 403
     response = clients["Admin"].post("/training/start/", form)

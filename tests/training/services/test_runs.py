@@ -14,6 +14,7 @@ from PIL import Image as PILImage
 
 from classifier.models import Label, Review
 from tests.conftest import synthetic_png
+from tests.factories import labelled_rows
 from training import registry
 from training.models import DatasetImage, ModelVersion, TrainingRun
 from training.services.datasets import assign_splits, dataset_import, kermany_patient
@@ -220,6 +221,7 @@ def test_schedule_starts_a_run_only_when_enough_reviews_arrived(
     assert PeriodicTask.objects.filter(task="training.tasks.retrain_check_task").exists()
     assert PeriodicTask.objects.filter(task="classifier.tasks.prediction_sweep_task").exists()
     settings.CXR = {**settings.CXR, "RETRAIN_MIN_REVIEWS": 2}
+    labelled_rows()  # a run needs data that fills train and validation (else it is not started)
     study = Study.objects.create(patient=Patient.objects.create(mrn="R1"), accession_number="R1")
 
     def review(n: int) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from training.models import Dataset, TrainingRun
-from training.services.runs import training_run_execute, training_run_start
+from training.services.runs import RunResumeRefused, training_run_execute, training_run_resume, training_run_start
 
 
 class Command(BaseCommand):
@@ -46,24 +46,26 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["resume"]:
-            TrainingRun.objects.filter(pk=opts["resume"], status__in=["running", "failed"]).update(
-                status="queued", claim_token=None, claimed_by="", lease_expires_at=None, error_message=""
-            )
-            run = TrainingRun.objects.get(pk=opts["resume"])
-        else:
-            datasets = list(Dataset.objects.filter(name__in=opts["dataset"]))
-            if len(datasets) != len(set(opts["dataset"])):
-                raise CommandError("unknown dataset name in --dataset")
+            self.stdout.write(f"resuming training run {opts['resume']}")
             try:
-                run = training_run_start(
-                    spec=self._spec(opts),
-                    datasets=datasets,
-                    include_reviews=not opts["no_reviews"],
-                    trigger=TrainingRun.Trigger.COMMAND,
-                    enqueue=opts["run_async"],
-                )
-            except ValueError as exc:
-                raise CommandError(str(exc)) from exc
+                resumed = training_run_resume(run_id=opts["resume"])
+            except RunResumeRefused as exc:
+                raise CommandError(str(exc)) from None
+            self._report(resumed, opts["export_to"])
+            return
+        datasets = list(Dataset.objects.filter(name__in=opts["dataset"]))
+        if len(datasets) != len(set(opts["dataset"])):
+            raise CommandError("unknown dataset name in --dataset")
+        try:
+            run = training_run_start(
+                spec=self._spec(opts),
+                datasets=datasets,
+                include_reviews=not opts["no_reviews"],
+                trigger=TrainingRun.Trigger.COMMAND,
+                enqueue=opts["run_async"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         if opts["run_async"]:
             self.stdout.write(f"training run {run.pk} queued")
             return
