@@ -31,8 +31,14 @@ class Command(BaseCommand):
             "--balancing", choices=["class_weights", "undersample", "oversample", "none", "source_label"]
         )
         parser.add_argument("--horizontal-flip", action="store_true", help="Augment with left-right flips.")
-        parser.add_argument("--weights", help="Backbone weights: a local file, or 'imagenet' with --allow-download.")
-        parser.add_argument("--allow-download", action="store_true")
+        parser.add_argument(
+            "--weights",
+            help="Backbone weights: a local file, or 'imagenet' (EfficientNet-Lite: the converted weights in "
+            "training/pretrained, offline; other keras.applications backbones need --allow-download).",
+        )
+        parser.add_argument(
+            "--allow-download", action="store_true", help="Let keras.applications download ImageNet weights."
+        )
         parser.add_argument("--views", help="Comma-separated view positions to keep, e.g. PA,AP.")
         parser.add_argument("--seed", type=int)
         parser.add_argument("--spec", type=Path, help="A JSON run spec (merged under the flags).")
