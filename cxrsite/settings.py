@@ -50,6 +50,7 @@ def _load() -> dict:
         "log_level": env.choice("CXR_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         "max_upload_bytes": env.int("CXR_MAX_UPLOAD_BYTES", 64 * 1024 * 1024, minimum=1024),
         "max_pixels": env.int("CXR_MAX_PIXELS", 40_000_000, minimum=4096),
+        "stow_max_bytes": env.int("CXR_STOW_MAX_BYTES", 2 * 1024**3, minimum=1024),
         "runtime": env.choice("CXR_INFERENCE_RUNTIME", "tflite", ("tflite", "keras")),
         "batch_size": env.int("CXR_INFERENCE_BATCH_SIZE", 8, minimum=1),
         # Threads per inference process for decoding, preprocessing, encoding and the
@@ -287,6 +288,7 @@ CXR = {
     "SHIPPED_MODEL_DIR": BASE_DIR / "training" / "shipped",
     "MAX_UPLOAD_BYTES": _cfg["max_upload_bytes"],
     "MAX_PIXELS": _cfg["max_pixels"],
+    "STOW_MAX_BYTES": _cfg["stow_max_bytes"],
     "INFERENCE_RUNTIME": _cfg["runtime"],
     "INFERENCE_BATCH_SIZE": _cfg["batch_size"],
     "INFERENCE_THREADS": _cfg["inference_threads"],
