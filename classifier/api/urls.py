@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from classifier.api import errors, fhir
+from classifier.api import errors, fhir, fhir_search
 from classifier.api.dicomweb import views as dicomweb
 from classifier.api.dicomweb import wado
 from classifier.api.v1 import images, patients, predictions, reviews, studies, tokens, webhooks
@@ -87,6 +87,13 @@ urlpatterns = [
         rf"^dicomweb/{INSTANCE}/frames/(?P<frame>[0-9]+)/rendered$",
         wado.WadoRenderedApi.as_view(),
         name="dicomweb-frame-rendered",
+    ),
+    path("fhir/metadata", fhir_search.FhirMetadataApi.as_view(), name="fhir-metadata"),
+    path("fhir/ImagingStudy", fhir_search.FhirImagingStudySearchApi.as_view(), name="fhir-imagingstudy-search"),
+    path(
+        "fhir/DiagnosticReport",
+        fhir_search.FhirDiagnosticReportSearchApi.as_view(),
+        name="fhir-diagnosticreport-search",
     ),
     path("fhir/Patient/<int:pk>", fhir.FhirPatientApi.as_view(), name="fhir-patient"),
     path("fhir/ImagingStudy/<int:pk>", fhir.FhirImagingStudyApi.as_view(), name="fhir-imagingstudy"),
