@@ -1,5 +1,6 @@
 """Admin: read-mostly views of the clinical rows (the audit log is append-only) and the
-integrations: create an API token (shown once), revoke, see webhooks and deliveries."""
+integrations: create an API token (shown once), revoke, see webhooks and deliveries, and
+allow-list the DICOM peers (audited)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from classifier.http import audit_context, request_user
-from classifier.integrations import ApiToken, Webhook, WebhookDelivery
+from classifier.integrations import ApiToken, DicomPeer, Webhook, WebhookDelivery
 from classifier.models import AuditEvent, Image, Patient, Prediction, Review, Study
+from classifier.services.dicom import dicom_peer_delete, dicom_peer_save
 from classifier.services.tokens import api_token_create, api_token_revoke
 
 
@@ -138,3 +140,22 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(DicomPeer)
+class DicomPeerAdmin(admin.ModelAdmin):
+    """The calling AE titles the DICOM listener accepts; every change is audited."""
+
+    list_display = ("ae_title", "name", "is_active", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("ae_title", "name")
+
+    def save_model(self, request: HttpRequest, obj: DicomPeer, form: Any, change: bool) -> None:
+        dicom_peer_save(peer=obj, actor=request_user(request), audit=audit_context(request))
+
+    def delete_model(self, request: HttpRequest, obj: DicomPeer) -> None:
+        dicom_peer_delete(peer=obj, actor=request_user(request), audit=audit_context(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for peer in queryset:
+            self.delete_model(request, peer)

@@ -1,4 +1,5 @@
-"""Rows of the hospital-system integrations: API tokens, idempotency records, webhooks.
+"""Rows of the hospital-system integrations: API tokens, idempotency records, webhooks,
+the DICOM peers allowed to send to the listener.
 
 Imported by name into ``classifier.models`` so that migrations and the admin see them as part
 of the ``classifier`` app. Writes go through ``classifier.services.tokens`` and
@@ -10,7 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-__all__ = ["ApiToken", "IdempotencyRecord", "Webhook", "WebhookDelivery"]
+__all__ = ["ApiToken", "DicomPeer", "IdempotencyRecord", "Webhook", "WebhookDelivery"]
 
 
 class ApiToken(models.Model):
@@ -138,3 +139,23 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"Webhook delivery #{self.pk} ({self.event}, {self.status})"
+
+
+class DicomPeer(models.Model):
+    """A calling AE title the DICOM listener accepts associations from (a PACS, modality
+    or router). Associations from any other title are rejected; changes are audited
+    (``classifier.services.dicom``)."""
+
+    ae_title = models.CharField(
+        "AE title", max_length=16, unique=True, help_text="The peer's calling AE title (1-16 characters)."
+    )
+    name = models.CharField(max_length=100, help_text="Which system this is, e.g. 'Radiology PACS'.")
+    is_active = models.BooleanField(default=True, help_text="Untick to refuse this peer without deleting it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["ae_title"]
+        verbose_name = "DICOM peer"
+
+    def __str__(self) -> str:
+        return f"{self.ae_title} ({self.name})"

@@ -68,7 +68,19 @@ def _load() -> dict:
         "max_wait_minutes": env.int("CXR_TRIAGE_MAX_WAIT_MINUTES", 240, minimum=1),
         "api_rate": env.str("CXR_API_RATE", "600/min"),
         "warm_up": env.bool("CXR_WORKER_WARM_UP", True),
+        "dicom_ae_title": _ae_title(env.str("CXR_DICOM_AE_TITLE", "CXR_TRIAGE")),
+        "dicom_host": env.str("CXR_DICOM_HOST", "0.0.0.0"),
+        "dicom_port": env.int("CXR_DICOM_PORT", 11112, minimum=1),
+        "dicom_max_associations": env.int("CXR_DICOM_MAX_ASSOCIATIONS", 4, minimum=1),
+        "dicom_timeout": env.int("CXR_DICOM_TIMEOUT_SECONDS", 30, minimum=1),
     }
+
+
+def _ae_title(value: str) -> str:
+    """A DICOM AE title: 1-16 printable characters, no backslash, not only spaces."""
+    if not value.strip() or len(value) > 16 or "\\" in value or not value.isprintable():
+        raise EnvError(f"CXR_DICOM_AE_TITLE must be 1-16 printable characters without a backslash, got {value!r}.")
+    return value.strip()
 
 
 def _local_secret(var_dir: Path) -> str:
@@ -302,6 +314,11 @@ CXR = {
     "RETRAIN_MIN_REVIEWS": _cfg["retrain_min_reviews"],
     "WORKER_WARM_UP": _cfg["warm_up"],
     "TRIAGE_MAX_WAIT_MINUTES": _cfg["max_wait_minutes"],
+    "DICOM_AE_TITLE": _cfg["dicom_ae_title"],
+    "DICOM_HOST": _cfg["dicom_host"],
+    "DICOM_PORT": _cfg["dicom_port"],
+    "DICOM_MAX_ASSOCIATIONS": _cfg["dicom_max_associations"],
+    "DICOM_TIMEOUT_SECONDS": _cfg["dicom_timeout"],
 }
 if CXR["INFERENCE_HARD_TIME_LIMIT"] <= CXR["INFERENCE_SOFT_TIME_LIMIT"]:
     raise ImproperlyConfigured("CXR_INFERENCE_HARD_TIME_LIMIT must be greater than CXR_INFERENCE_SOFT_TIME_LIMIT.")

@@ -28,11 +28,13 @@ trap cleanup EXIT INT TERM
   >"$CXR_VAR_DIR/worker-training.log" 2>&1 & pids+=($!)
 .venv/bin/celery -A cxrsite worker -Q webhooks -P threads -c 2 -n webhooks@%h --loglevel=INFO \
   >"$CXR_VAR_DIR/worker-webhooks.log" 2>&1 & pids+=($!)
+$py manage.py dicom_listener >"$CXR_VAR_DIR/dicom-listener.log" 2>&1 & pids+=($!)
 .venv/bin/gunicorn cxrsite.wsgi -b "127.0.0.1:${PORT:-8000}" --workers 2 --timeout 60 \
   --access-logfile "$CXR_VAR_DIR/access.log" >"$CXR_VAR_DIR/web.log" 2>&1 & pids+=($!)
 sleep 3
 $py manage.py check_queue --timeout 60 || echo "warning: the inference worker did not answer yet; see $CXR_VAR_DIR/worker-inference.log"
 echo
 echo "CXR triage is running at http://127.0.0.1:${PORT:-8000}/  (decision support, not a diagnosis)"
-echo "Logs: $CXR_VAR_DIR/{web,worker-inference,worker-training,worker-webhooks}.log. Ctrl-C stops everything."
+echo "DICOM listener: AE ${CXR_DICOM_AE_TITLE:-CXR_TRIAGE} on port ${CXR_DICOM_PORT:-11112} (allow-list peers in /admin/, DICOM peers)"
+echo "Logs: $CXR_VAR_DIR/{web,dicom-listener,worker-inference,worker-training,worker-webhooks}.log. Ctrl-C stops everything."
 wait -n "${pids[@]}"
