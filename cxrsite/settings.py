@@ -73,6 +73,7 @@ def _load() -> dict:
         "dicom_port": env.int("CXR_DICOM_PORT", 11112, minimum=1),
         "dicom_max_associations": env.int("CXR_DICOM_MAX_ASSOCIATIONS", 4, minimum=1),
         "dicom_timeout": env.int("CXR_DICOM_TIMEOUT_SECONDS", 30, minimum=1),
+        "metrics_token": env.str("CXR_METRICS_TOKEN", ""),
     }
 
 
@@ -124,6 +125,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "classifier.views.metrics.RequestMetricsMiddleware",  # outermost: counts every answer
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -319,6 +321,7 @@ CXR = {
     "DICOM_PORT": _cfg["dicom_port"],
     "DICOM_MAX_ASSOCIATIONS": _cfg["dicom_max_associations"],
     "DICOM_TIMEOUT_SECONDS": _cfg["dicom_timeout"],
+    "METRICS_TOKEN": _cfg["metrics_token"],
 }
 if CXR["INFERENCE_HARD_TIME_LIMIT"] <= CXR["INFERENCE_SOFT_TIME_LIMIT"]:
     raise ImproperlyConfigured("CXR_INFERENCE_HARD_TIME_LIMIT must be greater than CXR_INFERENCE_SOFT_TIME_LIMIT.")

@@ -19,6 +19,9 @@ pwfile="$CXR_VAR_DIR/demo-password"
 [ -s "$pwfile" ] || { $py -c 'import secrets; print(secrets.token_urlsafe(12))' > "$pwfile"; chmod 600 "$pwfile"; }
 $py manage.py setup_roles --demo --password "$(cat "$pwfile")"
 
+# Request metrics of all gunicorn workers (prometheus-client multiprocess mode), fresh per run.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$CXR_VAR_DIR/prometheus}"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
