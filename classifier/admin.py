@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from classifier.http import audit_context, request_user
-from classifier.integrations import ApiToken, DicomPeer, Webhook, WebhookDelivery
+from classifier.integrations import ApiToken, DicomDelivery, DicomDestination, DicomPeer, Webhook, WebhookDelivery
 from classifier.models import AuditEvent, Image, Patient, Prediction, Review, Study
 from classifier.services.dicom import dicom_peer_delete, dicom_peer_save
 from classifier.services.tokens import api_token_create, api_token_revoke
@@ -159,3 +159,21 @@ class DicomPeerAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         for peer in queryset:
             self.delete_model(request, peer)
+
+
+@admin.register(DicomDestination)
+class DicomDestinationAdmin(admin.ModelAdmin):
+    """The PACS the SR and Secondary Capture of each result are sent to."""
+
+    list_display = ("name", "ae_title", "host", "port", "is_active", "created_at")
+    list_filter = ("is_active",)
+
+
+@admin.register(DicomDelivery)
+class DicomDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("id", "destination", "prediction", "review", "kind", "status", "attempts", "last_status")
+    list_filter = ("status", "kind")
+    readonly_fields = [f.name for f in DicomDelivery._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -11,7 +11,15 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-__all__ = ["ApiToken", "DicomPeer", "IdempotencyRecord", "Webhook", "WebhookDelivery"]
+__all__ = [
+    "ApiToken",
+    "DicomDelivery",
+    "DicomDestination",
+    "DicomPeer",
+    "IdempotencyRecord",
+    "Webhook",
+    "WebhookDelivery",
+]
 
 
 class ApiToken(models.Model):
@@ -159,3 +167,63 @@ class DicomPeer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ae_title} ({self.name})"
+
+
+class DicomDestination(models.Model):
+    """A PACS (C-STORE SCP) the AI results are sent back to, as SR and Secondary Capture."""
+
+    name = models.CharField(max_length=100, help_text="e.g. 'Radiology PACS'.")
+    ae_title = models.CharField("AE title", max_length=16, help_text="The PACS's (called) AE title.")
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "DICOM destination"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.ae_title}@{self.host}:{self.port})"
+
+
+class DicomDelivery(models.Model):
+    """One result object (SR or Secondary Capture) for one destination: an outbox row.
+
+    Created in the transaction of the outcome it reports (a finished prediction, or a
+    review); its UIDs are fixed at creation, so every attempt sends the same object and
+    the PACS stores it once.
+    """
+
+    class Kind(models.TextChoices):
+        SR = "sr", "Structured Report"
+        SC = "sc", "Secondary Capture"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    destination = models.ForeignKey(DicomDestination, on_delete=models.CASCADE, related_name="deliveries")
+    prediction = models.ForeignKey("classifier.Prediction", on_delete=models.CASCADE, related_name="dicom_deliveries")
+    review = models.ForeignKey(
+        "classifier.Review", null=True, blank=True, on_delete=models.CASCADE, related_name="dicom_deliveries"
+    )
+    kind = models.CharField(max_length=2, choices=Kind.choices)
+    series_instance_uid = models.CharField(max_length=64)
+    sop_instance_uid = models.CharField(max_length=64, unique=True)
+    series_number = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status = models.CharField(max_length=16, blank=True, help_text="The last C-STORE status (hex).")
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "DICOM deliveries"
+
+    def __str__(self) -> str:
+        return f"DICOM delivery #{self.pk} ({self.kind}, {self.status})"

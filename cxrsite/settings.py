@@ -275,6 +275,7 @@ CELERY_TASK_DEFAULT_QUEUE = "inference"
 CELERY_TASK_ROUTES = {
     # An exact name wins over the patterns: deliveries wait on receivers, not on the model.
     "classifier.tasks.webhook_deliver_task": {"queue": "webhooks", "routing_key": "webhooks"},
+    "classifier.tasks.dicom_delivery_task": {"queue": "webhooks", "routing_key": "webhooks"},
     "classifier.tasks.*": {"queue": "inference", "routing_key": "inference"},
     "training.tasks.*": {"queue": "training", "routing_key": "training"},
 }

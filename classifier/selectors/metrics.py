@@ -3,7 +3,8 @@
 Counts come from the rows themselves, so every web process reports the same values and
 nothing is lost when a worker restarts: predictions by status, failures by stage,
 finished predictions' latency (end to end, and per stage from their recorded timings)
-as cumulative histograms, the webhook delivery backlog, and the broker's queue depths.
+as cumulative histograms, the webhook and DICOM delivery backlogs, and the broker's
+queue depths.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from classifier.imaging import ImagingError
-from classifier.integrations import WebhookDelivery
+from classifier.integrations import DicomDelivery, WebhookDelivery
 from classifier.models import Prediction
 
 # Seconds; a prediction's stages take milliseconds, end to end includes the queue wait.
@@ -108,6 +109,11 @@ def webhook_backlog() -> tuple[int, float]:
     row = pending.aggregate(n=Count("id"), oldest=Min("created_at"))
     age = (timezone.now() - row["oldest"]).total_seconds() if row["oldest"] else 0.0
     return row["n"], age
+
+
+def dicom_delivery_backlog() -> int:
+    """SR and Secondary Capture objects not yet stored by their PACS."""
+    return DicomDelivery.objects.filter(status=DicomDelivery.Status.PENDING).count()
 
 
 def broker_queue_depths(queues: list[str], timeout: float = 2.0) -> dict[str, int] | None:

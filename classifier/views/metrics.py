@@ -92,6 +92,11 @@ class DatabaseCollector:
         yield GaugeMetricFamily(
             "cxr_webhook_oldest_pending_seconds", "Age of the oldest undelivered webhook delivery.", oldest
         )
+        yield GaugeMetricFamily(
+            "cxr_dicom_deliveries_pending",
+            "SR and Secondary Capture objects not yet stored by their PACS.",
+            readings.dicom_delivery_backlog(),
+        )
         depths = readings.broker_queue_depths(QUEUES)
         yield GaugeMetricFamily("cxr_broker_up", "1 when the broker answered this scrape.", 0 if depths is None else 1)
         queue = GaugeMetricFamily("cxr_queue_depth", "Messages waiting in each broker queue.", labels=["queue"])

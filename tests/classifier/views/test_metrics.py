@@ -61,6 +61,7 @@ def test_metrics_report_predictions_failures_latency_and_queue_depth(client, rol
     # The two uploads each sent a task that no worker takes: both wait in the queue.
     assert samples[("cxr_queue_depth", (("queue", "inference"),))] == 2
     assert samples[("cxr_webhook_deliveries_pending", ())] == 0
+    assert samples[("cxr_dicom_deliveries_pending", ())] == 0
     _purge_inference()
 
 
