@@ -191,8 +191,8 @@ class DicomDelivery(models.Model):
     """One result object (SR or Secondary Capture) for one destination: an outbox row.
 
     Created in the transaction of the outcome it reports (a finished prediction, or a
-    review); its UIDs are fixed at creation, so every attempt sends the same object and
-    the PACS stores it once.
+    review); its UIDs are fixed at creation and shared by every destination, so every
+    attempt sends the same object, each PACS stores it once, and WADO-RS serves it.
     """
 
     class Kind(models.TextChoices):
@@ -211,7 +211,7 @@ class DicomDelivery(models.Model):
     )
     kind = models.CharField(max_length=2, choices=Kind.choices)
     series_instance_uid = models.CharField(max_length=64)
-    sop_instance_uid = models.CharField(max_length=64, unique=True)
+    sop_instance_uid = models.CharField(max_length=64, help_text="The same object (UID) for every destination.")
     series_number = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -224,6 +224,9 @@ class DicomDelivery(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "DICOM deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "sop_instance_uid"], name="dicom_delivery_once_per_object")
+        ]
 
     def __str__(self) -> str:
         return f"DICOM delivery #{self.pk} ({self.kind}, {self.status})"

@@ -69,15 +69,16 @@ def _emit(prediction_id: int, review_id: int | None) -> list[int]:
     ):
         return []
     ids = []
-    for destination in destinations:
-        for kind, number in ((DicomDelivery.Kind.SR, SR_SERIES_NUMBER), (DicomDelivery.Kind.SC, SC_SERIES_NUMBER)):
+    for kind, number in ((DicomDelivery.Kind.SR, SR_SERIES_NUMBER), (DicomDelivery.Kind.SC, SC_SERIES_NUMBER)):
+        series_uid, sop_uid = generate_uid(), generate_uid()  # one object, whatever the destinations
+        for destination in destinations:
             delivery = DicomDelivery.objects.create(
                 destination=destination,
                 prediction=prediction,
                 review_id=review_id,
                 kind=kind,
-                series_instance_uid=generate_uid(),
-                sop_instance_uid=generate_uid(),
+                series_instance_uid=series_uid,
+                sop_instance_uid=sop_uid,
                 series_number=number,
             )
             ids.append(delivery.pk)

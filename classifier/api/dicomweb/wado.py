@@ -3,7 +3,9 @@
 Instances are returned as stored (the uploaded bytes, in their own transfer syntax) in a
 multipart/related response streamed from storage. Metadata is each instance's header in
 DICOM JSON without its pixel data. A rendered instance is decoded by the Django-free
-imaging package with the upload limits and encoded as JPEG or PNG. A UID that names no
+imaging package with the upload limits and encoded as JPEG or PNG. The SR and Secondary
+Capture objects sent back to the PACS (``services.dicom_results``) are retrievable here
+too, under their own UIDs in the source study, rebuilt identically. A UID that names no
 stored study, series or instance, or an instance under the wrong study or series, is 404.
 """
 
@@ -25,7 +27,9 @@ from classifier.api.base import Api, BinaryRenderer
 from classifier.api.dicomweb.qido import dicom_images
 from classifier.api.dicomweb.views import DicomJsonRenderer, MultipartDicomRenderer, StowRsApi
 from classifier.imaging import ImagingError, decode_bytes
+from classifier.integrations import DicomDelivery
 from classifier.models import Image
+from classifier.services.dicom_results import dicom_delivery_object
 from classifier.services.uploads import upload_limits
 
 BOUNDARY = "cxr-wado-boundary-0a1b2c3d"
@@ -44,48 +48,92 @@ class PngRenderer(BinaryRenderer):
     format = "png"
 
 
+def _missing(series_uid: str | None, sop_uid: str | None) -> Http404:
+    what = "instance" if sop_uid else ("series" if series_uid else "study")
+    return Http404(f"No stored {what} has that UID here.")
+
+
 def _images(study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> list[Image]:
     images = dicom_images(study_uid=study_uid, series_uid=series_uid)
     if sop_uid is not None:
         images = images.filter(sop_instance_uid=sop_uid)
     found = list(images)
     if not found:
-        what = "instance" if sop_uid else ("series" if series_uid else "study")
-        raise Http404(f"No stored {what} has that UID here.")
+        raise _missing(series_uid, sop_uid)
     return found
 
 
-def _multipart(images: list[Image]) -> Iterator[bytes]:
-    for image in images:
-        syntax = image.metadata.get("transfer_syntax") or "*"
+def _results(study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> list[DicomDelivery]:
+    """The SR and SC objects made for the study's images (one per UID, whatever the destinations)."""
+    rows = DicomDelivery.objects.filter(prediction__image__study__study_instance_uid=study_uid).select_related(
+        "prediction__image__study", "prediction__model_version", "review"
+    )
+    if series_uid is not None:
+        rows = rows.filter(series_instance_uid=series_uid)
+    if sop_uid is not None:
+        rows = rows.filter(sop_instance_uid=sop_uid)
+    return list({row.sop_instance_uid: row for row in rows.order_by("-id")}.values())
+
+
+def _objects(study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> list[Image | DicomDelivery]:
+    """Stored images and the result objects made for them; 404 when there is neither."""
+    try:
+        found: list[Image | DicomDelivery] = list(_images(study_uid, series_uid, sop_uid))
+    except Http404:
+        found = []
+    found += _results(study_uid, series_uid, sop_uid)
+    if not found:
+        raise _missing(series_uid, sop_uid)
+    return found
+
+
+def _result_bytes(delivery: DicomDelivery) -> bytes:
+    buffer = io.BytesIO()
+    dicom_delivery_object(delivery).save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _multipart(objects: list[Image | DicomDelivery]) -> Iterator[bytes]:
+    for obj in objects:
+        if isinstance(obj, DicomDelivery):
+            yield f"--{BOUNDARY}\r\nContent-Type: application/dicom; transfer-syntax=1.2.840.10008.1.2.1\r\n\r\n".encode()
+            yield _result_bytes(obj)
+            yield b"\r\n"
+            continue
+        syntax = obj.metadata.get("transfer_syntax") or "*"
         yield f"--{BOUNDARY}\r\nContent-Type: application/dicom; transfer-syntax={syntax}\r\n\r\n".encode()
-        with image.file.open("rb") as handle:
+        with obj.file.open("rb") as handle:
             while chunk := handle.read(READ_SIZE):
                 yield chunk
         yield b"\r\n"
     yield f"--{BOUNDARY}--\r\n".encode()
 
 
-def _header_json(image: Image) -> dict[str, Any]:
-    with image.file.open("rb") as handle:
-        ds = pydicom.dcmread(handle, stop_before_pixels=True, force=True)
+def _header_json(obj: Image | DicomDelivery) -> dict[str, Any]:
+    if isinstance(obj, DicomDelivery):
+        ds = dicom_delivery_object(obj)
+        if "PixelData" in ds:
+            del ds.PixelData
+    else:
+        with obj.file.open("rb") as handle:
+            ds = pydicom.dcmread(handle, stop_before_pixels=True, force=True)
     return ds.to_json_dict(bulk_data_threshold=10**6)
 
 
 class _WadoMixin:
     """Retrieve and metadata for a level; the subclass says which UIDs select the images."""
 
-    def retrieve(self, images: list[Image]) -> StreamingHttpResponse:
-        for image in images:
-            self.audit("dicomweb_retrieve", image)  # type: ignore[attr-defined]
+    def retrieve(self, objects: list[Image | DicomDelivery]) -> StreamingHttpResponse:
+        for obj in objects:
+            self.audit("dicomweb_retrieve", obj)  # type: ignore[attr-defined]
         return StreamingHttpResponse(
-            _multipart(images), content_type=f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
+            _multipart(objects), content_type=f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
         )
 
-    def metadata(self, images: list[Image]) -> Response:
-        for image in images:
-            self.audit("dicomweb_metadata", image)  # type: ignore[attr-defined]
-        return Response([_header_json(image) for image in images], content_type="application/dicom+json")
+    def metadata(self, objects: list[Image | DicomDelivery]) -> Response:
+        for obj in objects:
+            self.audit("dicomweb_metadata", obj)  # type: ignore[attr-defined]
+        return Response([_header_json(obj) for obj in objects], content_type="application/dicom+json")
 
 
 class WadoStudyApi(_WadoMixin, StowRsApi):
@@ -100,7 +148,7 @@ class WadoStudyApi(_WadoMixin, StowRsApi):
 
     @extend_schema(operation_id="dicomweb_wado_study", responses=RETRIEVE)
     def get(self, request: Request, study_uid: str) -> StreamingHttpResponse:  # type: ignore[override]
-        return self.retrieve(_images(study_uid))
+        return self.retrieve(_objects(study_uid))
 
 
 class WadoSeriesApi(_WadoMixin, Api):
@@ -109,7 +157,7 @@ class WadoSeriesApi(_WadoMixin, Api):
 
     @extend_schema(operation_id="dicomweb_wado_series", responses=RETRIEVE)
     def get(self, request: Request, study_uid: str, series_uid: str) -> StreamingHttpResponse:
-        return self.retrieve(_images(study_uid, series_uid))
+        return self.retrieve(_objects(study_uid, series_uid))
 
 
 class WadoInstanceApi(_WadoMixin, Api):
@@ -120,7 +168,7 @@ class WadoInstanceApi(_WadoMixin, Api):
 
     @extend_schema(operation_id="dicomweb_wado_instance", responses=RETRIEVE)
     def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str) -> StreamingHttpResponse:
-        return self.retrieve(_images(study_uid, series_uid, sop_uid))
+        return self.retrieve(_objects(study_uid, series_uid, sop_uid))
 
 
 class WadoMetadataApi(_WadoMixin, Api):
@@ -133,7 +181,7 @@ class WadoMetadataApi(_WadoMixin, Api):
     def get(
         self, request: Request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> Response:
-        return self.metadata(_images(study_uid, series_uid, sop_uid))
+        return self.metadata(_objects(study_uid, series_uid, sop_uid))
 
 
 class WadoRenderedApi(Api):

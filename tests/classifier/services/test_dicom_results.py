@@ -71,7 +71,7 @@ def _sr_texts(ds: pydicom.Dataset) -> dict[str, Any]:
 
 
 def test_sr_and_secondary_capture_reach_the_pacs_after_a_retry_and_again_after_review(
-    pacs, celery_worker_proc, active_tiny_model, role_users
+    pacs, celery_worker_proc, active_tiny_model, role_users, live_server, api_tokens
 ) -> None:
     DicomDestination.objects.create(name="PACS", ae_title="TEST_PACS", host="127.0.0.1", port=PACS_PORT)
     worker = celery_worker_proc()
@@ -128,3 +128,18 @@ def test_sr_and_secondary_capture_reach_the_pacs_after_a_retry_and_again_after_r
     client.force_login(role_users["Clinician"])
     page = client.get(f"/studies/{prediction.image.study_id}/").content.decode()
     assert "Sent to PACS (4)" in page and page.count("Succeeded") >= 4
+    # The same objects over WADO-RS, in the source study.
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {api_tokens['Clinician']}"
+    web = DICOMwebClient(url=f"{live_server.url}/dicomweb", session=session)
+    served = web.retrieve_instance(source.StudyInstanceUID, sr.SeriesInstanceUID, sr.SOPInstanceUID)
+    assert _sr_texts(served) == texts and served.SOPInstanceUID == sr.SOPInstanceUID
+    whole = web.retrieve_study(source.StudyInstanceUID)
+    assert {ds.SOPInstanceUID for ds in whole} == {source.SOPInstanceUID} | {
+        ds.SOPInstanceUID for ds in pacs.datasets()
+    }
+    meta = web.retrieve_series_metadata(source.StudyInstanceUID, sc.SeriesInstanceUID)
+    assert [m["00080018"]["Value"][0] for m in meta] == [sc.SOPInstanceUID] and "7FE00010" not in meta[0]
