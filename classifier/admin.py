@@ -1,7 +1,8 @@
 """Admin: read-mostly views of the clinical rows (the audit log is append-only) and the
 integrations: create an API token (shown once), revoke it, add, deactivate and
-reactivate webhooks, see deliveries. Integrations are open to whoever may
-``manage_integrations`` (classifier.roles: the Admin role), through the services, audited."""
+reactivate webhooks, see deliveries, allow-list the DICOM peers and configure the PACS
+destinations. Integrations are open to whoever may ``manage_integrations``
+(classifier.roles: the Admin role), through the services, audited."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from classifier.http import audit_context, request_user
-from classifier.integrations import ApiToken, Webhook, WebhookDelivery
+from classifier.integrations import ApiToken, DicomDelivery, DicomDestination, DicomPeer, Webhook, WebhookDelivery
 from classifier.models import AuditEvent, Image, Patient, Prediction, Review, Study
 from classifier.roles import user_can
+from classifier.services.dicom import dicom_peer_delete, dicom_peer_save
 from classifier.services.errors import ServiceError
 from classifier.services.tokens import api_token_create, api_token_revoke
 from classifier.services.webhooks import webhook_check, webhook_create, webhook_delete, webhook_reactivate
@@ -210,6 +212,49 @@ class WebhookDeliveryAdmin(IntegrationAccess, admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # deliveries are written by the events they report
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(DicomPeer)
+class DicomPeerAdmin(IntegrationAccess, admin.ModelAdmin):
+    """The calling AE titles the DICOM listener accepts; every change is audited."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_manage(request)  # a removed peer is audited with its AE title
+
+    list_display = ("ae_title", "name", "is_active", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("ae_title", "name")
+
+    def save_model(self, request: HttpRequest, obj: DicomPeer, form: Any, change: bool) -> None:
+        dicom_peer_save(peer=obj, actor=request_user(request), audit=audit_context(request))
+
+    def delete_model(self, request: HttpRequest, obj: DicomPeer) -> None:
+        dicom_peer_delete(peer=obj, actor=request_user(request), audit=audit_context(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for peer in queryset:
+            self.delete_model(request, peer)
+
+
+@admin.register(DicomDestination)
+class DicomDestinationAdmin(IntegrationAccess, admin.ModelAdmin):
+    """The PACS the SR and Secondary Capture of each result are sent to."""
+
+    list_display = ("name", "ae_title", "host", "port", "is_active", "created_at")
+    list_filter = ("is_active",)
+
+
+@admin.register(DicomDelivery)
+class DicomDeliveryAdmin(IntegrationAccess, admin.ModelAdmin):
+    list_display = ("id", "destination", "prediction", "review", "kind", "status", "attempts", "last_status")
+    list_filter = ("status", "kind")
+    readonly_fields = [f.name for f in DicomDelivery._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # deliveries are written by the results they carry
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

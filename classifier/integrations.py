@@ -1,4 +1,5 @@
-"""Rows of the hospital-system integrations: API tokens, idempotency records, webhooks.
+"""Rows of the hospital-system integrations: API tokens, idempotency records, webhooks,
+the DICOM peers allowed to send to the listener.
 
 Imported by name into ``classifier.models`` so that migrations and the admin see them as part
 of the ``classifier`` app. Writes go through ``classifier.services.tokens`` and
@@ -10,7 +11,15 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-__all__ = ["ApiToken", "IdempotencyRecord", "Webhook", "WebhookDelivery"]
+__all__ = [
+    "ApiToken",
+    "DicomDelivery",
+    "DicomDestination",
+    "DicomPeer",
+    "IdempotencyRecord",
+    "Webhook",
+    "WebhookDelivery",
+]
 
 
 class ApiToken(models.Model):
@@ -138,3 +147,86 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"Webhook delivery #{self.pk} ({self.event}, {self.status})"
+
+
+class DicomPeer(models.Model):
+    """A calling AE title the DICOM listener accepts associations from (a PACS, modality
+    or router). Associations from any other title are rejected; changes are audited
+    (``classifier.services.dicom``)."""
+
+    ae_title = models.CharField(
+        "AE title", max_length=16, unique=True, help_text="The peer's calling AE title (1-16 characters)."
+    )
+    name = models.CharField(max_length=100, help_text="Which system this is, e.g. 'Radiology PACS'.")
+    is_active = models.BooleanField(default=True, help_text="Untick to refuse this peer without deleting it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["ae_title"]
+        verbose_name = "DICOM peer"
+
+    def __str__(self) -> str:
+        return f"{self.ae_title} ({self.name})"
+
+
+class DicomDestination(models.Model):
+    """A PACS (C-STORE SCP) the AI results are sent back to, as SR and Secondary Capture."""
+
+    name = models.CharField(max_length=100, help_text="e.g. 'Radiology PACS'.")
+    ae_title = models.CharField("AE title", max_length=16, help_text="The PACS's (called) AE title.")
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "DICOM destination"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.ae_title}@{self.host}:{self.port})"
+
+
+class DicomDelivery(models.Model):
+    """One result object (SR or Secondary Capture) for one destination: an outbox row.
+
+    Created in the transaction of the outcome it reports (a finished prediction, or a
+    review); its UIDs are fixed at creation and shared by every destination, so every
+    attempt sends the same object, each PACS stores it once, and WADO-RS serves it.
+    """
+
+    class Kind(models.TextChoices):
+        SR = "sr", "Structured Report"
+        SC = "sc", "Secondary Capture"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    destination = models.ForeignKey(DicomDestination, on_delete=models.CASCADE, related_name="deliveries")
+    prediction = models.ForeignKey("classifier.Prediction", on_delete=models.CASCADE, related_name="dicom_deliveries")
+    review = models.ForeignKey(
+        "classifier.Review", null=True, blank=True, on_delete=models.CASCADE, related_name="dicom_deliveries"
+    )
+    kind = models.CharField(max_length=2, choices=Kind.choices)
+    series_instance_uid = models.CharField(max_length=64)
+    sop_instance_uid = models.CharField(max_length=64, help_text="The same object (UID) for every destination.")
+    series_number = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status = models.CharField(max_length=16, blank=True, help_text="The last C-STORE status (hex).")
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "DICOM deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "sop_instance_uid"], name="dicom_delivery_once_per_object")
+        ]
+
+    def __str__(self) -> str:
+        return f"DICOM delivery #{self.pk} ({self.kind}, {self.status})"

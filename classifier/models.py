@@ -12,12 +12,23 @@ from django.db.models import Q
 
 # The integration rows (tokens, idempotency records, webhooks) are defined in their own
 # module and exported here, so the app's models module names every model of the app.
-from classifier.integrations import ApiToken, IdempotencyRecord, Webhook, WebhookDelivery
+from classifier.integrations import (
+    ApiToken,
+    DicomDelivery,
+    DicomDestination,
+    DicomPeer,
+    IdempotencyRecord,
+    Webhook,
+    WebhookDelivery,
+)
 
 __all__ = [
     "SEX_CHOICES",
     "ApiToken",
     "AuditEvent",
+    "DicomDelivery",
+    "DicomDestination",
+    "DicomPeer",
     "IdempotencyRecord",
     "Image",
     "Label",

@@ -54,6 +54,7 @@ def _load() -> dict:
         "log_level": env.choice("CXR_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         "max_upload_bytes": env.int("CXR_MAX_UPLOAD_BYTES", 64 * 1024 * 1024, minimum=1024),
         "max_pixels": env.int("CXR_MAX_PIXELS", 40_000_000, minimum=4096),
+        "stow_max_bytes": env.int("CXR_STOW_MAX_BYTES", 2 * 1024**3, minimum=1024),
         "runtime": env.choice("CXR_INFERENCE_RUNTIME", "tflite", ("tflite", "keras")),
         "batch_size": env.int("CXR_INFERENCE_BATCH_SIZE", 8, minimum=1),
         # Threads per inference process for decoding, preprocessing, encoding and the
@@ -71,7 +72,20 @@ def _load() -> dict:
         "max_wait_minutes": env.int("CXR_TRIAGE_MAX_WAIT_MINUTES", 240, minimum=1),
         "api_rate": env.str("CXR_API_RATE", "600/min"),
         "warm_up": env.bool("CXR_WORKER_WARM_UP", True),
+        "dicom_ae_title": _ae_title(env.str("CXR_DICOM_AE_TITLE", "CXR_TRIAGE")),
+        "dicom_host": env.str("CXR_DICOM_HOST", "0.0.0.0"),
+        "dicom_port": env.int("CXR_DICOM_PORT", 11112, minimum=1),
+        "dicom_max_associations": env.int("CXR_DICOM_MAX_ASSOCIATIONS", 4, minimum=1),
+        "dicom_timeout": env.int("CXR_DICOM_TIMEOUT_SECONDS", 30, minimum=1),
+        "metrics_token": env.str("CXR_METRICS_TOKEN", ""),
     }
+
+
+def _ae_title(value: str) -> str:
+    """A DICOM AE title: 1-16 printable characters, no backslash, not only spaces."""
+    if not value.strip() or len(value) > 16 or "\\" in value or not value.isprintable():
+        raise EnvError(f"CXR_DICOM_AE_TITLE must be 1-16 printable characters without a backslash, got {value!r}.")
+    return value.strip()
 
 
 def _local_secret(var_dir: Path) -> str:
@@ -115,6 +129,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "classifier.views.metrics.RequestMetricsMiddleware",  # outermost: counts every answer
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -264,6 +279,7 @@ CELERY_TASK_DEFAULT_QUEUE = "inference"
 CELERY_TASK_ROUTES = {
     # An exact name wins over the patterns: deliveries wait on receivers, not on the model.
     "classifier.tasks.webhook_deliver_task": {"queue": "webhooks", "routing_key": "webhooks"},
+    "classifier.tasks.dicom_delivery_task": {"queue": "webhooks", "routing_key": "webhooks"},
     "classifier.tasks.*": {"queue": "inference", "routing_key": "inference"},
     "training.tasks.*": {"queue": "training", "routing_key": "training"},
 }
@@ -292,6 +308,7 @@ CXR = {
     "DATASET_IMPORT_ROOT": _cfg["import_root"],
     "MAX_UPLOAD_BYTES": _cfg["max_upload_bytes"],
     "MAX_PIXELS": _cfg["max_pixels"],
+    "STOW_MAX_BYTES": _cfg["stow_max_bytes"],
     "INFERENCE_RUNTIME": _cfg["runtime"],
     "INFERENCE_BATCH_SIZE": _cfg["batch_size"],
     "INFERENCE_THREADS": _cfg["inference_threads"],
@@ -305,6 +322,12 @@ CXR = {
     "RETRAIN_MIN_REVIEWS": _cfg["retrain_min_reviews"],
     "WORKER_WARM_UP": _cfg["warm_up"],
     "TRIAGE_MAX_WAIT_MINUTES": _cfg["max_wait_minutes"],
+    "DICOM_AE_TITLE": _cfg["dicom_ae_title"],
+    "DICOM_HOST": _cfg["dicom_host"],
+    "DICOM_PORT": _cfg["dicom_port"],
+    "DICOM_MAX_ASSOCIATIONS": _cfg["dicom_max_associations"],
+    "DICOM_TIMEOUT_SECONDS": _cfg["dicom_timeout"],
+    "METRICS_TOKEN": _cfg["metrics_token"],
 }
 if CXR["INFERENCE_HARD_TIME_LIMIT"] <= CXR["INFERENCE_SOFT_TIME_LIMIT"]:
     raise ImproperlyConfigured("CXR_INFERENCE_HARD_TIME_LIMIT must be greater than CXR_INFERENCE_SOFT_TIME_LIMIT.")

@@ -339,3 +339,51 @@ def active_tiny_model(tiny_artifacts, db):
 
     version = registry.version_register(source_dir=tiny_artifacts[0])
     return registry.version_activate(version=version, reason="test")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def gunicorn_server(worker_env) -> Iterator[str]:
+    """The production web server (gunicorn, one worker) on this test's database; its base URL.
+
+    Django's test live_server cannot read chunked request bodies; gunicorn decodes them,
+    as in production."""
+    port = free_port()
+    log_path = Path(worker_env["CXR_VAR_DIR"]) / f"gunicorn-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "cxrsite.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "--timeout", "60"],
+            cwd=ROOT,
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: _port_open(port) or proc.poll() is not None, 60, message=log_path.read_text)
+        if proc.poll() is not None:
+            pytest.fail(f"gunicorn exited\n{log_path.read_text()[-4000:]}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=20)

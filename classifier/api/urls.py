@@ -3,12 +3,20 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from classifier.api import errors, fhir
+from classifier.api import errors, fhir, fhir_search
 from classifier.api.dicomweb import views as dicomweb
+from classifier.api.dicomweb import wado
 from classifier.api.v1 import images, patients, predictions, reviews, studies, tokens, webhooks
 from training import api as training_api
 
 app_name = "api"
+
+
+def _uid(level: str) -> str:
+    return rf"(?P<{level}_uid>[0-9.]+)"
+
+
+INSTANCE = rf"studies/{_uid('study')}/series/{_uid('series')}/instances/{_uid('sop')}"
 
 v1 = "api/v1"
 urlpatterns = [
@@ -43,11 +51,49 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("dicomweb/studies", dicomweb.StowRsApi.as_view(), name="dicomweb-studies"),
+    path("dicomweb/series", dicomweb.QidoSeriesApi.as_view(), name="dicomweb-series-search"),
+    path("dicomweb/instances", dicomweb.QidoInstancesApi.as_view(), name="dicomweb-instance-search"),
+    re_path(rf"^dicomweb/studies/{_uid('study')}$", wado.WadoStudyApi.as_view(), name="dicomweb-study"),
     re_path(
-        r"^dicomweb/studies/(?P<study_uid>[0-9.]+)/series/(?P<series_uid>[0-9.]+)/instances/"
-        r"(?P<sop_uid>[0-9.]+)$",
-        dicomweb.WadoInstanceApi.as_view(),
-        name="dicomweb-instance",
+        rf"^dicomweb/studies/{_uid('study')}/metadata$", wado.WadoMetadataApi.as_view(), name="dicomweb-study-metadata"
+    ),
+    re_path(
+        rf"^dicomweb/studies/{_uid('study')}/series$", dicomweb.QidoSeriesApi.as_view(), name="dicomweb-study-series"
+    ),
+    re_path(
+        rf"^dicomweb/studies/{_uid('study')}/instances$",
+        dicomweb.QidoInstancesApi.as_view(),
+        name="dicomweb-study-instances",
+    ),
+    re_path(
+        rf"^dicomweb/studies/{_uid('study')}/series/{_uid('series')}$",
+        wado.WadoSeriesApi.as_view(),
+        name="dicomweb-series",
+    ),
+    re_path(
+        rf"^dicomweb/studies/{_uid('study')}/series/{_uid('series')}/metadata$",
+        wado.WadoMetadataApi.as_view(),
+        name="dicomweb-series-metadata",
+    ),
+    re_path(
+        rf"^dicomweb/studies/{_uid('study')}/series/{_uid('series')}/instances$",
+        dicomweb.QidoInstancesApi.as_view(),
+        name="dicomweb-series-instances",
+    ),
+    re_path(rf"^dicomweb/{INSTANCE}$", wado.WadoInstanceApi.as_view(), name="dicomweb-instance"),
+    re_path(rf"^dicomweb/{INSTANCE}/metadata$", wado.WadoMetadataApi.as_view(), name="dicomweb-instance-metadata"),
+    re_path(rf"^dicomweb/{INSTANCE}/rendered$", wado.WadoRenderedApi.as_view(), name="dicomweb-instance-rendered"),
+    re_path(
+        rf"^dicomweb/{INSTANCE}/frames/(?P<frame>[0-9]+)/rendered$",
+        wado.WadoRenderedApi.as_view(),
+        name="dicomweb-frame-rendered",
+    ),
+    path("fhir/metadata", fhir_search.FhirMetadataApi.as_view(), name="fhir-metadata"),
+    path("fhir/ImagingStudy", fhir_search.FhirImagingStudySearchApi.as_view(), name="fhir-imagingstudy-search"),
+    path(
+        "fhir/DiagnosticReport",
+        fhir_search.FhirDiagnosticReportSearchApi.as_view(),
+        name="fhir-diagnosticreport-search",
     ),
     path("fhir/Patient/<int:pk>", fhir.FhirPatientApi.as_view(), name="fhir-patient"),
     path("fhir/ImagingStudy/<int:pk>", fhir.FhirImagingStudyApi.as_view(), name="fhir-imagingstudy"),

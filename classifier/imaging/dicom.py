@@ -487,6 +487,10 @@ def dicom_metadata(ds: Dataset) -> dict[str, Any]:
         "accession_number": _text(ds, "AccessionNumber"),
         "study_instance_uid": _text(ds, "StudyInstanceUID"),
         "sop_instance_uid": _text(ds, "SOPInstanceUID"),
+        "series_instance_uid": _text(ds, "SeriesInstanceUID"),
+        "sop_class_uid": _text(ds, "SOPClassUID"),
+        "series_number": _text(ds, "SeriesNumber"),
+        "instance_number": _text(ds, "InstanceNumber"),
         "study_date": _iso_date(ds.get("StudyDate")),
         "modality": _text(ds, "Modality"),
         "view_position": _text(ds, "ViewPosition"),
@@ -496,3 +500,20 @@ def dicom_metadata(ds: Dataset) -> dict[str, Any]:
         "bits_stored": int(bits) if isinstance(bits, int) else None,
         "transfer_syntax": str(syntax) if syntax else None,
     }
+
+
+def decodable_transfer_syntaxes() -> list[str]:
+    """The transfer syntaxes whose pixel data this installation can decode (pydicom's
+    decoders with their plugins present): what a DICOM receiver may accept."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import AllTransferSyntaxes
+
+    found = []
+    for uid in AllTransferSyntaxes:
+        try:
+            available = get_decoder(uid).is_available
+        except NotImplementedError:
+            continue
+        if available:
+            found.append(str(uid))
+    return found

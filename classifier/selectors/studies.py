@@ -119,6 +119,7 @@ class ImagePanel:
     probability_rows: list[dict[str, Any]] = field(default_factory=list)
     finding: Finding | None = None
     form: Any = None  # the review form, set by the view for users who may review
+    dicom_deliveries: list[Any] = field(default_factory=list)  # results sent to the PACS, set by the view
 
     @property
     def view_name(self) -> str:

@@ -29,6 +29,7 @@ from django.utils import timezone
 from classifier import claims
 from classifier.models import Image, Prediction, Study
 from classifier.services.audit import AuditContext, audit_record
+from classifier.services.dicom_results import dicom_delivery_sweep, dicom_results_emit
 from classifier.services.studies import study_refresh
 from classifier.services.webhooks import prediction_finished, webhook_sweep
 from classifier.storage import generated_name
@@ -238,6 +239,7 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: ModelVersion) -> lis
             study_refresh(*{predictions[pk].image.study_id for pk in committed})
         for pk in committed:
             prediction_finished(pk)
+            dicom_results_emit(prediction_id=pk)
     for pk, paths in files.items():
         if pk not in committed:  # lost the claim to a reclaim: the other attempt owns the outcome
             for path in paths.values():
@@ -371,6 +373,7 @@ def prediction_sweep(*, now: datetime | None = None) -> dict[str, int]:
         "resent": len(pending),
         "refreshed": len(study_ids),
         "webhooks_resent": webhook_sweep(now=now),
+        "dicom_resent": dicom_delivery_sweep(now=now),
     }
 
 

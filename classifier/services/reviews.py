@@ -7,6 +7,7 @@ from django.db import transaction
 
 from classifier.models import Label, Prediction, Review
 from classifier.services.audit import AuditContext, audit_record
+from classifier.services.dicom_results import dicom_results_emit
 from classifier.services.errors import ServiceError
 from classifier.services.studies import study_refresh
 from classifier.services.webhooks import review_created
@@ -55,5 +56,6 @@ def review_submit(
         detail={"prediction": prediction.pk, "decision": decision, "label": label},
     )
     review_created(review.pk)  # the event's delivery rows commit with the review
+    dicom_results_emit(prediction_id=prediction.pk, review_id=review.pk)  # so do the PACS objects
     transaction.on_commit(lambda: study_refresh(prediction.image.study_id))
     return review

@@ -4,6 +4,6 @@ Celery's autodiscovery imports this package; importing the modules here register
 task and connects the inference pool's warm-up.
 """
 
-from classifier.tasks import predictions, probe, warmup, webhooks
+from classifier.tasks import dicom_results, predictions, probe, warmup, webhooks
 
-__all__ = ["predictions", "probe", "warmup", "webhooks"]
+__all__ = ["dicom_results", "predictions", "probe", "warmup", "webhooks"]

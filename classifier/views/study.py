@@ -15,6 +15,7 @@ from classifier.forms import ReviewForm
 from classifier.http import audit_context, request_user
 from classifier.models import Image, Label, Prediction, Study
 from classifier.roles import action_required, user_can
+from classifier.selectors.dicom import dicom_deliveries_by_image
 from classifier.selectors.studies import study_detail as study_detail_query
 from classifier.selectors.studies import study_pending
 from classifier.services.audit import audit_record
@@ -33,7 +34,9 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
         raise Http404("No such study.") from None
     audit_record(actor=request.user, action="view_study", obj=study, audit=audit_context(request))
     can_review = user_can(request.user, "review")
+    deliveries = dicom_deliveries_by_image(study.pk)
     for panel in panels:
+        panel.dicom_deliveries = deliveries.get(panel.image.pk, [])
         reviewable = panel.latest is not None and panel.reviewable and can_review
         panel.form = ReviewForm(initial={"prediction": panel.latest.pk}) if reviewable and panel.latest else None
     current = next((p for p in panels if p.reviewable and not p.reviews), None)

@@ -1,38 +1,68 @@
-"""QIDO-RS study search: query parameters -> studies -> DICOM JSON (PS3.18 10.6)."""
+"""QIDO-RS (PS3.18 10.6): study, series and instance search -> DICOM JSON.
+
+Matching follows PS3.4 C.2.2.2: single value (case-sensitive, except PN), universal
+(an empty value matches everything), wildcards ``*`` and ``?`` for the text VRs, ranges
+``a-b`` / ``-b`` / ``a-`` for dates, and UID lists (``\\`` or ``,`` separated). Keys the
+server does not match on are ignored and named in a ``Warning`` header, as PS3.18 asks.
+Series and instances are the stored DICOM images; their series attributes come from the
+header metadata recorded at upload.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from rest_framework import exceptions
 from rest_framework.request import Request
 
-from classifier.models import Study
+from classifier.models import Image, Study
 
 MAX_LIMIT = 200
-# QIDO accepts keywords or tags; both map to one filter.
-KEYS = {
-    "PatientID": "patient__mrn",
-    "00100020": "patient__mrn",
-    "AccessionNumber": "accession_number",
-    "00080050": "accession_number",
-    "StudyInstanceUID": "study_instance_uid",
-    "0020000D": "study_instance_uid",
-    "StudyDate": "study_date",
-    "00080020": "study_date",
-}
+CONTROL_PARAMS = {"limit", "offset", "includefield", "fuzzymatching"}
+TEXT_VRS = {"PN", "LO", "SH", "CS"}
 
 
-def _dicom_date(text: str) -> date:
+@dataclass(frozen=True)
+class Key:
+    keyword: str
+    tag: str
+    vr: str
+    level: str  # study, series or instance
+    field: str  # ORM path from Study (study level) or Image (series, instance)
+
+
+KEYS = [
+    Key("PatientID", "00100020", "LO", "study", "patient__mrn"),
+    Key("PatientName", "00100010", "PN", "study", "patient__name"),
+    Key("PatientBirthDate", "00100030", "DA", "study", "patient__birth_date"),
+    Key("PatientSex", "00100040", "CS", "study", "patient__sex"),
+    Key("AccessionNumber", "00080050", "SH", "study", "accession_number"),
+    Key("StudyInstanceUID", "0020000D", "UI", "study", "study_instance_uid"),
+    Key("StudyDate", "00080020", "DA", "study", "study_date"),
+    Key("ModalitiesInStudy", "00080061", "CS", "study", "modality"),
+    Key("SeriesInstanceUID", "0020000E", "UI", "series", "metadata__series_instance_uid"),
+    Key("Modality", "00080060", "CS", "series", "metadata__modality"),
+    Key("SeriesNumber", "00200011", "IS", "series", "metadata__series_number"),
+    Key("SOPInstanceUID", "00080018", "UI", "instance", "sop_instance_uid"),
+    Key("SOPClassUID", "00080016", "UI", "instance", "metadata__sop_class_uid"),
+    Key("InstanceNumber", "00200013", "IS", "instance", "metadata__instance_number"),
+]
+BY_NAME = {name: key for key in KEYS for name in (key.keyword, key.tag, key.tag.lower())}
+LEVELS = ("study", "series", "instance")
+
+
+def _dicom_date(text: str, keyword: str) -> date:
     if not re.fullmatch(r"\d{8}", text):
-        raise exceptions.ValidationError({"StudyDate": "Use YYYYMMDD or YYYYMMDD-YYYYMMDD."})
+        raise exceptions.ValidationError({keyword: "Use YYYYMMDD or YYYYMMDD-YYYYMMDD."})
     try:
         return date(int(text[:4]), int(text[4:6]), int(text[6:]))
     except ValueError:
-        raise exceptions.ValidationError({"StudyDate": "Not a valid date."}) from None
+        raise exceptions.ValidationError({keyword: "Not a valid date."}) from None
 
 
 def _int(request: Request, name: str, default: int, maximum: int) -> int:
@@ -44,48 +74,193 @@ def _int(request: Request, name: str, default: int, maximum: int) -> int:
     return min(int(raw), maximum)
 
 
-def _filter(studies: Any, field: str, value: str) -> Any:
-    if field == "study_date":
-        start, _, end = value.partition("-")
-        if _:
-            if start:
-                studies = studies.filter(study_date__gte=_dicom_date(start))
-            return studies.filter(study_date__lte=_dicom_date(end)) if end else studies
-        return studies.filter(study_date=_dicom_date(value))
-    if field == "study_instance_uid":
-        return studies.filter(study_instance_uid__in=[v for v in re.split(r"[,\\]", value) if v])
-    if "*" in value or "?" in value:  # DICOM wildcard matching
-        pattern = "^" + re.escape(value).replace(r"\*", ".*").replace(r"\?", ".") + "$"
-        return studies.filter(**{f"{field}__regex": pattern})
-    return studies.filter(**{field: value})
+def _pn_query(value: str) -> str:
+    """A PN query ("Doe^J*") in the stored form of names ("Doe, J*", services.studies.person_name)."""
+    family, _, given = value.partition("^")
+    given = " ".join(p for p in given.split("^")[:2] if p)
+    return f"{family}, {given}" if given else family
 
 
-def _record(study: Study, base: str) -> dict[str, Any]:
-    def tag(vr: str, value: Any) -> dict[str, Any]:
-        return {"vr": vr, "Value": [value]} if value not in (None, "") else {"vr": vr}
+def _wildcard(value: str) -> str:
+    return "^" + re.escape(value).replace(r"\*", ".*").replace(r"\?", ".") + "$"
 
+
+def match(queryset: QuerySet, key: Key, value: str, prefix: str = "") -> QuerySet:
+    """``queryset`` narrowed by one query key's value under the PS3.4 matching rules."""
+    field = prefix + key.field
+    if key.vr == "DA":
+        start, dash, end = value.partition("-")
+        if not dash:
+            return queryset.filter(**{field: _dicom_date(value, key.keyword)})
+        if start:
+            queryset = queryset.filter(**{f"{field}__gte": _dicom_date(start, key.keyword)})
+        return queryset.filter(**{f"{field}__lte": _dicom_date(end, key.keyword)}) if end else queryset
+    if key.vr == "UI":
+        return queryset.filter(**{f"{field}__in": [v for v in re.split(r"[,\\]", value) if v]})
+    if key.vr == "PN":
+        value = _pn_query(value)
+    if key.vr in TEXT_VRS and ("*" in value or "?" in value):
+        lookup = "iregex" if key.vr == "PN" else "regex"
+        return queryset.filter(**{f"{field}__{lookup}": _wildcard(value)})
+    return queryset.filter(**{f"{field}__iexact" if key.vr == "PN" else field: value})
+
+
+@dataclass
+class Query:
+    """The query keys of a request at one level; ``unsupported`` names the ignored ones."""
+
+    keys: list[tuple[Key, str]]
+    unsupported: list[str]
+    offset: int
+    limit: int
+
+
+def query_parse(request: Request, level: str) -> Query:
+    """Keys of this level or above are matched; anything else is reported as unsupported."""
+    allowed = LEVELS[: LEVELS.index(level) + 1]
+    keys, unsupported = [], []
+    for name, value in request.query_params.items():
+        if name in CONTROL_PARAMS:
+            if name == "fuzzymatching" and str(value).lower() == "true":
+                unsupported.append("fuzzymatching")
+            continue
+        key = BY_NAME.get(name)
+        if key is None or key.level not in allowed:
+            unsupported.append(name)
+        elif value:  # an empty value is universal matching
+            keys.append((key, str(value)))
+    return Query(
+        keys=keys,
+        unsupported=unsupported,
+        offset=_int(request, "offset", 0, 10**6),
+        limit=_int(request, "limit", MAX_LIMIT, MAX_LIMIT),
+    )
+
+
+def warning_header(query: Query) -> str | None:
+    if not query.unsupported:
+        return None
+    return f'299 cxr: "The following query keys are not supported and were ignored: {", ".join(query.unsupported)}"'
+
+
+def _tag(vr: str, value: Any) -> dict[str, Any]:
+    return {"vr": vr, "Value": [value]} if value not in (None, "") else {"vr": vr}
+
+
+def dicom_person_name(name: str) -> str:
+    """The stored "Family, Given Middle" back as a DICOM PN "Family^Given Middle"."""
+    family, sep, given = name.partition(", ")
+    return f"{family}^{given}" if sep else name
+
+
+def _number(value: Any) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def study_attributes(study: Study, base: str) -> dict[str, Any]:
     patient = study.patient
+    uid = study.study_instance_uid
     return {
-        "00080020": tag("DA", study.study_date.strftime("%Y%m%d") if study.study_date else None),
-        "00080050": tag("SH", study.accession_number),
-        "00080061": tag("CS", study.modality),
-        "00100010": tag("PN", {"Alphabetic": patient.name} if patient.name else None),
-        "00100020": tag("LO", patient.mrn),
-        "0020000D": tag("UI", study.study_instance_uid),
-        "00201208": tag("IS", getattr(study, "instances", None)),  # annotated by study_search
-        "00081190": tag("UR", f"{base}/studies/{study.study_instance_uid}" if study.study_instance_uid else None),
+        "00080020": _tag("DA", study.study_date.strftime("%Y%m%d") if study.study_date else None),
+        "00080050": _tag("SH", study.accession_number),
+        "00080061": _tag("CS", study.modality),
+        "00100010": _tag("PN", {"Alphabetic": dicom_person_name(patient.name)} if patient.name else None),
+        "00100020": _tag("LO", patient.mrn),
+        "00100030": _tag("DA", patient.birth_date.strftime("%Y%m%d") if patient.birth_date else None),
+        "00100040": _tag("CS", patient.sex),
+        "0020000D": _tag("UI", uid),
+        "00081190": _tag("UR", f"{base}/studies/{uid}" if uid else None),
     }
 
 
-def study_search(request: Request) -> tuple[list[dict[str, Any]], list[Study]]:
-    """Matching studies as DICOM JSON, with the rows (for the audit)."""
+def study_search(request: Request) -> tuple[list[dict[str, Any]], list[Study], Query]:
+    """Matching studies as DICOM JSON, with the rows (for the audit) and the parsed query."""
+    query = query_parse(request, "study")
     studies = Study.objects.select_related("patient").annotate(instances=Count("images")).order_by("-created_at", "id")
-    for name, value in request.query_params.items():
-        field = KEYS.get(name)
-        if field and value:
-            studies = _filter(studies, field, str(value))
-    offset = _int(request, "offset", 0, 10**6)
-    limit = _int(request, "limit", MAX_LIMIT, MAX_LIMIT)
-    rows: list[Study] = list(studies[offset : offset + limit])
+    for key, value in query.keys:
+        studies = match(studies, key, value)
+    rows: list[Study] = list(studies[query.offset : query.offset + query.limit])
     base = request.build_absolute_uri("/dicomweb")
-    return [_record(study, base) for study in rows], rows
+    results = [{**study_attributes(s, base), "00201208": _tag("IS", getattr(s, "instances", None))} for s in rows]
+    return results, rows, query
+
+
+def dicom_images(*, study_uid: str | None = None, series_uid: str | None = None) -> QuerySet[Image]:
+    """The stored DICOM images, optionally of one study and series, oldest first."""
+    images = (
+        Image.objects.filter(format=Image.Format.DICOM).select_related("study__patient").order_by("created_at", "id")
+    )
+    if study_uid is not None:
+        images = images.filter(study__study_instance_uid=study_uid)
+    if series_uid is not None:
+        images = images.filter(metadata__series_instance_uid=series_uid)
+    return images
+
+
+def _image_query(request: Request, level: str, study_uid: str | None, series_uid: str | None) -> tuple[Any, Query]:
+    query = query_parse(request, level)
+    images = dicom_images(study_uid=study_uid, series_uid=series_uid)
+    for key, value in query.keys:
+        images = match(images, key, value, prefix="study__" if key.level == "study" else "")
+    return images, query
+
+
+def _series_of(image: Image) -> str:
+    return str(image.metadata.get("series_instance_uid") or "")
+
+
+def series_search(request: Request, study_uid: str | None) -> tuple[list[dict[str, Any]], list[Image], Query]:
+    """Matching series (grouped from their images) as DICOM JSON."""
+    images, query = _image_query(request, "series", study_uid, None)
+    groups: dict[tuple[int, str], list[Image]] = {}
+    for image in images:
+        groups.setdefault((image.study_id, _series_of(image)), []).append(image)
+    base = request.build_absolute_uri("/dicomweb")
+    chosen = list(groups.values())[query.offset : query.offset + query.limit]
+    results = []
+    for members in chosen:
+        first = members[0]
+        series = _series_of(first)
+        url = f"{base}/studies/{first.study.study_instance_uid}/series/{series}" if series else None
+        results.append(
+            {
+                **study_attributes(first.study, base),
+                "0020000E": _tag("UI", series),
+                "00080060": _tag("CS", first.metadata.get("modality")),
+                "00200011": _tag("IS", _number(first.metadata.get("series_number"))),
+                "00201209": _tag("IS", len(members)),
+                "00081190": _tag("UR", url),
+            }
+        )
+    return results, [m[0] for m in chosen], query
+
+
+def instance_attributes(image: Image, base: str) -> dict[str, Any]:
+    study_uid, series = image.study.study_instance_uid, _series_of(image)
+    return {
+        **study_attributes(image.study, base),
+        "0020000E": _tag("UI", series),
+        "00080060": _tag("CS", image.metadata.get("modality")),
+        "00080016": _tag("UI", image.metadata.get("sop_class_uid")),
+        "00080018": _tag("UI", image.sop_instance_uid),
+        "00200013": _tag("IS", _number(image.metadata.get("instance_number"))),
+        "00280010": _tag("US", image.height),
+        "00280011": _tag("US", image.width),
+        "00081190": _tag("UR", f"{base}/studies/{study_uid}/series/{series}/instances/{image.sop_instance_uid}"),
+    }
+
+
+def instance_search(
+    request: Request, study_uid: str | None, series_uid: str | None
+) -> tuple[list[dict[str, Any]], list[Image], Query]:
+    images, query = _image_query(request, "instance", study_uid, series_uid)
+    rows: list[Image] = list(images[query.offset : query.offset + query.limit])
+    base = request.build_absolute_uri("/dicomweb")
+    return [instance_attributes(image, base) for image in rows], rows, query
+
+
+def ids(rows: Iterable[Any]) -> list[int]:
+    return [row.pk for row in rows][:200]

@@ -1,35 +1,36 @@
-"""DICOMweb (PS3.18): STOW-RS store, QIDO-RS study search, WADO-RS instance retrieve.
+"""DICOMweb (PS3.18): STOW-RS store and QIDO-RS search (WADO-RS retrieve is in ``wado``).
 
 STOW-RS answers with the standard Store Instances Response Module in DICOM JSON:
 ReferencedSOPSequence (0008,1199) for stored instances, FailedSOPSequence (0008,1198)
 with a FailureReason (0008,1197) for refused ones, RetrieveURL (0008,1190); status 200
 when all were stored, 202 when some failed, 409 when none could be stored, 400 for a
-malformed request, 415 for a payload other than application/dicom.
+malformed request, 415 for a payload other than application/dicom. The body is read
+into temporary files (``multipart``), one instance at a time goes through the upload
+service, so a request holds at most one instance in memory.
 """
 
 from __future__ import annotations
 
 import io
-import re
-from collections.abc import Mapping
 from typing import Any
 
-from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.conf import settings
+from django.http import HttpRequest
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, parsers, renderers
+from rest_framework import exceptions, renderers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from classifier.api.base import Api, BinaryRenderer, upload_limit_bytes
+from classifier.api.base import Api, BinaryRenderer
+from classifier.api.dicomweb import qido
+from classifier.api.dicomweb.multipart import MultipartRelatedParser, Part, StreamingRequest
 from classifier.api.idempotency import idempotent
 from classifier.http import audit_context, request_user
 from classifier.imaging import ImagingError, sniff_format
-from classifier.models import Image
 from classifier.services.uploads import image_upload
 
-MAX_INSTANCES = 4
+MAX_INSTANCES = 1000
 # PS3.4 Annex GG / PS3.18 failure reasons.
 PROCESSING_FAILURE, SOP_CLASS_NOT_SUPPORTED = 0x0110, 0x0122
 OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0xA700, 0xC000
@@ -45,57 +46,6 @@ FAILURE_BY_CODE = {
     "unsupported_format": CANNOT_UNDERSTAND,
     "empty_file": CANNOT_UNDERSTAND,
 }
-
-
-def _params(content_type: str) -> dict[str, str]:
-    found = {}
-    for key, value in re.findall(r';\s*([\w-]+)\s*=\s*("[^"]*"|[^;]*)', content_type):
-        found[key.lower()] = value.strip().strip('"')
-    return found
-
-
-class MultipartRelatedParser(parsers.BaseParser):
-    """multipart/related; type="application/dicom" -> {"parts": [(content_type, bytes), ...]}."""
-
-    media_type = "multipart/related"
-
-    def parse(
-        self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
-    ) -> dict:
-        params = _params(media_type or "")
-        if params.get("type", "application/dicom").lower() != "application/dicom":
-            raise exceptions.UnsupportedMediaType(media_type or "", detail="Only application/dicom parts are accepted.")
-        boundary = params.get("boundary")
-        if not boundary:
-            raise exceptions.ParseError("The multipart/related request has no boundary.")
-        body = stream.read() if stream is not None else b""
-        return {"parts": split_parts(body, boundary.encode("latin-1"))}
-
-
-def split_parts(body: bytes, boundary: bytes) -> list[tuple[str, bytes]]:
-    """The parts of a multipart body as (content type, content); ParseError when malformed."""
-    delimiter = b"--" + boundary
-    segments = body.split(delimiter)
-    if len(segments) < 2:
-        raise exceptions.ParseError("The multipart body has no parts.")
-    parts = []
-    for segment in segments[1:]:
-        if segment.startswith(b"--"):
-            break  # the close delimiter
-        segment = segment[2:] if segment.startswith(b"\r\n") else segment
-        if segment.startswith(b"\r\n"):
-            head, content = b"", segment[2:]
-        else:
-            head, sep, content = segment.partition(b"\r\n\r\n")
-            if not sep:
-                raise exceptions.ParseError("A multipart part has no header/body separator.")
-        content = content[:-2] if content.endswith(b"\r\n") else content
-        headers = {}
-        for line in head.decode("latin-1").split("\r\n"):
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        parts.append((headers.get("content-type", "application/dicom"), content))
-    return parts
 
 
 class DicomJsonRenderer(renderers.JSONRenderer):
@@ -142,44 +92,72 @@ def instance_url(request: Request, study_uid: str, series_uid: str, sop_uid: str
     return f"{_base(request)}/studies/{study_uid}/series/{series_uid or '0'}/instances/{sop_uid}"
 
 
+def _search_response(request: Request, results: list[dict[str, Any]], query: qido.Query) -> Response:
+    """200 with the matches, 204 when nothing matches; a Warning names ignored keys."""
+    warning = qido.warning_header(query)
+    headers = {"Warning": warning} if warning else None
+    if not results:
+        return Response(status=204, headers=headers)
+    return Response(results, content_type="application/dicom+json", headers=headers)
+
+
+QIDO_PARAMETERS = [
+    OpenApiParameter(key.keyword, str, description=f"{key.vr}; tag {key.tag} also accepted") for key in qido.KEYS
+] + [OpenApiParameter("limit", int), OpenApiParameter("offset", int), OpenApiParameter("includefield", str)]
+QIDO_RESPONSES = {(200, "application/dicom+json"): OpenApiTypes.OBJECT, 204: None}
+STOW_RESPONSES = {
+    (200, "application/dicom+json"): OpenApiTypes.OBJECT,
+    (202, "application/dicom+json"): OpenApiResponse(OpenApiTypes.OBJECT, "Some instances failed."),
+    (409, "application/dicom+json"): OpenApiResponse(OpenApiTypes.OBJECT, "No instance was stored."),
+}
+
+
 class StowRsApi(Api):
-    """POST /dicomweb/studies: store DICOM instances; patient and study come from the headers."""
+    """POST /dicomweb/studies: store DICOM instances; patient and study come from the headers.
+
+    GET is the QIDO-RS study search.
+    """
 
     role_actions = {"POST": "upload", "GET": "view_studies"}
     parser_classes = [MultipartRelatedParser]
     renderer_classes = [DicomJsonRenderer, renderers.JSONRenderer]
-    max_body_bytes = upload_limit_bytes(MAX_INSTANCES)
+    max_parts = MAX_INSTANCES
+
+    @property
+    def max_body_bytes(self) -> int:  # type: ignore[override]
+        return self.max_total_bytes()
+
+    def max_part_bytes(self) -> int:
+        return settings.CXR["MAX_UPLOAD_BYTES"]
+
+    def max_total_bytes(self) -> int:
+        return settings.CXR["STOW_MAX_BYTES"]
+
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
+        drf_request = super().initialize_request(request, *args, **kwargs)
+        drf_request.__class__ = StreamingRequest  # reads chunked bodies (see multipart)
+        return drf_request
 
     @extend_schema(
-        operation_id="dicomweb_stow",
-        request={"multipart/related": OpenApiTypes.BINARY},
-        responses={
-            (200, "application/dicom+json"): OpenApiTypes.OBJECT,
-            (202, "application/dicom+json"): OpenApiResponse(OpenApiTypes.OBJECT, "Some instances failed."),
-            (409, "application/dicom+json"): OpenApiResponse(OpenApiTypes.OBJECT, "No instance was stored."),
-        },
+        operation_id="dicomweb_stow", request={"multipart/related": OpenApiTypes.BINARY}, responses=STOW_RESPONSES
     )
     @idempotent
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request, study_uid: str | None = None) -> Response:
         parts = request.data.get("parts") if isinstance(request.data, dict) else None
         if not parts:
             raise exceptions.ParseError("The request contains no DICOM instance.")
-        if len(parts) > MAX_INSTANCES:
-            raise exceptions.ParseError(f"At most {MAX_INSTANCES} instances per request.")
+        try:
+            return self._store(request, parts, study_uid)
+        finally:
+            for part in parts:
+                part.file.close()  # deletes the temporary file
+
+    def _store(self, request: Request, parts: list[Part], target_study: str | None) -> Response:
         referenced, failed, study_uids = [], [], []
-        for index, (content_type, data) in enumerate(parts):
+        for index, part in enumerate(parts):
+            data = b"" if part.too_large else part.file.read()
             ident = _ident(data)
-            reason = None
-            if content_type.split(";")[0].strip().lower() != "application/dicom" or not _is_dicom(data):
-                reason = CANNOT_UNDERSTAND
-            else:
-                outcome = image_upload(
-                    data=data,
-                    filename=f"stow-{index}.dcm",
-                    uploaded_by=request_user(request),
-                    audit=audit_context(request),
-                )
-                reason = None if outcome.ok else FAILURE_BY_CODE.get(outcome.error_code, PROCESSING_FAILURE)
+            reason = self._refusal(request, part, data, ident, target_study, index)
             item = {"00081150": _ui(ident["SOPClassUID"]), "00081155": _ui(ident["SOPInstanceUID"])}
             if reason is not None:
                 failed.append({**item, "00081197": {"vr": "US", "Value": [reason]}})
@@ -197,51 +175,50 @@ class StowRsApi(Api):
         code = 200 if not failed else (202 if referenced else 409)
         return Response(body, status=code, content_type="application/dicom+json")
 
-    @extend_schema(
-        operation_id="dicomweb_qido_studies",
-        parameters=[
-            OpenApiParameter("PatientID", str),
-            OpenApiParameter("AccessionNumber", str),
-            OpenApiParameter("StudyInstanceUID", str),
-            OpenApiParameter("StudyDate", str, description="YYYYMMDD or YYYYMMDD-YYYYMMDD"),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
-        ],
-        responses={(200, "application/dicom+json"): OpenApiTypes.OBJECT, 204: None},
-    )
+    def _refusal(
+        self, request: Request, part: Part, data: bytes, ident: dict[str, str], target_study: str | None, index: int
+    ) -> int | None:
+        """The failure reason for one part, None once it is stored (or was already)."""
+        if part.too_large:
+            return OUT_OF_RESOURCES
+        if part.content_type.split(";")[0].strip().lower() != "application/dicom" or not _is_dicom(data):
+            return CANNOT_UNDERSTAND
+        if target_study is not None and ident["StudyInstanceUID"] != target_study:
+            return PROCESSING_FAILURE  # stored to /studies/{uid}, but the instance names another study
+        outcome = image_upload(
+            data=data, filename=f"stow-{index}.dcm", uploaded_by=request_user(request), audit=audit_context(request)
+        )
+        return None if outcome.ok else FAILURE_BY_CODE.get(outcome.error_code, PROCESSING_FAILURE)
+
+    @extend_schema(operation_id="dicomweb_qido_studies", parameters=QIDO_PARAMETERS, responses=QIDO_RESPONSES)
     def get(self, request: Request) -> Response:
         """QIDO-RS: search studies. 204 when nothing matches."""
-        from classifier.api.dicomweb.qido import study_search
-
-        results, studies = study_search(request)
-        self.audit("dicomweb_search", None, model="classifier.study", ids=[s.pk for s in studies][:200])
-        if not results:
-            return Response(status=204)
-        return Response(results, content_type="application/dicom+json")
+        results, studies, query = qido.study_search(request)
+        self.audit("dicomweb_search", None, model="classifier.study", ids=qido.ids(studies))
+        return _search_response(request, results, query)
 
 
-class WadoInstanceApi(Api):
-    """GET one stored instance as multipart/related; type="application/dicom"."""
+class QidoSeriesApi(Api):
+    """GET /dicomweb/series and /dicomweb/studies/{uid}/series: QIDO-RS series search."""
 
     role_actions = {"GET": "view_studies"}
-    renderer_classes = [MultipartDicomRenderer, DicomJsonRenderer, renderers.JSONRenderer]
+    renderer_classes = [DicomJsonRenderer, renderers.JSONRenderer]
 
-    @extend_schema(
-        operation_id="dicomweb_wado_instance", responses={(200, "multipart/related"): OpenApiTypes.BINARY, 404: None}
-    )
-    def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str) -> HttpResponse:
-        image = get_object_or_404(
-            Image.objects.select_related("study"), sop_instance_uid=sop_uid, format=Image.Format.DICOM
-        )
-        if image.study.study_instance_uid and image.study.study_instance_uid != study_uid:
-            raise Http404("The instance is not in that study.")
-        with image.file.open("rb") as handle:
-            data = handle.read()
-        self.audit("dicomweb_retrieve", image)
-        boundary = "cxr-wado-boundary-0a1b2c3d"
-        body = (
-            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            + data
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        return HttpResponse(body, content_type=f'multipart/related; type="application/dicom"; boundary={boundary}')
+    @extend_schema(operation_id="dicomweb_qido_series", parameters=QIDO_PARAMETERS, responses=QIDO_RESPONSES)
+    def get(self, request: Request, study_uid: str | None = None) -> Response:
+        results, images, query = qido.series_search(request, study_uid)
+        self.audit("dicomweb_search", None, model="classifier.image", ids=qido.ids(images))
+        return _search_response(request, results, query)
+
+
+class QidoInstancesApi(Api):
+    """GET /dicomweb/instances, /studies/{uid}/instances, /studies/{uid}/series/{uid}/instances."""
+
+    role_actions = {"GET": "view_studies"}
+    renderer_classes = [DicomJsonRenderer, renderers.JSONRenderer]
+
+    @extend_schema(operation_id="dicomweb_qido_instances", parameters=QIDO_PARAMETERS, responses=QIDO_RESPONSES)
+    def get(self, request: Request, study_uid: str | None = None, series_uid: str | None = None) -> Response:
+        results, images, query = qido.instance_search(request, study_uid, series_uid)
+        self.audit("dicomweb_search", None, model="classifier.image", ids=qido.ids(images))
+        return _search_response(request, results, query)

@@ -87,3 +87,78 @@ def test_unfinished_or_unknown_resources_are_operation_outcomes(client_for, role
         assert response.status_code == 404, path
         assert response.json()["resourceType"] == "OperationOutcome"
         assert response.json()["issue"][0]["code"] == "not-found"
+
+
+def test_metadata_is_a_valid_capability_statement_of_what_is_served(client_for) -> None:
+    from fhir.resources.capabilitystatement import CapabilityStatement
+
+    statement = fetch_valid(client_for("Clinician"), "/fhir/metadata", CapabilityStatement)
+    assert statement.fhirVersion == "4.0.1" and statement.kind == "instance"
+    resources = {r.type: r for r in statement.rest[0].resource}
+    assert set(resources) == {"Patient", "ImagingStudy", "DiagnosticReport", "Observation"}
+    assert {p.name for p in resources["DiagnosticReport"].searchParam} >= {"patient", "status", "date"}
+    assert {p.name for p in resources["ImagingStudy"].searchParam} >= {"patient", "status", "started"}
+    assert [i.code for i in resources["Patient"].interaction] == ["read"]
+
+
+def _search(client, path: str):
+    from fhir.resources.bundle import Bundle
+
+    bundle = fetch_valid(client, path, Bundle)
+    assert bundle.type == "searchset"
+    for entry in bundle.entry or []:
+        model = DiagnosticReport if entry.resource.resource_type == "DiagnosticReport" else ImagingStudy
+        model.parse_obj(entry.resource.dict())
+    return bundle
+
+
+def _ids(bundle) -> set[str]:
+    return {entry.resource.id for entry in bundle.entry or []}
+
+
+def test_diagnostic_report_search_by_patient_status_and_date(client_for, role_users, tmp_path) -> None:
+    from classifier.models import Study
+
+    version = registered_version(tmp_path)
+    first = finished_prediction(role_users["Clinician"], version, accession="S-1")
+    second = finished_prediction(role_users["Clinician"], version, accession="S-2")
+    Study.objects.filter(pk=first.image.study_id).update(study_date="2026-01-05")
+    Study.objects.filter(pk=second.image.study_id).update(study_date="2026-03-01")
+    review_submit(prediction=first, radiologist=role_users["Radiologist"], decision="confirm")
+    client = client_for("Clinician")
+    patient = first.image.study.patient_id
+    both = {str(first.pk), str(second.pk)}
+    assert _ids(_search(client, "/fhir/DiagnosticReport")) == both
+    found = _search(client, f"/fhir/DiagnosticReport?patient={patient}")
+    assert _ids(found) == {str(first.pk)} and found.total == 1
+    assert _ids(_search(client, f"/fhir/DiagnosticReport?patient=Patient/{patient}")) == {str(first.pk)}
+    assert _ids(_search(client, "/fhir/DiagnosticReport?patient.identifier=urn:cxr-triage:mrn|MRN-S-2")) == {
+        str(second.pk)
+    }
+    assert _ids(_search(client, "/fhir/DiagnosticReport?status=final")) == {str(first.pk)}
+    assert _ids(_search(client, "/fhir/DiagnosticReport?status=preliminary")) == {str(second.pk)}
+    assert _ids(_search(client, "/fhir/DiagnosticReport?status=preliminary,final")) == both
+    assert _ids(_search(client, "/fhir/DiagnosticReport?date=2026-01")) == {str(first.pk)}
+    assert _ids(_search(client, "/fhir/DiagnosticReport?date=ge2026-02-01")) == {str(second.pk)}
+    assert _ids(_search(client, "/fhir/DiagnosticReport?date=ge2026-01-01&date=lt2026-03-01")) == {str(first.pk)}
+    assert _ids(_search(client, "/fhir/DiagnosticReport?date=2025")) == set()
+    paged = _search(client, "/fhir/DiagnosticReport?_count=1")
+    assert paged.total == 2 and len(paged.entry) == 1 and [link.relation for link in paged.link] == ["self", "next"]
+    assert client.get("/fhir/DiagnosticReport?date=yesterday").status_code == 400
+    assert client.get("/fhir/DiagnosticReport?status=done").status_code == 400
+
+
+def test_imaging_study_search_by_patient_status_and_started(client_for, role_users, tmp_path) -> None:
+    from classifier.models import Patient, Study
+
+    prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path), accession="I-1")
+    Study.objects.filter(pk=prediction.image.study_id).update(study_date="2026-02-10")
+    empty = Study.objects.create(patient=Patient.objects.create(mrn="I-2"), accession_number="I-2")
+    client = client_for("Clinician")
+    study = str(prediction.image.study_id)
+    assert _ids(_search(client, "/fhir/ImagingStudy")) == {study, str(empty.pk)}
+    assert _ids(_search(client, f"/fhir/ImagingStudy?patient={empty.patient_id}")) == {str(empty.pk)}
+    assert _ids(_search(client, "/fhir/ImagingStudy?status=available")) == {study}
+    assert _ids(_search(client, "/fhir/ImagingStudy?status=registered")) == {str(empty.pk)}
+    assert _ids(_search(client, "/fhir/ImagingStudy?started=2026-02")) == {study}
+    assert _ids(_search(client, "/fhir/ImagingStudy?started=lt2026-02-10")) == set()

@@ -68,7 +68,12 @@ def _endpoints() -> list[Endpoint]:
         e("get", "/fhir/Patient/{patient}", VIEW),
         e("get", "/fhir/ImagingStudy/{study}", VIEW),
         e("get", "/fhir/DiagnosticReport/{prediction}", VIEW),
+        e("get", "/fhir/metadata", VIEW),
+        e("get", "/fhir/ImagingStudy?patient={patient}", VIEW),
+        e("get", "/fhir/DiagnosticReport?status=final", VIEW),
         e("get", "/dicomweb/studies?PatientID=MX", VIEW),
+        e("get", "/dicomweb/series?PatientID=MX", VIEW),
+        e("get", "/dicomweb/instances?PatientID=MX", VIEW),
         e("post", "/dicomweb/studies", UPLOAD, "stow", "stow"),
     ]
 
