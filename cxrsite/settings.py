@@ -50,6 +50,10 @@ def _load() -> dict:
         "log_level": env.choice("CXR_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         "max_upload_bytes": env.int("CXR_MAX_UPLOAD_BYTES", 64 * 1024 * 1024, minimum=1024),
         "max_pixels": env.int("CXR_MAX_PIXELS", 40_000_000, minimum=4096),
+        # The largest request body any view accepts (the four-file upload), refused from
+        # Content-Length before anything reads it; and how long reading one body may take.
+        "max_request_bytes": env.int("CXR_MAX_REQUEST_BYTES", 0, minimum=0),
+        "body_timeout": env.int("CXR_REQUEST_BODY_TIMEOUT", 120, minimum=1),
         "runtime": env.choice("CXR_INFERENCE_RUNTIME", "tflite", ("tflite", "keras")),
         "batch_size": env.int("CXR_INFERENCE_BATCH_SIZE", 8, minimum=1),
         # Threads per inference process for decoding, preprocessing, encoding and the
@@ -111,6 +115,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a declared body over the limit is refused before CSRF (or anything) reads it.
+    "classifier.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -287,6 +293,9 @@ CXR = {
     "SHIPPED_MODEL_DIR": BASE_DIR / "training" / "shipped",
     "MAX_UPLOAD_BYTES": _cfg["max_upload_bytes"],
     "MAX_PIXELS": _cfg["max_pixels"],
+    # 0 = derived: four files of CXR_MAX_UPLOAD_BYTES plus a MiB of fields and framing.
+    "MAX_REQUEST_BYTES": _cfg["max_request_bytes"] or 4 * _cfg["max_upload_bytes"] + 1024 * 1024,
+    "REQUEST_BODY_TIMEOUT": _cfg["body_timeout"],
     "INFERENCE_RUNTIME": _cfg["runtime"],
     "INFERENCE_BATCH_SIZE": _cfg["batch_size"],
     "INFERENCE_THREADS": _cfg["inference_threads"],
