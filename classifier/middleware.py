@@ -1,7 +1,8 @@
-"""Request-level guards that run before any view, CSRF check or body parser.
+"""Request-level guards around every view, CSRF check and body parser.
 
 Bodies are refused from their declared Content-Length alone: nothing here reads a byte
 of the body, so a client announcing 2 GB and sending 1 KB cannot hold a worker thread.
+A database that cannot be reached is a 503 with Retry-After, not a 500.
 """
 
 from __future__ import annotations
@@ -9,27 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
-API_PREFIXES = ("/api/", "/dicomweb/")
-FHIR_PREFIX = "/fhir/"
-
-
-def error_response(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
-    """The refusal in the shape the path's clients read: OperationOutcome for FHIR,
-    ``{"error": {"code", "message"}}`` for the API and DICOMweb, plain text for pages."""
-    path = request.path_info
-    if path.startswith(FHIR_PREFIX):
-        outcome = {
-            "resourceType": "OperationOutcome",
-            "issue": [
-                {"severity": "error", "code": "exception" if status >= 500 else "invalid", "diagnostics": message}
-            ],
-        }
-        return JsonResponse(outcome, status=status, content_type="application/fhir+json")
-    if path.startswith(API_PREFIXES):
-        return JsonResponse({"error": {"code": code, "message": message}}, status=status)
-    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+from classifier.http import database_unavailable, error_response, is_database_outage
 
 
 class RequestSizeLimitMiddleware:
@@ -51,3 +34,20 @@ class RequestSizeLimitMiddleware:
                 request, 413, "request_too_large", f"The request is larger than {limit // (1024 * 1024)} MiB."
             )
         return self.get_response(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that fails because the database is unreachable answers 503 + Retry-After in
+    the path's error shape. Failures outside views (a session saved on the way out) reach
+    ``handler500`` (classifier.views.errors.server_error), which answers the same."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if is_database_outage(exception):
+            return database_unavailable(request)
+        return None

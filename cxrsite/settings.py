@@ -117,6 +117,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: a declared body over the limit is refused before CSRF (or anything) reads it.
     "classifier.middleware.RequestSizeLimitMiddleware",
+    "classifier.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -148,6 +149,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": dj_database_url.parse(_cfg["database_url"], conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # An unreachable host must fail a request in seconds (then 503), not after TCP's minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + IMMEDIATE transactions let the web process and the worker write concurrently
     # without "database is locked" on the embedded default.

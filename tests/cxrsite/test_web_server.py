@@ -4,8 +4,6 @@ scripts/run.sh and the Docker image start it (./gunicorn.conf.py is read by defa
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -13,9 +11,8 @@ import pytest
 import requests
 from django.test import Client
 
-from tests.conftest import ROOT, wait_for
+from tests.webserver import PORT, gunicorn_server
 
-PORT = 8103
 HUGE = 2 * 1024**3
 
 
@@ -32,29 +29,9 @@ def _slow_post(path: str) -> socket.socket:
 
 
 @pytest.fixture
-def gunicorn(worker_env) -> Iterator[subprocess.Popen]:
-    log = open(f"{worker_env['CXR_VAR_DIR']}/gunicorn-{time.time_ns()}.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "cxrsite.wsgi", "-b", f"127.0.0.1:{PORT}", "--workers", "2"],
-        cwd=ROOT,
-        env=worker_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-    def up() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{PORT}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(up, timeout=60, interval=0.2, message=lambda: open(log.name).read())
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+def gunicorn(worker_env) -> Iterator[str]:
+    with gunicorn_server(worker_env, worker_env["CXR_VAR_DIR"]) as base:
+        yield base
 
 
 def test_two_clients_declaring_2gb_bodies_do_not_delay_a_third(gunicorn) -> None:
