@@ -4,6 +4,7 @@ recompute a study's status and priority from its images.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -126,8 +127,33 @@ def _date(value: Any) -> date | None:
         return None
 
 
+# Typed or header values that become columns: (attribute, label, column length).
+STORED_TEXT_FIELDS = (
+    ("mrn", "patient MRN", 64),
+    ("patient_name", "patient name", 200),
+    ("accession_number", "accession number", 64),
+    ("study_instance_uid", "StudyInstanceUID", 64),
+    ("modality", "modality", 16),
+)
+
+
+def study_fields_check(fields: StudyFields) -> None:
+    """Refuse a value the database cannot store as given, naming the field (ServiceError
+    ``invalid_field``, 400): a NUL or other control character (notes may hold line breaks),
+    or more characters than its column holds. Every path reaches this before a write."""
+    for attr, label, limit in STORED_TEXT_FIELDS:
+        value = str(getattr(fields, attr) or "")
+        if any(unicodedata.category(ch) == "Cc" for ch in value):
+            raise ServiceError("invalid_field", f"The {label} contains a NUL byte or another control character.")
+        if len(value) > limit:
+            raise ServiceError("invalid_field", f"The {label} is {len(value)} characters long; at most {limit} fit.")
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\r\t" for ch in fields.clinical_notes):
+        raise ServiceError("invalid_field", "The clinical notes contain a NUL byte or another control character.")
+
+
 def study_get_or_create(*, fields: StudyFields, requested_by: User | None) -> tuple[Study, bool]:
     """Find the study by accession (or StudyInstanceUID) or create it with its patient."""
+    study_fields_check(fields)
     if not fields.mrn or not fields.accession_number:
         missing = [
             name

@@ -2,7 +2,7 @@
 
 STOW-RS answers with the standard Store Instances Response Module in DICOM JSON:
 ReferencedSOPSequence (0008,1199) for stored instances, FailedSOPSequence (0008,1198)
-with a FailureReason (0008,1197) for refused ones, RetrieveURL (0008,1190); status 200
+with a FailureReason (0008,1197) and an ErrorComment (0000,0902) for refused ones, RetrieveURL (0008,1190); status 200
 when all were stored, 202 when some failed, 409 when none could be stored, 400 for a
 malformed request, 415 for a payload other than application/dicom.
 """
@@ -44,6 +44,7 @@ FAILURE_BY_CODE = {
     "corrupt_image": CANNOT_UNDERSTAND,
     "unsupported_format": CANNOT_UNDERSTAND,
     "empty_file": CANNOT_UNDERSTAND,
+    "invalid_header_value": CANNOT_UNDERSTAND,
 }
 
 
@@ -134,6 +135,10 @@ def _ui(value: str) -> dict[str, Any]:
     return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
 
 
+def _lo(value: str) -> dict[str, Any]:
+    return {"vr": "LO", "Value": [value]} if value else {"vr": "LO"}
+
+
 def _base(request: Request) -> str:
     return request.build_absolute_uri("/dicomweb")
 
@@ -169,7 +174,7 @@ class StowRsApi(Api):
         referenced, failed, study_uids = [], [], []
         for index, (content_type, data) in enumerate(parts):
             ident = _ident(data)
-            reason = None
+            reason, comment = None, "The part is not an application/dicom instance."
             if content_type.split(";")[0].strip().lower() != "application/dicom" or not _is_dicom(data):
                 reason = CANNOT_UNDERSTAND
             else:
@@ -180,9 +185,10 @@ class StowRsApi(Api):
                     audit=audit_context(request),
                 )
                 reason = None if outcome.ok else FAILURE_BY_CODE.get(outcome.error_code, PROCESSING_FAILURE)
+                comment = outcome.error_message
             item = {"00081150": _ui(ident["SOPClassUID"]), "00081155": _ui(ident["SOPInstanceUID"])}
-            if reason is not None:
-                failed.append({**item, "00081197": {"vr": "US", "Value": [reason]}})
+            if reason is not None:  # ErrorComment (0000,0902) says why, in words
+                failed.append({**item, "00081197": {"vr": "US", "Value": [reason]}, "00000902": _lo(comment)})
                 continue
             study_uids.append(ident["StudyInstanceUID"])
             url = instance_url(request, ident["StudyInstanceUID"], ident["SeriesInstanceUID"], ident["SOPInstanceUID"])
