@@ -51,3 +51,23 @@ class DatabaseUnavailableMiddleware:
         if is_database_outage(exception):
             return database_unavailable(request)
         return None
+
+
+class NulInQueryMiddleware:
+    """400 naming the parameter for a NUL byte in the path or a query parameter: no
+    database stores one, and PostgreSQL's driver raised (500) on the lookups (QIDO-RS
+    ``?PatientID=%00``, API filters)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path:
+            return error_response(request, 400, "invalid_path", "The path contains a NUL byte.")
+        for name, values in request.GET.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                shown = name.replace("\x00", "")[:64] or "(unnamed)"
+                return error_response(
+                    request, 400, "invalid_query", f"The query parameter {shown} contains a NUL byte."
+                )
+        return self.get_response(request)

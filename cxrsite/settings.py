@@ -118,6 +118,7 @@ MIDDLEWARE = [
     # First: a declared body over the limit is refused before CSRF (or anything) reads it.
     "classifier.middleware.RequestSizeLimitMiddleware",
     "classifier.middleware.DatabaseUnavailableMiddleware",
+    "classifier.middleware.NulInQueryMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -219,6 +220,11 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["classifier.api.auth.TokenRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_token": _cfg["api_rate"], "api_user": _cfg["api_rate"]},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "classifier.api.parsers.JsonParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "classifier.api.pagination.ApiPagination",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
