@@ -164,3 +164,22 @@ def test_the_first_analysis_keeps_the_film_and_every_result_its_geometry(active_
     image.refresh_from_db()
     assert image.film.name == film  # decoded again, but the film is kept from the first run
     assert Prediction.objects.get(pk=rerun.pk).geometry == geometry
+
+
+def test_blank_and_non_radiograph_images_fail_with_a_reason_instead_of_a_result(
+    active_tiny_model, role_users, batch_of
+) -> None:
+    from tests.classifier.imaging.negatives import negatives
+
+    batch_of(8)
+    bad = negatives()
+    names = ["all_white", "all_black", "uniform_noise", "photo"]
+    pending = {name: _upload(role_users["Clinician"], n, bad[name][0]) for n, name in enumerate(names)}
+    chest = _upload(role_users["Clinician"], 99)
+    prediction_run(prediction_id=chest.pk)
+    assert Prediction.objects.get(pk=chest.pk).status == "done"
+    for name, prediction in pending.items():
+        prediction.refresh_from_db()
+        assert prediction.status == "failed", name
+        assert prediction.error_code == bad[name][1] and "not analysed" in prediction.error_message
+        assert prediction.label == "" and prediction.p_abnormal is None
