@@ -71,6 +71,9 @@ def _load() -> dict:
         "max_wait_minutes": env.int("CXR_TRIAGE_MAX_WAIT_MINUTES", 240, minimum=1),
         "api_rate": env.str("CXR_API_RATE", "600/min"),
         "warm_up": env.bool("CXR_WORKER_WARM_UP", True),
+        # Webhook targets must be https on public addresses; the tests' local receiver needs both.
+        "webhook_allow_http": env.bool("CXR_WEBHOOK_ALLOW_HTTP", False),
+        "webhook_allow_private": env.bool("CXR_WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
     }
 
 
@@ -319,6 +322,8 @@ CXR = {
     "RETRAIN_MIN_REVIEWS": _cfg["retrain_min_reviews"],
     "WORKER_WARM_UP": _cfg["warm_up"],
     "TRIAGE_MAX_WAIT_MINUTES": _cfg["max_wait_minutes"],
+    "WEBHOOK_ALLOW_HTTP": _cfg["webhook_allow_http"],
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS": _cfg["webhook_allow_private"],
 }
 if CXR["INFERENCE_HARD_TIME_LIMIT"] <= CXR["INFERENCE_SOFT_TIME_LIMIT"]:
     raise ImproperlyConfigured("CXR_INFERENCE_HARD_TIME_LIMIT must be greater than CXR_INFERENCE_SOFT_TIME_LIMIT.")
