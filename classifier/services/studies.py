@@ -276,6 +276,31 @@ def study_refresh(*study_ids: int) -> None:
         Study.objects.filter(pk=study.pk).update(status=status, priority=priority, updated_at=now)
 
 
+REFRESH_BATCH = 100  # studies per transaction: the web process locks studies too
+
+
+def study_refresh_unreviewed(*, batch_size: int = REFRESH_BATCH) -> int:
+    """Refresh every unreviewed study (the sweeper, each run), oldest first, in batches
+    of ``batch_size``, each its own short transaction; returns how many.
+
+    All of them, at any size: the waiting-time term and the escalation after
+    CXR_TRIAGE_MAX_WAIT_MINUTES only hold if every waiting study is recomputed. (A cap
+    of 2,000 taken highest priority first left the rest's priority frozen.) Keyset
+    pagination on the primary key keeps each batch query bounded."""
+    last, count = 0, 0
+    while True:
+        ids = list(
+            Study.objects.exclude(status=Study.Status.REVIEWED)
+            .filter(pk__gt=last)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            return count
+        study_refresh(*ids)
+        count, last = count + len(ids), ids[-1]
+
+
 def _study_state(study: Study, states: list[ImageState], now: datetime) -> tuple[str, float]:
     """(status, priority) of a study from its images' states (``selectors.ImageState``)."""
     reviewed = bool(states) and all(state.reviewed for state in states)

@@ -183,3 +183,41 @@ def test_blank_and_non_radiograph_images_fail_with_a_reason_instead_of_a_result(
         assert prediction.status == "failed", name
         assert prediction.error_code == bad[name][1] and "not analysed" in prediction.error_message
         assert prediction.label == "" and prediction.p_abnormal is None
+
+
+def test_the_sweeper_escalates_a_long_waiting_study_behind_more_than_2000_others(role_users, settings) -> None:
+    """Every unreviewed study is refreshed each run, not the first 2,000 by priority: the
+    one that waited past CXR_TRIAGE_MAX_WAIT_MINUTES ends above all 2,100 fresh ones."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier.models import Image, Patient
+    from classifier.selectors.studies import worklist
+    from classifier.services.predictions import prediction_sweep
+    from classifier.triage import ESCALATED
+
+    n = 2101
+    patients = Patient.objects.bulk_create(Patient(mrn=f"BULK-{i}") for i in range(n))
+    studies = Study.objects.bulk_create(
+        Study(patient=p, accession_number=f"BULK-{i}", status=Study.Status.DONE, priority=1.5)
+        for i, p in enumerate(patients)
+    )
+    images = Image.objects.bulk_create(
+        Image(study=s, file=f"images/bulk-{i}.png", sha256=f"{i:064x}", size_bytes=1, format="PNG", width=1, height=1)
+        for i, s in enumerate(studies)
+    )
+    Prediction.objects.bulk_create(
+        Prediction(image=image, status=Prediction.Status.DONE, p_abnormal=0.5, flag=True) for image in images
+    )
+    waiting = studies[-1]  # the last by id and the lowest by priority: what a capped sweep skipped
+    Prediction.objects.filter(image__study=waiting).update(p_abnormal=0.0002, flag=False)
+    max_wait = settings.CXR["TRIAGE_MAX_WAIT_MINUTES"]
+    Study.objects.filter(pk=waiting.pk).update(
+        priority=0.0002, created_at=timezone.now() - timedelta(minutes=max_wait + 27)
+    )
+    result = prediction_sweep()
+    waiting.refresh_from_db()
+    assert waiting.priority >= ESCALATED
+    assert worklist().first() == waiting
+    assert result["refreshed"] == n
