@@ -20,6 +20,8 @@ configure()
 from django.conf import settings  # noqa: E402
 
 worker_class = "gthread"
+# The access log without patient identifiers from query strings.
+logger_class = "cxrsite.accesslog.RedactingLogger"
 threads = 8
 timeout = 60
 body_timeout = float(settings.CXR["REQUEST_BODY_TIMEOUT"])

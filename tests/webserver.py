@@ -19,12 +19,24 @@ BASE = f"http://127.0.0.1:{PORT}"
 
 
 @contextmanager
-def gunicorn_server(env: dict[str, str], log_dir: Path | str, workers: int = 2) -> Iterator[str]:
+def gunicorn_server(
+    env: dict[str, str], log_dir: Path | str, workers: int = 2, extra_args: tuple[str, ...] = ()
+) -> Iterator[str]:
     """Yields the base URL once /healthz answers anything; stops the server afterwards."""
     log_path = Path(log_dir) / f"gunicorn-{time.time_ns()}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "cxrsite.wsgi", "-b", f"127.0.0.1:{PORT}", "--workers", str(workers)],
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "cxrsite.wsgi",
+                "-b",
+                f"127.0.0.1:{PORT}",
+                "--workers",
+                str(workers),
+                *extra_args,
+            ],
             cwd=ROOT,
             env=env,
             stdout=log,
