@@ -69,12 +69,23 @@ def _load() -> dict:
         "target_sensitivity": env.float("CXR_TARGET_SENSITIVITY", 0.95, minimum=0.5, maximum=1.0),
         "retrain_min_reviews": env.int("CXR_RETRAIN_MIN_REVIEWS", 50, minimum=1),
         "max_wait_minutes": env.int("CXR_TRIAGE_MAX_WAIT_MINUTES", 240, minimum=1),
-        "api_rate": env.str("CXR_API_RATE", "600/min"),
+        "api_rate": _rate(env.str("CXR_API_RATE", "600/min")),
+        # Throttle counters shared by every web process: redis://... in production; empty =
+        # the database cache (table cxr_cache, created by a migration).
+        "cache_url": env.str("CXR_CACHE_URL", ""),
         "warm_up": env.bool("CXR_WORKER_WARM_UP", True),
         # Webhook targets must be https on public addresses; the tests' local receiver needs both.
         "webhook_allow_http": env.bool("CXR_WEBHOOK_ALLOW_HTTP", False),
         "webhook_allow_private": env.bool("CXR_WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
     }
+
+
+def _rate(rate: str) -> str:
+    """A DRF rate ("600/min") with at least one request per period, or EnvError."""
+    count, _, period = rate.partition("/")
+    if not (count.isdigit() and int(count) >= 1 and period[:1] in {"s", "m", "h", "d"}):
+        raise EnvError(f"CXR_API_RATE={rate!r} is not a rate like '600/min' (at least 1 per sec, min, hour or day).")
+    return rate
 
 
 def _local_secret(var_dir: Path) -> str:
@@ -169,6 +180,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# "default" is per process; "shared" is seen by every web process (API throttle counters:
+# a per-process cache let a 10/min token through 20 times with two gunicorn workers).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cfg["cache_url"]}
+        if _cfg["cache_url"].startswith(("redis://", "rediss://", "unix://"))
+        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cxr_cache"}
+    ),
+}
+if _cfg["cache_url"] and CACHES["shared"]["BACKEND"].endswith("DatabaseCache"):
+    raise ImproperlyConfigured("CXR_CACHE_URL must be a redis:// URL (or empty for the database cache).")
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",

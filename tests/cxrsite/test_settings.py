@@ -41,6 +41,9 @@ def test_production_with_secret_key_starts(tmp_path: Path) -> None:
         ("CXR_INFERENCE_BATCH_SIZE", "0", "CXR_INFERENCE_BATCH_SIZE=0 must be at least 1"),
         ("CXR_TARGET_SENSITIVITY", "nan", "must be a finite number"),
         ("CXR_INFERENCE_RUNTIME", "onnx", "must be one of: tflite, keras"),
+        ("CXR_API_RATE", "0/min", "CXR_API_RATE='0/min' is not a rate"),
+        ("CXR_API_RATE", "-5/min", "CXR_API_RATE='-5/min' is not a rate"),
+        ("CXR_CACHE_URL", "memcached://x:11211", "CXR_CACHE_URL must be a redis:// URL"),
     ],
 )
 def test_malformed_value_fails_with_a_clear_message(tmp_path: Path, name: str, value: str, fragment: str) -> None:
