@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control
 
 from classifier.http import database_unavailable, error_response, is_database_outage
 
@@ -71,3 +72,21 @@ class NulInQueryMiddleware:
                     request, 400, "invalid_query", f"The query parameter {shown} contains a NUL byte."
                 )
         return self.get_response(request)
+
+
+class SecurityHeadersMiddleware:
+    """Content-Security-Policy (settings.CONTENT_SECURITY_POLICY) on every response, and
+    ``Cache-Control: no-store`` on every response that does not set its own caching:
+    pages, API answers and images carry patient data, which must not stay in a browser's
+    or a proxy's cache. Static files keep whitenoise's caching headers."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = settings.CONTENT_SECURITY_POLICY
+        if "Cache-Control" not in response:
+            patch_cache_control(response, no_store=True, private=True)
+        return response

@@ -31,6 +31,10 @@ def _load() -> dict:
         if not debug:
             raise EnvError("SECRET_KEY must be set when DEBUG is false.")
         secret_key = _local_secret(var_dir)
+    elif not debug and (len(secret_key) < 50 or len(set(secret_key)) < 5):
+        # Django's own bar for a strong key (check --deploy W009), enforced: sessions,
+        # CSRF tokens and password resets are only as strong as this key.
+        raise EnvError("SECRET_KEY must be at least 50 characters with at least 5 different ones when DEBUG is false.")
     database_url = env.str("DATABASE_URL", f"sqlite:///{var_dir / 'db.sqlite3'}")
     broker_url = env.str("CELERY_BROKER_URL", f"sqla+sqlite:///{var_dir / 'broker.sqlite3'}")
     return {
@@ -44,6 +48,11 @@ def _load() -> dict:
         "media_root": Path(env.str("CXR_MEDIA_ROOT", str(var_dir / "media"))).resolve(),
         "model_root": Path(env.str("CXR_MODEL_ROOT", str(var_dir / "models"))).resolve(),
         "secure_cookies": env.bool("CXR_SECURE_COOKIES", not debug),
+        "hsts_seconds": env.int("CXR_HSTS_SECONDS", 0, minimum=0),
+        "hsts_subdomains": env.bool("CXR_HSTS_INCLUDE_SUBDOMAINS", False),
+        "hsts_preload": env.bool("CXR_HSTS_PRELOAD", False),
+        "ssl_redirect": env.bool("CXR_SSL_REDIRECT", False),
+        "forwarded_proto": env.bool("CXR_TRUST_X_FORWARDED_PROTO", False),
         "session_minutes": env.int("CXR_SESSION_TIMEOUT_MINUTES", 30, minimum=1),
         "lockout_failures": env.int("CXR_LOGIN_FAILURE_LIMIT", 5, minimum=1),
         "lockout_minutes": env.int("CXR_LOGIN_LOCKOUT_MINUTES", 15, minimum=1),
@@ -129,7 +138,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: a declared body over the limit is refused before CSRF (or anything) reads it.
+    # Outermost: CSP and no-store reach every response, refusals below included.
+    "classifier.middleware.SecurityHeadersMiddleware",
+    # A declared body over the limit is refused before CSRF (or anything) reads it.
     "classifier.middleware.RequestSizeLimitMiddleware",
     "classifier.middleware.DatabaseUnavailableMiddleware",
     "classifier.middleware.NulInQueryMiddleware",
@@ -211,6 +222,19 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _cfg["secure_cookies"]
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_HSTS_SECONDS = _cfg["hsts_seconds"]
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _cfg["hsts_subdomains"]
+SECURE_HSTS_PRELOAD = _cfg["hsts_preload"]
+SECURE_SSL_REDIRECT = _cfg["ssl_redirect"]
+if _cfg["forwarded_proto"]:  # behind a TLS-terminating proxy that sets it (and strips the client's)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Every page: scripts and styles from this site only (inline style attributes carry the
+# viewer's geometry), no plugins, no framing, forms post here.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 
 AXES_FAILURE_LIMIT = _cfg["lockout_failures"]
 AXES_COOLOFF_TIME = _cfg["lockout_minutes"] / 60  # hours
@@ -283,9 +307,12 @@ SPECTACULAR_SETTINGS = {
         "DeliveryStatusEnum": "classifier.integrations.WebhookDelivery.Status",
         "ViewPositionEnum": "classifier.models.Study.View",
     },
-    # The schema and Swagger UI pages read the browser session only, as before the API's
-    # own authentication became the default.
-    "SERVE_AUTHENTICATION": ["rest_framework.authentication.SessionAuthentication"],
+    # The schema and Swagger UI describe every endpoint: signed-in people and API tokens only.
+    "SERVE_AUTHENTICATION": [
+        "classifier.api.auth.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Swagger UI from drf-spectacular-sidecar's static files: no CDN, works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

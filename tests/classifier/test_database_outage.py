@@ -18,7 +18,7 @@ def _production_env(tmp_path, **overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DEBUG="false",
-        SECRET_KEY="k" * 60,
+        SECRET_KEY="test-only-" + "abcdefghij" * 6,
         ALLOWED_HOSTS="127.0.0.1",
         CXR_SECURE_COOKIES="false",  # plain http in the test
         CXR_VAR_DIR=str(tmp_path),

@@ -12,6 +12,7 @@ import pytest
 from cxrsite.env import Env, EnvError
 
 ROOT = Path(__file__).resolve().parents[2]
+STRONG_KEY = "test-only-" + "0123456789abcdefghijklmnopqrstuvwxyz" * 2  # not a real secret
 
 
 def run_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
@@ -29,7 +30,7 @@ def test_production_without_secret_key_refuses_to_start_with_one_line(tmp_path: 
 
 
 def test_production_with_secret_key_starts(tmp_path: Path) -> None:
-    result = run_check(tmp_path, DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="cxr.example.org")
+    result = run_check(tmp_path, DEBUG="false", SECRET_KEY=STRONG_KEY, ALLOWED_HOSTS="cxr.example.org")
     assert result.returncode == 0, result.stderr
 
 
@@ -101,3 +102,34 @@ def test_every_environment_variable_the_settings_read_is_documented_in_readme() 
     # README may document a pair as `CXR_X_SOFT_..._LIMIT` / `_HARD_`; the stem must appear.
     missing = sorted(name for name in names if name not in readme and name.replace("HARD", "SOFT") not in readme)
     assert not missing, f"undocumented environment variables: {missing}"
+
+
+@pytest.mark.parametrize("key", ["short-key-of-30-characters-xx", "x" * 60])
+def test_production_refuses_a_weak_secret_key(tmp_path: Path, key: str) -> None:
+    result = run_check(tmp_path, DEBUG="false", SECRET_KEY=key, ALLOWED_HOSTS="cxr.example.org")
+    assert result.returncode == 2
+    assert "SECRET_KEY must be at least 50 characters" in result.stderr
+
+
+def test_check_deploy_is_clean_in_the_production_configuration(tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    base.update(
+        CXR_VAR_DIR=str(tmp_path),
+        DEBUG="false",
+        SECRET_KEY=STRONG_KEY,
+        ALLOWED_HOSTS="cxr.example.org",
+        CXR_HSTS_SECONDS="31536000",
+        CXR_HSTS_INCLUDE_SUBDOMAINS="true",
+        CXR_HSTS_PRELOAD="true",
+        CXR_SSL_REDIRECT="true",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
