@@ -75,6 +75,7 @@ def _load() -> dict:
         "training_hard": env.int("CXR_TRAINING_HARD_TIME_LIMIT", 3 * 3600 + 600, minimum=120),
         "visibility": env.int("CXR_BROKER_VISIBILITY_TIMEOUT", 4 * 3600, minimum=60),
         "sweep_seconds": env.int("CXR_SWEEP_INTERVAL_SECONDS", 60, minimum=1),
+        "orphan_grace_hours": env.int("CXR_ORPHAN_GRACE_HOURS", 24, minimum=1),
         "target_sensitivity": env.float("CXR_TARGET_SENSITIVITY", 0.95, minimum=0.5, maximum=1.0),
         "retrain_min_reviews": env.int("CXR_RETRAIN_MIN_REVIEWS", 50, minimum=1),
         "max_wait_minutes": env.int("CXR_TRIAGE_MAX_WAIT_MINUTES", 240, minimum=1),
@@ -330,6 +331,8 @@ CELERY_TASK_DEFAULT_QUEUE = "inference"
 CELERY_TASK_ROUTES = {
     # An exact name wins over the patterns: deliveries wait on receivers, not on the model.
     "classifier.tasks.webhook_deliver_task": {"queue": "webhooks", "routing_key": "webhooks"},
+    # Walking the media store waits on the disk, not the CPU: the webhook worker's threads.
+    "classifier.tasks.media_cleanup_task": {"queue": "webhooks", "routing_key": "webhooks"},
     "classifier.tasks.*": {"queue": "inference", "routing_key": "inference"},
     "training.tasks.*": {"queue": "training", "routing_key": "training"},
 }
@@ -369,6 +372,7 @@ CXR = {
     "TRAINING_SOFT_TIME_LIMIT": _cfg["training_soft"],
     "TRAINING_HARD_TIME_LIMIT": _cfg["training_hard"],
     "SWEEP_INTERVAL_SECONDS": _cfg["sweep_seconds"],
+    "ORPHAN_GRACE_HOURS": _cfg["orphan_grace_hours"],
     "TARGET_SENSITIVITY": _cfg["target_sensitivity"],
     "RETRAIN_MIN_REVIEWS": _cfg["retrain_min_reviews"],
     "WORKER_WARM_UP": _cfg["warm_up"],
