@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import CorruptImage, ImageTooLarge, ImageTooSmall
+from .errors import CorruptImage, ImageTooLarge, ImageTooSmall, MultiFrameImage
 from .limits import DecodeLimits
 
 __all__ = ["EMPTY_METADATA_KEYS", "RasterResult", "decode_raster"]
@@ -65,6 +65,9 @@ def open_raster(data: bytes, fmt: str, limits: DecodeLimits) -> Image.Image:
         raise CorruptImage(f"The {fmt} file is damaged and cannot be read.") from exc
     try:
         _check_size(image.size, limits)
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:  # an animated PNG: which frame is the radiograph is anyone's guess
+            raise MultiFrameImage(f"The {fmt} is animated ({frames} frames); upload a single radiograph.")
     except BaseException:
         image.close()
         raise

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -137,6 +137,21 @@ STORED_TEXT_FIELDS = (
 )
 
 
+EARLIEST_BIRTH = date(1900, 1, 1)
+
+
+def dates_check(*, birth_date: date | None, study_date: date | None = None) -> None:
+    """Refuse impossible dates (ServiceError ``invalid_date``, 400): a birth date before
+    1900 or after today, a study dated after tomorrow (time zones) or before the birth."""
+    today = timezone.localdate()
+    if birth_date is not None and not EARLIEST_BIRTH <= birth_date <= today:
+        raise ServiceError("invalid_date", f"The birth date {birth_date} is impossible (before 1900 or in the future).")
+    if study_date is not None and study_date > today + timedelta(days=1):
+        raise ServiceError("invalid_date", f"The study date {study_date} is in the future.")
+    if birth_date is not None and study_date is not None and study_date < birth_date:
+        raise ServiceError("invalid_date", f"The study date {study_date} is before the birth date {birth_date}.")
+
+
 def study_fields_check(fields: StudyFields) -> None:
     """Refuse a value the database cannot store as given, naming the field (ServiceError
     ``invalid_field``, 400): a NUL or other control character (notes may hold line breaks),
@@ -149,6 +164,7 @@ def study_fields_check(fields: StudyFields) -> None:
             raise ServiceError("invalid_field", f"The {label} is {len(value)} characters long; at most {limit} fit.")
     if any(unicodedata.category(ch) == "Cc" and ch not in "\n\r\t" for ch in fields.clinical_notes):
         raise ServiceError("invalid_field", "The clinical notes contain a NUL byte or another control character.")
+    dates_check(birth_date=fields.birth_date, study_date=fields.study_date)
 
 
 def study_get_or_create(*, fields: StudyFields, requested_by: User | None) -> tuple[Study, bool]:
@@ -243,6 +259,7 @@ def patient_get_or_create(
     mrn = mrn.strip()
     if not mrn:
         raise ServiceError("missing_field", "Please enter the patient MRN.")
+    dates_check(birth_date=birth_date)
     try:
         with transaction.atomic():
             patient, created = Patient.objects.get_or_create(

@@ -108,6 +108,12 @@ def upload_file(request: HttpRequest) -> JsonResponse:
         return JsonResponse(
             {"ok": False, "filename": "", "error_code": "no_file", "error_message": "No file was received."}, status=400
         )
+    sent = len(request.FILES.getlist("file"))
+    if sent > 1:  # Django keeps the last one; silently dropping the others loses images
+        message = f"Send one file per request in 'file' ({sent} were sent)."
+        return JsonResponse(
+            {"ok": False, "filename": "", "error_code": "too_many_files", "error_message": message}, status=400
+        )
     form = StudyFieldsForm(request.POST)
     if not form.is_valid():
         message = "; ".join(
