@@ -29,6 +29,7 @@ from django.utils import timezone
 from classifier import claims
 from classifier.models import Image, Prediction
 from classifier.services.audit import AuditContext, audit_record
+from classifier.services.broker import broker_send_failed, broker_send_succeeded
 from classifier.services.studies import study_refresh, study_refresh_unreviewed
 from classifier.services.webhooks import prediction_finished, webhook_sweep
 from classifier.storage import generated_name
@@ -67,8 +68,10 @@ def _enqueue_on_commit(prediction_id: int) -> None:
     def send() -> None:
         try:
             prediction_run_task.delay(prediction_id)
-        except Exception:  # broker down: the row is safe, the sweeper will send it later
-            log.warning("broker unavailable; prediction %s left for the sweeper", prediction_id, exc_info=True)
+        except Exception as exc:  # broker down: the row is safe, the sweeper will send it later
+            broker_send_failed(f"prediction {prediction_id}", exc)
+        else:
+            broker_send_succeeded()
 
     transaction.on_commit(send)
 

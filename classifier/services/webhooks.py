@@ -37,6 +37,7 @@ from classifier.models import Prediction, Review
 from classifier.roles import user_can
 from classifier.selectors.predictions import prediction_finding_of
 from classifier.services.audit import Actor, AuditContext, audit_record
+from classifier.services.broker import broker_send_failed, broker_send_succeeded
 from classifier.services.errors import ServiceError
 from classifier.services.webhook_targets import TargetAddress, webhook_target_check
 
@@ -141,8 +142,10 @@ def webhook_emit(event: str, obj: Prediction | Review) -> list[int]:
         for pk in ids:
             try:
                 webhook_deliver_task.delay(pk)
-            except Exception:  # broker down: the row stays pending with its body
-                log.warning("broker unavailable; webhook delivery %s not sent", pk, exc_info=True)
+            except Exception as exc:  # broker down: the row stays pending with its body
+                broker_send_failed(f"webhook delivery {pk}", exc)
+            else:
+                broker_send_succeeded()
 
     transaction.on_commit(send)
     return ids
