@@ -31,6 +31,10 @@ def _load() -> dict:
         if not debug:
             raise EnvError("SECRET_KEY must be set when DEBUG is false.")
         secret_key = _local_secret(var_dir)
+    elif not debug and (len(secret_key) < 50 or len(set(secret_key)) < 5):
+        # Django's own bar for a strong key (check --deploy W009), enforced: sessions,
+        # CSRF tokens and password resets are only as strong as this key.
+        raise EnvError("SECRET_KEY must be at least 50 characters with at least 5 different ones when DEBUG is false.")
     database_url = env.str("DATABASE_URL", f"sqlite:///{var_dir / 'db.sqlite3'}")
     broker_url = env.str("CELERY_BROKER_URL", f"sqla+sqlite:///{var_dir / 'broker.sqlite3'}")
     return {
@@ -48,6 +52,11 @@ def _load() -> dict:
             env.str("CXR_DATASET_IMPORT_ROOT", env.str("CXR_DATA_DIR", str(BASE_DIR.parent / "shared" / "data")))
         ).resolve(),
         "secure_cookies": env.bool("CXR_SECURE_COOKIES", not debug),
+        "hsts_seconds": env.int("CXR_HSTS_SECONDS", 0, minimum=0),
+        "hsts_subdomains": env.bool("CXR_HSTS_INCLUDE_SUBDOMAINS", False),
+        "hsts_preload": env.bool("CXR_HSTS_PRELOAD", False),
+        "ssl_redirect": env.bool("CXR_SSL_REDIRECT", False),
+        "forwarded_proto": env.bool("CXR_TRUST_X_FORWARDED_PROTO", False),
         "session_minutes": env.int("CXR_SESSION_TIMEOUT_MINUTES", 30, minimum=1),
         "lockout_failures": env.int("CXR_LOGIN_FAILURE_LIMIT", 5, minimum=1),
         "lockout_minutes": env.int("CXR_LOGIN_LOCKOUT_MINUTES", 15, minimum=1),
@@ -55,6 +64,10 @@ def _load() -> dict:
         "max_upload_bytes": env.int("CXR_MAX_UPLOAD_BYTES", 64 * 1024 * 1024, minimum=1024),
         "max_pixels": env.int("CXR_MAX_PIXELS", 40_000_000, minimum=4096),
         "stow_max_bytes": env.int("CXR_STOW_MAX_BYTES", 2 * 1024**3, minimum=1024),
+        # The largest request body any view accepts (the four-file upload), refused from
+        # Content-Length before anything reads it; and how long reading one body may take.
+        "max_request_bytes": env.int("CXR_MAX_REQUEST_BYTES", 0, minimum=0),
+        "body_timeout": env.int("CXR_REQUEST_BODY_TIMEOUT", 120, minimum=1),
         "runtime": env.choice("CXR_INFERENCE_RUNTIME", "tflite", ("tflite", "keras")),
         "batch_size": env.int("CXR_INFERENCE_BATCH_SIZE", 8, minimum=1),
         # Threads per inference process for decoding, preprocessing, encoding and the
@@ -67,10 +80,14 @@ def _load() -> dict:
         "training_hard": env.int("CXR_TRAINING_HARD_TIME_LIMIT", 3 * 3600 + 600, minimum=120),
         "visibility": env.int("CXR_BROKER_VISIBILITY_TIMEOUT", 4 * 3600, minimum=60),
         "sweep_seconds": env.int("CXR_SWEEP_INTERVAL_SECONDS", 60, minimum=1),
+        "orphan_grace_hours": env.int("CXR_ORPHAN_GRACE_HOURS", 24, minimum=1),
         "target_sensitivity": env.float("CXR_TARGET_SENSITIVITY", 0.95, minimum=0.5, maximum=1.0),
         "retrain_min_reviews": env.int("CXR_RETRAIN_MIN_REVIEWS", 50, minimum=1),
         "max_wait_minutes": env.int("CXR_TRIAGE_MAX_WAIT_MINUTES", 240, minimum=1),
-        "api_rate": env.str("CXR_API_RATE", "600/min"),
+        "api_rate": _rate(env.str("CXR_API_RATE", "600/min")),
+        # Throttle counters shared by every web process: redis://... in production; empty =
+        # the database cache (table cxr_cache, created by a migration).
+        "cache_url": env.str("CXR_CACHE_URL", ""),
         "warm_up": env.bool("CXR_WORKER_WARM_UP", True),
         "dicom_ae_title": _ae_title(env.str("CXR_DICOM_AE_TITLE", "CXR_TRIAGE")),
         "dicom_host": env.str("CXR_DICOM_HOST", "0.0.0.0"),
@@ -78,6 +95,9 @@ def _load() -> dict:
         "dicom_max_associations": env.int("CXR_DICOM_MAX_ASSOCIATIONS", 4, minimum=1),
         "dicom_timeout": env.int("CXR_DICOM_TIMEOUT_SECONDS", 30, minimum=1),
         "metrics_token": env.str("CXR_METRICS_TOKEN", ""),
+        # Webhook targets must be https on public addresses; the tests' local receiver needs both.
+        "webhook_allow_http": env.bool("CXR_WEBHOOK_ALLOW_HTTP", False),
+        "webhook_allow_private": env.bool("CXR_WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
     }
 
 
@@ -86,6 +106,14 @@ def _ae_title(value: str) -> str:
     if not value.strip() or len(value) > 16 or "\\" in value or not value.isprintable():
         raise EnvError(f"CXR_DICOM_AE_TITLE must be 1-16 printable characters without a backslash, got {value!r}.")
     return value.strip()
+
+
+def _rate(rate: str) -> str:
+    """A DRF rate ("600/min") with at least one request per period, or EnvError."""
+    count, _, period = rate.partition("/")
+    if not (count.isdigit() and int(count) >= 1 and period[:1] in {"s", "m", "h", "d"}):
+        raise EnvError(f"CXR_API_RATE={rate!r} is not a rate like '600/min' (at least 1 per sec, min, hour or day).")
+    return rate
 
 
 def _local_secret(var_dir: Path) -> str:
@@ -130,6 +158,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "classifier.views.metrics.RequestMetricsMiddleware",  # outermost: counts every answer
+    # Next: CSP and no-store reach every response, refusals below included.
+    "classifier.middleware.SecurityHeadersMiddleware",
+    # A declared body over the limit is refused before CSRF (or anything) reads it.
+    "classifier.middleware.RequestSizeLimitMiddleware",
+    "classifier.middleware.DatabaseUnavailableMiddleware",
+    "classifier.middleware.NulInQueryMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -161,6 +195,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": dj_database_url.parse(_cfg["database_url"], conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # An unreachable host must fail a request in seconds (then 503), not after TCP's minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + IMMEDIATE transactions let the web process and the worker write concurrently
     # without "database is locked" on the embedded default.
@@ -174,6 +211,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# "default" is per process; "shared" is seen by every web process (API throttle counters:
+# a per-process cache let a 10/min token through 20 times with two gunicorn workers).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cfg["cache_url"]}
+        if _cfg["cache_url"].startswith(("redis://", "rediss://", "unix://"))
+        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cxr_cache"}
+    ),
+}
+if _cfg["cache_url"] and CACHES["shared"]["BACKEND"].endswith("DatabaseCache"):
+    raise ImproperlyConfigured("CXR_CACHE_URL must be a redis:// URL (or empty for the database cache).")
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -192,6 +242,19 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _cfg["secure_cookies"]
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_HSTS_SECONDS = _cfg["hsts_seconds"]
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _cfg["hsts_subdomains"]
+SECURE_HSTS_PRELOAD = _cfg["hsts_preload"]
+SECURE_SSL_REDIRECT = _cfg["ssl_redirect"]
+if _cfg["forwarded_proto"]:  # behind a TLS-terminating proxy that sets it (and strips the client's)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Every page: scripts and styles from this site only (inline style attributes carry the
+# viewer's geometry), no plugins, no framing, forms post here.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 
 AXES_FAILURE_LIMIT = _cfg["lockout_failures"]
 AXES_COOLOFF_TIME = _cfg["lockout_minutes"] / 60  # hours
@@ -228,6 +291,11 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["classifier.api.auth.TokenRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_token": _cfg["api_rate"], "api_user": _cfg["api_rate"]},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "classifier.api.parsers.JsonParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "classifier.api.pagination.ApiPagination",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
@@ -259,9 +327,12 @@ SPECTACULAR_SETTINGS = {
         "DeliveryStatusEnum": "classifier.integrations.WebhookDelivery.Status",
         "ViewPositionEnum": "classifier.models.Study.View",
     },
-    # The schema and Swagger UI pages read the browser session only, as before the API's
-    # own authentication became the default.
-    "SERVE_AUTHENTICATION": ["rest_framework.authentication.SessionAuthentication"],
+    # The schema and Swagger UI describe every endpoint: signed-in people and API tokens only.
+    "SERVE_AUTHENTICATION": [
+        "classifier.api.auth.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Swagger UI from drf-spectacular-sidecar's static files: no CDN, works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -280,6 +351,8 @@ CELERY_TASK_ROUTES = {
     # An exact name wins over the patterns: deliveries wait on receivers, not on the model.
     "classifier.tasks.webhook_deliver_task": {"queue": "webhooks", "routing_key": "webhooks"},
     "classifier.tasks.dicom_delivery_task": {"queue": "webhooks", "routing_key": "webhooks"},
+    # Walking the media store waits on the disk, not the CPU: the webhook worker's threads.
+    "classifier.tasks.media_cleanup_task": {"queue": "webhooks", "routing_key": "webhooks"},
     "classifier.tasks.*": {"queue": "inference", "routing_key": "inference"},
     "training.tasks.*": {"queue": "training", "routing_key": "training"},
 }
@@ -309,6 +382,9 @@ CXR = {
     "MAX_UPLOAD_BYTES": _cfg["max_upload_bytes"],
     "MAX_PIXELS": _cfg["max_pixels"],
     "STOW_MAX_BYTES": _cfg["stow_max_bytes"],
+    # 0 = derived: four files of CXR_MAX_UPLOAD_BYTES plus a MiB of fields and framing.
+    "MAX_REQUEST_BYTES": _cfg["max_request_bytes"] or 4 * _cfg["max_upload_bytes"] + 1024 * 1024,
+    "REQUEST_BODY_TIMEOUT": _cfg["body_timeout"],
     "INFERENCE_RUNTIME": _cfg["runtime"],
     "INFERENCE_BATCH_SIZE": _cfg["batch_size"],
     "INFERENCE_THREADS": _cfg["inference_threads"],
@@ -318,6 +394,7 @@ CXR = {
     "TRAINING_SOFT_TIME_LIMIT": _cfg["training_soft"],
     "TRAINING_HARD_TIME_LIMIT": _cfg["training_hard"],
     "SWEEP_INTERVAL_SECONDS": _cfg["sweep_seconds"],
+    "ORPHAN_GRACE_HOURS": _cfg["orphan_grace_hours"],
     "TARGET_SENSITIVITY": _cfg["target_sensitivity"],
     "RETRAIN_MIN_REVIEWS": _cfg["retrain_min_reviews"],
     "WORKER_WARM_UP": _cfg["warm_up"],
@@ -328,6 +405,8 @@ CXR = {
     "DICOM_MAX_ASSOCIATIONS": _cfg["dicom_max_associations"],
     "DICOM_TIMEOUT_SECONDS": _cfg["dicom_timeout"],
     "METRICS_TOKEN": _cfg["metrics_token"],
+    "WEBHOOK_ALLOW_HTTP": _cfg["webhook_allow_http"],
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS": _cfg["webhook_allow_private"],
 }
 if CXR["INFERENCE_HARD_TIME_LIMIT"] <= CXR["INFERENCE_SOFT_TIME_LIMIT"]:
     raise ImproperlyConfigured("CXR_INFERENCE_HARD_TIME_LIMIT must be greater than CXR_INFERENCE_SOFT_TIME_LIMIT.")

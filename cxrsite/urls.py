@@ -6,6 +6,9 @@ from django.urls import include, path
 
 from classifier.views import health, metrics
 
+# Any uncaught error outside DEBUG: 503 for a database outage, else 500, in the path's shape.
+handler500 = "classifier.views.errors.server_error"
+
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

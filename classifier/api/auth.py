@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -73,7 +74,10 @@ class TokenRateThrottle(throttling.SimpleRateThrottle):
 
     Rates come from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] when set there, so operators
     tune them in settings; the built-in defaults keep the API throttled without any.
-    Counters live in the default cache: use a shared cache (Redis) with several web processes.
+    Counters of authenticated callers live in the "shared" cache (Redis, or the database
+    on the embedded default), so every web process counts against one bucket. Anonymous
+    requests only reach the public schema and docs (permissions run before throttles), and
+    are counted per process.
     """
 
     def __init__(self) -> None:  # the rate depends on the request, so it is resolved in allow_request
@@ -88,6 +92,8 @@ class TokenRateThrottle(throttling.SimpleRateThrottle):
         self.scope = "api_token" if token is not None else "api_user"
         self.rate = (token.rate if token is not None and token.rate else None) or self._rate_for(self.scope)
         self.num_requests, self.duration = self.parse_rate(self.rate)
+        authenticated = token is not None or bool(request.user and request.user.is_authenticated)
+        self.cache = caches["shared" if authenticated else "default"]
         return super().allow_request(request, view)
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:

@@ -7,11 +7,13 @@ handler are DRF settings (cxrsite.settings.REST_FRAMEWORK).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
 from django.db import models
 from rest_framework import generics, renderers
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -40,9 +42,18 @@ class BinaryRenderer(renderers.BaseRenderer):
         return renderers.JSONRenderer().render(data)
 
 
+class QueryFormatIsAFilter(DefaultContentNegotiation):
+    """Content negotiation from the Accept header only: ``?format=`` is the image filter
+    (DICOM, PNG, JPEG), not DRF's renderer override (which answered 404 for it)."""
+
+    # DefaultContentNegotiation reads only URL_FORMAT_OVERRIDE from its settings.
+    settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)  # type: ignore[assignment]
+
+
 class ApiMixin:
     """Shared policy; ``role_actions`` maps HTTP methods to roles.ACTIONS keys."""
 
+    content_negotiation_class: type[BaseContentNegotiation] = QueryFormatIsAFilter
     role_actions: dict[str, str] = {}
     # The largest request body a view accepts, checked from Content-Length before parsing.
     max_body_bytes: int | None = None

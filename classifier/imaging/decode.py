@@ -63,6 +63,8 @@ class DecodedImage:
     metadata: dict[str, Any] = field(default_factory=dict)
     # DICOM greyscale: the original values and header windows, for a viewer (see display.py)
     display: DisplayInput | None = field(default=None, repr=False)
+    # PNG/JPEG: share of clearly coloured pixels before the grey conversion (screening.py)
+    colour_fraction: float = 0.0
 
     def display_source(self, max_side: int = 1536) -> DisplaySource:
         """The film for a viewer: original values, presets, the geometry of ``pixels``."""
@@ -136,12 +138,12 @@ def decode_bytes(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedI
     limits = limits or DEFAULT_LIMITS
     data, fmt = check_upload(data, limits)
     try:
-        display = None
+        display, colour = None, 0.0
         if fmt == "DICOM":
             pixels, bit_depth, metadata, display = decode_dicom(data, limits)
         else:
-            pixels, bit_depth, metadata = decode_raster(data, fmt, limits)
-        return _finish(pixels, fmt, bit_depth, metadata, limits, display)
+            pixels, bit_depth, metadata, colour = decode_raster(data, fmt, limits)
+        return _finish(pixels, fmt, bit_depth, metadata, limits, display, colour)
     except ImagingError:
         raise
     except MemoryError as exc:
@@ -159,6 +161,7 @@ def _finish(
     metadata: dict[str, Any],
     limits: DecodeLimits,
     display: DisplayInput | None = None,
+    colour_fraction: float = 0.0,
 ) -> DecodedImage:
     if pixels.ndim != 2:
         raise CorruptImage("The image could not be reduced to a single greyscale plane.")
@@ -177,6 +180,7 @@ def _finish(
         bit_depth=int(bit_depth),
         metadata=metadata,
         display=display,
+        colour_fraction=colour_fraction,
     )
 
 

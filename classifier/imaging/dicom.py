@@ -466,7 +466,7 @@ def _text(ds: Dataset, keyword: str) -> str | None:
     value = ds.get(keyword)
     if value is None:
         return None
-    text = str(value).strip()
+    text = str(value).strip(" \x00\t\r\n")  # DICOM pads with a space or a NUL
     return text or None
 
 

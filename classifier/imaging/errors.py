@@ -16,6 +16,7 @@ __all__ = [
     "ImageTooLarge",
     "ImageTooSmall",
     "ImagingError",
+    "InvalidHeaderValue",
     "LimitExceeded",
     "MultiFrameImage",
     "NoPixelData",
@@ -76,6 +77,13 @@ class ImageTooLarge(LimitExceeded):
 class ImageTooSmall(ImagingError):
     code = "image_too_small"
     default_message = "The image is too small to be a diagnostic radiograph."
+
+
+class InvalidHeaderValue(ImagingError):
+    """An identifying header value the DICOM standard does not allow (NUL, over-length)."""
+
+    code = "invalid_header_value"
+    default_message = "A value in the DICOM header is not valid for its attribute."
 
 
 class CorruptImage(ImagingError):

@@ -15,6 +15,7 @@ from typing import Any
 from .decode import check_upload
 from .dicom import check_dimensions, check_payload, check_policy, dicom_metadata, read_dataset
 from .errors import CorruptImage, ImagingError
+from .header_values import check_header_values
 from .limits import DEFAULT_LIMITS, DecodeLimits
 from .raster import EMPTY_METADATA_KEYS, open_raster
 
@@ -43,6 +44,7 @@ def probe_bytes(data: bytes, *, limits: DecodeLimits | None = None) -> ProbeResu
 
 def _probe_dicom(data: bytes, limits: DecodeLimits) -> ProbeResult:
     ds = read_dataset(data, limits)
+    check_header_values(ds)
     check_policy(ds)
     rows, cols = check_dimensions(ds, limits)
     check_payload(ds, rows, cols)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import CorruptImage, ImageTooLarge, ImageTooSmall
+from .errors import CorruptImage, ImageTooLarge, ImageTooSmall, MultiFrameImage
 from .limits import DecodeLimits
 
 __all__ = ["EMPTY_METADATA_KEYS", "RasterResult", "decode_raster"]
@@ -53,6 +53,7 @@ class RasterResult(NamedTuple):
     pixels: np.ndarray  # float32, 2-D, [0, 1]
     bit_depth: int
     metadata: dict[str, Any]
+    colour_fraction: float = 0.0  # share of clearly coloured pixels before the grey conversion
 
 
 def open_raster(data: bytes, fmt: str, limits: DecodeLimits) -> Image.Image:
@@ -68,6 +69,9 @@ def open_raster(data: bytes, fmt: str, limits: DecodeLimits) -> Image.Image:
         raise CorruptImage(f"The {fmt} file is damaged and cannot be read.") from exc
     try:
         _check_size(image.size, limits)
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:  # an animated PNG: which frame is the radiograph is anyone's guess
+            raise MultiFrameImage(f"The {fmt} is animated ({frames} frames); upload a single radiograph.")
     except BaseException:
         image.close()
         raise
@@ -81,6 +85,7 @@ def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> RasterResult:
             image.load()
             upright = _upright(image)
             pixels, bit_depth = to_grey(upright)
+            colour = colour_fraction(upright)
         except MemoryError as exc:
             raise ImageTooLarge() from exc
         except Exception as exc:
@@ -88,7 +93,19 @@ def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> RasterResult:
     metadata: dict[str, Any] = dict.fromkeys(EMPTY_METADATA_KEYS)
     metadata["bits_stored"] = bit_depth
     metadata["photometric_interpretation"] = "MONOCHROME2"
-    return RasterResult(pixels, bit_depth, metadata)
+    return RasterResult(pixels, bit_depth, metadata, colour)
+
+
+def colour_fraction(image: Image.Image, side: int = 256) -> float:
+    """The share of clearly coloured pixels (channel spread over 40 of 255), on a thumbnail;
+    0 for greyscale modes. A radiograph is grey; a photograph is not (classifier.imaging.screening)."""
+    if image.mode in ("1", "L", "LA", "La", "I", "F") or image.mode.startswith("I;"):
+        return 0.0
+    thumb = image.convert("RGB")
+    thumb.thumbnail((side, side))
+    rgb = np.asarray(thumb).astype(np.int16)
+    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+    return float((spread > 40).mean())
 
 
 def _upright(image: Image.Image) -> Image.Image:

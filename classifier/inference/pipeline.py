@@ -99,13 +99,21 @@ class InferencePipeline:
     """
 
     def __init__(
-        self, artifact_dir: str | Path, *, runtime: str = "tflite", heatmap: bool = True, threads: int = 1
+        self,
+        artifact_dir: str | Path,
+        *,
+        runtime: str = "tflite",
+        heatmap: bool = True,
+        threads: int = 1,
+        screen: bool = True,
     ) -> None:
         from classifier.imaging.preprocess import PreprocessConfig
 
         self.artifact_dir = Path(artifact_dir)
         self.runtime = runtime
         self.heatmap = heatmap
+        # Refuse blank and non-radiograph inputs (classifier.imaging.screening) before the model.
+        self.screen = screen
         self.threads = max(1, threads)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="inference") if self.threads > 1 else None
         # load_predictor verifies every sha256 before anything is used.
@@ -159,9 +167,12 @@ class InferencePipeline:
         from classifier.imaging.decode import decode_bytes
         from classifier.imaging.display import encode
         from classifier.imaging.preprocess import preprocess_with_geometry
+        from classifier.imaging.screening import screen_radiograph
 
         with _timed(timings, "decode"):
             decoded = decode_bytes(data)
+            if self.screen:
+                screen_radiograph(decoded)  # blank, noise, photos: a reason, not a confident result
         with _timed(timings, "preprocess"):
             image, geometry = preprocess_with_geometry(decoded.pixels, self.config)
         encoded = None

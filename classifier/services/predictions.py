@@ -27,10 +27,11 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from classifier import claims
-from classifier.models import Image, Prediction, Study
+from classifier.models import Image, Prediction
 from classifier.services.audit import AuditContext, audit_record
+from classifier.services.broker import broker_send_failed, broker_send_succeeded
 from classifier.services.dicom_results import dicom_delivery_sweep, dicom_results_emit
-from classifier.services.studies import study_refresh
+from classifier.services.studies import study_refresh, study_refresh_unreviewed
 from classifier.services.webhooks import prediction_finished, webhook_sweep
 from classifier.storage import generated_name
 
@@ -68,8 +69,10 @@ def _enqueue_on_commit(prediction_id: int) -> None:
     def send() -> None:
         try:
             prediction_run_task.delay(prediction_id)
-        except Exception:  # broker down: the row is safe, the sweeper will send it later
-            log.warning("broker unavailable; prediction %s left for the sweeper", prediction_id, exc_info=True)
+        except Exception as exc:  # broker down: the row is safe, the sweeper will send it later
+            broker_send_failed(f"prediction {prediction_id}", exc)
+        else:
+            broker_send_succeeded()
 
     transaction.on_commit(send)
 
@@ -365,13 +368,11 @@ def prediction_sweep(*, now: datetime | None = None) -> dict[str, int]:
 
     for pk in pending:
         prediction_run_task.delay(pk)
-    study_ids = list(Study.objects.exclude(status=Study.Status.REVIEWED).values_list("pk", flat=True)[:2000])
-    for start in range(0, len(study_ids), 100):  # short transactions: the web process locks studies too
-        study_refresh(*study_ids[start : start + 100])
+    refreshed = study_refresh_unreviewed()
     return {
         "reclaimed": len(reclaimed),
         "resent": len(pending),
-        "refreshed": len(study_ids),
+        "refreshed": refreshed,
         "webhooks_resent": webhook_sweep(now=now),
         "dicom_resent": dicom_delivery_sweep(now=now),
     }

@@ -4,8 +4,9 @@ recompute a study's status and priority from its images.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -126,8 +127,49 @@ def _date(value: Any) -> date | None:
         return None
 
 
+# Typed or header values that become columns: (attribute, label, column length).
+STORED_TEXT_FIELDS = (
+    ("mrn", "patient MRN", 64),
+    ("patient_name", "patient name", 200),
+    ("accession_number", "accession number", 64),
+    ("study_instance_uid", "StudyInstanceUID", 64),
+    ("modality", "modality", 16),
+)
+
+
+EARLIEST_BIRTH = date(1900, 1, 1)
+
+
+def dates_check(*, birth_date: date | None, study_date: date | None = None) -> None:
+    """Refuse impossible dates (ServiceError ``invalid_date``, 400): a birth date before
+    1900 or after today, a study dated after tomorrow (time zones) or before the birth."""
+    today = timezone.localdate()
+    if birth_date is not None and not EARLIEST_BIRTH <= birth_date <= today:
+        raise ServiceError("invalid_date", f"The birth date {birth_date} is impossible (before 1900 or in the future).")
+    if study_date is not None and study_date > today + timedelta(days=1):
+        raise ServiceError("invalid_date", f"The study date {study_date} is in the future.")
+    if birth_date is not None and study_date is not None and study_date < birth_date:
+        raise ServiceError("invalid_date", f"The study date {study_date} is before the birth date {birth_date}.")
+
+
+def study_fields_check(fields: StudyFields) -> None:
+    """Refuse a value the database cannot store as given, naming the field (ServiceError
+    ``invalid_field``, 400): a NUL or other control character (notes may hold line breaks),
+    or more characters than its column holds. Every path reaches this before a write."""
+    for attr, label, limit in STORED_TEXT_FIELDS:
+        value = str(getattr(fields, attr) or "")
+        if any(unicodedata.category(ch) == "Cc" for ch in value):
+            raise ServiceError("invalid_field", f"The {label} contains a NUL byte or another control character.")
+        if len(value) > limit:
+            raise ServiceError("invalid_field", f"The {label} is {len(value)} characters long; at most {limit} fit.")
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\r\t" for ch in fields.clinical_notes):
+        raise ServiceError("invalid_field", "The clinical notes contain a NUL byte or another control character.")
+    dates_check(birth_date=fields.birth_date, study_date=fields.study_date)
+
+
 def study_get_or_create(*, fields: StudyFields, requested_by: User | None) -> tuple[Study, bool]:
     """Find the study by accession (or StudyInstanceUID) or create it with its patient."""
+    study_fields_check(fields)
     if not fields.mrn or not fields.accession_number:
         missing = [
             name
@@ -217,6 +259,7 @@ def patient_get_or_create(
     mrn = mrn.strip()
     if not mrn:
         raise ServiceError("missing_field", "Please enter the patient MRN.")
+    dates_check(birth_date=birth_date)
     try:
         with transaction.atomic():
             patient, created = Patient.objects.get_or_create(
@@ -248,6 +291,31 @@ def study_refresh(*study_ids: int) -> None:
     for study in studies:  # plain UPDATEs: bulk_update's CASE expression costs more to build
         status, priority = _study_state(study, states.get(study.pk, []), now)
         Study.objects.filter(pk=study.pk).update(status=status, priority=priority, updated_at=now)
+
+
+REFRESH_BATCH = 100  # studies per transaction: the web process locks studies too
+
+
+def study_refresh_unreviewed(*, batch_size: int = REFRESH_BATCH) -> int:
+    """Refresh every unreviewed study (the sweeper, each run), oldest first, in batches
+    of ``batch_size``, each its own short transaction; returns how many.
+
+    All of them, at any size: the waiting-time term and the escalation after
+    CXR_TRIAGE_MAX_WAIT_MINUTES only hold if every waiting study is recomputed. (A cap
+    of 2,000 taken highest priority first left the rest's priority frozen.) Keyset
+    pagination on the primary key keeps each batch query bounded."""
+    last, count = 0, 0
+    while True:
+        ids = list(
+            Study.objects.exclude(status=Study.Status.REVIEWED)
+            .filter(pk__gt=last)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            return count
+        study_refresh(*ids)
+        count, last = count + len(ids), ids[-1]
 
 
 def _study_state(study: Study, states: list[ImageState], now: datetime) -> tuple[str, float]:

@@ -27,12 +27,17 @@ def token_hash(raw: str) -> str:
 
 
 def _check_rate(rate: str) -> None:
+    """A DRF rate with at least one request per period: '0/min' and '-5/min' parse, but
+    throttle everything (or nothing) in ways nobody meant."""
     if not rate:
         return
+    message = "The rate must look like '600/min': at least 1 request per sec, min, hour or day."
     try:
-        SimpleRateThrottle.parse_rate(None, rate)  # type: ignore[arg-type]
+        count, _ = SimpleRateThrottle.parse_rate(None, rate)  # type: ignore[arg-type]
     except (ValueError, KeyError, IndexError):
-        raise ServiceError("invalid_rate", "The rate must look like '600/min' (per sec, min, hour or day).") from None
+        raise ServiceError("invalid_rate", message) from None
+    if count is None or count < 1 or not rate.partition("/")[0].strip().isdigit():
+        raise ServiceError("invalid_rate", message)
 
 
 @transaction.atomic
@@ -51,6 +56,8 @@ def api_token_create(
     if not name.strip():
         raise ServiceError("missing_field", "Please name the integration that uses this token.")
     _check_rate(rate)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ServiceError("invalid_expiry", "The expiry must be in the future.")
     group = Group.objects.filter(name=role).first() or ensure_roles()[role]
     user = get_user_model().objects.create_user(username=f"api-{uuid.uuid4().hex[:12]}")
     user.set_unusable_password()  # the service user can never log in to the web pages

@@ -68,7 +68,8 @@ def image_upload(
     and must not contradict it); an existing MRN given with another name needs
     ``fields.patient_confirmed``.
     """
-    outcome = UploadOutcome(filename=filename[:255])
+    # A client's filename is shown and stored: no control characters (a NUL fails the insert).
+    outcome = UploadOutcome(filename="".join(ch for ch in filename if ch.isprintable())[:255])
     try:
         header = probe_bytes(data, limits=upload_limits())
         resolved = None if study is not None else fields_from_header(header.metadata, fields or StudyFields())

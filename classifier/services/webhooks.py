@@ -37,7 +37,9 @@ from classifier.models import Prediction, Review
 from classifier.roles import user_can
 from classifier.selectors.predictions import prediction_finding_of
 from classifier.services.audit import Actor, AuditContext, audit_record
+from classifier.services.broker import broker_send_failed, broker_send_succeeded
 from classifier.services.errors import ServiceError
+from classifier.services.webhook_targets import TargetAddress, webhook_target_check
 
 log = logging.getLogger(__name__)
 NOTICE = "decision support, not a diagnosis"
@@ -45,6 +47,9 @@ USER_AGENT = "cxr-triage-webhooks/1"
 CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS = 3.0, 10.0
 BACKOFF_SECONDS = 10.0  # the first retry; each later one waits twice as long, at most an hour
 MAX_ATTEMPTS = 6
+# What the API shows of a failed attempt: no exception text (it would map the network).
+UNREACHABLE = "The receiver could not be reached."
+TARGET_REFUSED = "The callback URL's host no longer resolves only to public addresses; nothing was sent."
 
 
 class WebhookDeliveryFailed(Exception):
@@ -113,7 +118,9 @@ def webhook_emit(event: str, obj: Prediction | Review) -> list[int]:
     webhooks = [
         hook
         for hook in Webhook.objects.filter(is_active=True).select_related("owner")
-        if hook.wants(event) and user_can(hook.owner, "view_studies")
+        # Only integrations an admin registered (and whose owner still may manage them)
+        # receive events: they report any patient's results.
+        if hook.wants(event) and user_can(hook.owner, "manage_integrations")
     ]
     if not webhooks:
         return []
@@ -135,8 +142,10 @@ def webhook_emit(event: str, obj: Prediction | Review) -> list[int]:
         for pk in ids:
             try:
                 webhook_deliver_task.delay(pk)
-            except Exception:  # broker down: the row stays pending with its body
-                log.warning("broker unavailable; webhook delivery %s not sent", pk, exc_info=True)
+            except Exception as exc:  # broker down: the row stays pending with its body
+                broker_send_failed(f"webhook delivery {pk}", exc)
+            else:
+                broker_send_succeeded()
 
     transaction.on_commit(send)
     return ids
@@ -199,8 +208,18 @@ def webhook_deliver(*, delivery_id: int) -> str:
             status=WebhookDelivery.Status.FAILED, last_error="The webhook was disabled."
         )
         return WebhookDelivery.Status.FAILED
+    if not user_can(hook.owner, "manage_integrations"):
+        _attempted(delivery_id, code=None, error="The webhook's owner may no longer receive events.")
+        webhook_give_up(delivery_id=delivery_id)
+        return WebhookDelivery.Status.FAILED
     import requests
 
+    try:  # resolved and checked again for every attempt: the name may now point elsewhere
+        target = webhook_target_check(hook.url)
+    except ServiceError:
+        log.warning("webhook %s: delivery %s refused, the URL's target is not allowed", hook.pk, delivery_id)
+        _attempted(delivery_id, code=None, error=TARGET_REFUSED)
+        raise WebhookDeliveryFailed(TARGET_REFUSED) from None
     body = delivery.body.encode()
     headers = {
         "Content-Type": "application/json",
@@ -212,18 +231,20 @@ def webhook_deliver(*, delivery_id: int) -> str:
     }
     code, error = None, ""
     try:
-        response = requests.post(
-            hook.url,
-            data=body,
-            headers=headers,
-            allow_redirects=False,
-            timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
-        )
-        code = response.status_code
+        code = _post_pinned(target, hook.url, body, headers)
         error = "" if 200 <= code < 300 else f"HTTP {code}"
     except requests.RequestException as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
+        # The reason stays in the server's log: in the API it would map the network.
+        log.warning("webhook %s: delivery %s failed: %s", hook.pk, delivery_id, f"{type(exc).__name__}: {exc}"[:500])
+        error = UNREACHABLE
     ok = code is not None and 200 <= code < 300
+    _attempted(delivery_id, code=code, error=error, ok=ok)
+    if not ok:
+        raise WebhookDeliveryFailed(error)
+    return WebhookDelivery.Status.SUCCEEDED
+
+
+def _attempted(delivery_id: int, *, code: int | None, error: str, ok: bool = False) -> None:
     WebhookDelivery.objects.filter(pk=delivery_id).update(
         attempts=F("attempts") + 1,
         last_attempt_at=timezone.now(),
@@ -231,9 +252,33 @@ def webhook_deliver(*, delivery_id: int) -> str:
         last_error=error,
         **({"status": WebhookDelivery.Status.SUCCEEDED, "delivered_at": timezone.now()} if ok else {}),
     )
-    if not ok:
-        raise WebhookDeliveryFailed(error)
-    return WebhookDelivery.Status.SUCCEEDED
+
+
+def _post_pinned(target: TargetAddress, url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST to the address just checked, not to a fresh lookup of the name: the Host header
+    and, for https, SNI and the certificate check still use the name. No redirects, no
+    proxy or credentials from the environment. Returns the status code."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    class PinnedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            if target.scheme == "https":
+                kwargs["server_hostname"] = target.host
+                kwargs["assert_hostname"] = target.host
+            super().init_poolmanager(*args, **kwargs)
+
+    with requests.Session() as session:
+        session.trust_env = False
+        session.mount(f"{target.scheme}://", PinnedAdapter())
+        response = session.post(
+            target.pinned_url(url),
+            data=body,
+            headers={**headers, "Host": target.host_header},
+            allow_redirects=False,
+            timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+        )
+        return response.status_code
 
 
 def webhook_give_up(*, delivery_id: int) -> None:
@@ -286,16 +331,21 @@ def webhook_sweep(*, now: datetime | None = None) -> int:
 
 
 def webhook_check(*, url: str, events: list[str]) -> None:
-    """Refuse unknown event names and callback URLs that are not http(s) (ServiceError)."""
+    """Refuse unknown event names and callback URLs that fail ``webhook_target_check``
+    (https, public addresses) with a ServiceError."""
     unknown = sorted(set(events) - set(Webhook.Event.values))
     if unknown:
         raise ServiceError("invalid_event", f"Unknown events: {', '.join(unknown)}.")
-    if not url.lower().startswith(("http://", "https://")):
-        raise ServiceError("invalid_url", "The callback URL must be http or https.")
+    webhook_target_check(url)
 
 
 def webhook_create(*, owner: User, url: str, events: list[str], audit: AuditContext | None = None) -> Webhook:
-    """Register a callback URL for ``events`` (empty: all). The secret is in the returned row."""
+    """Register a callback URL for ``events`` (empty: all). The secret is in the returned row.
+
+    Only integration managers (admins) register webhooks: events carry every patient's
+    results. The URL must pass ``webhook_check``."""
+    if not user_can(owner, "manage_integrations"):
+        raise ServiceError("forbidden", "Only administrators register webhooks.", 403)
     webhook_check(url=url, events=events)
     webhook = Webhook.objects.create(owner=owner, url=url, events=sorted(set(events)), secret=secrets.token_urlsafe(32))
     audit_record(actor=owner, action="webhook_create", obj=webhook, audit=audit, detail={"events": events})

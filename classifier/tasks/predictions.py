@@ -45,3 +45,11 @@ def prediction_sweep_task() -> dict[str, int]:
     from classifier.services.predictions import prediction_sweep
 
     return prediction_sweep()
+
+
+@shared_task(name="classifier.tasks.media_cleanup_task", acks_late=True, soft_time_limit=1800, time_limit=1900)
+def media_cleanup_task() -> dict[str, int]:
+    """Periodic (hourly): remove media files no row references, after the grace period."""
+    from classifier.services.media_cleanup import media_orphans_sweep
+
+    return media_orphans_sweep()

@@ -20,6 +20,7 @@ from classifier.http import audit_context, request_user
 from classifier.imaging import ImagingError
 from classifier.imaging.probe import probe_bytes
 from classifier.roles import action_required
+from classifier.services.audit import audit_record
 from classifier.services.studies import StudyFields, fields_from_header
 from classifier.services.uploads import UploadOutcome, image_upload, upload_limits
 
@@ -108,6 +109,12 @@ def upload_file(request: HttpRequest) -> JsonResponse:
         return JsonResponse(
             {"ok": False, "filename": "", "error_code": "no_file", "error_message": "No file was received."}, status=400
         )
+    sent = len(request.FILES.getlist("file"))
+    if sent > 1:  # Django keeps the last one; silently dropping the others loses images
+        message = f"Send one file per request in 'file' ({sent} were sent)."
+        return JsonResponse(
+            {"ok": False, "filename": "", "error_code": "too_many_files", "error_message": message}, status=400
+        )
     form = StudyFieldsForm(request.POST)
     if not form.is_valid():
         message = "; ".join(
@@ -143,6 +150,13 @@ def upload_probe(request: HttpRequest) -> JsonResponse:
     except ImagingError as exc:
         return JsonResponse({"ok": False, "error_code": exc.code, "error_message": exc.message}, status=400)
     fields = fields_from_header(header.metadata, StudyFields())
+    # The answer echoes the file's patient identifiers: reading them is audited.
+    audit_record(
+        actor=request.user,
+        action="upload_probe",
+        audit=audit_context(request),
+        detail={"filename": (uploaded.name or "")[:255], "format": header.format, "mrn": fields.mrn},
+    )
     header_fields = {
         "mrn": fields.mrn,
         "patient_name": fields.patient_name,

@@ -8,8 +8,10 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 
 from classifier.forms import WorklistFilterForm
+from classifier.http import audit_context
 from classifier.roles import action_required
 from classifier.selectors.worklist import PENDING_STUDY_STATUSES, worklist_rows, worklist_rows_by_id
+from classifier.services.audit import audit_record
 
 WORKLIST_PAGE_SIZE = 50
 # (header, sort key or "" when the column does not sort, data-col name)
@@ -55,6 +57,13 @@ def worklist(request: HttpRequest) -> HttpResponse:
     filters = form.to_filters()
     rows = worklist_rows(filters)
     page = Paginator(rows, WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    # Reading the worklist (and searching it by MRN) shows patient data: one event per page.
+    audit_record(
+        actor=request.user,
+        action="worklist_view",
+        audit=audit_context(request),
+        detail={"search": filters.q, "page": page.number, "studies": [study.pk for study in page.object_list]},
+    )
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -93,4 +102,7 @@ def worklist_poll(request: HttpRequest) -> JsonResponse:
                 request=request,
             ),
         }
+    audit_record(
+        actor=request.user, action="worklist_poll", audit=audit_context(request), detail={"studies": list(rows)}
+    )
     return JsonResponse({"rows": rows})

@@ -12,6 +12,7 @@ import pytest
 from cxrsite.env import Env, EnvError
 
 ROOT = Path(__file__).resolve().parents[2]
+STRONG_KEY = "test-only-" + "0123456789abcdefghijklmnopqrstuvwxyz" * 2  # not a real secret
 
 
 def run_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
@@ -29,7 +30,7 @@ def test_production_without_secret_key_refuses_to_start_with_one_line(tmp_path: 
 
 
 def test_production_with_secret_key_starts(tmp_path: Path) -> None:
-    result = run_check(tmp_path, DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="cxr.example.org")
+    result = run_check(tmp_path, DEBUG="false", SECRET_KEY=STRONG_KEY, ALLOWED_HOSTS="cxr.example.org")
     assert result.returncode == 0, result.stderr
 
 
@@ -41,6 +42,9 @@ def test_production_with_secret_key_starts(tmp_path: Path) -> None:
         ("CXR_INFERENCE_BATCH_SIZE", "0", "CXR_INFERENCE_BATCH_SIZE=0 must be at least 1"),
         ("CXR_TARGET_SENSITIVITY", "nan", "must be a finite number"),
         ("CXR_INFERENCE_RUNTIME", "onnx", "must be one of: tflite, keras"),
+        ("CXR_API_RATE", "0/min", "CXR_API_RATE='0/min' is not a rate"),
+        ("CXR_API_RATE", "-5/min", "CXR_API_RATE='-5/min' is not a rate"),
+        ("CXR_CACHE_URL", "memcached://x:11211", "CXR_CACHE_URL must be a redis:// URL"),
     ],
 )
 def test_malformed_value_fails_with_a_clear_message(tmp_path: Path, name: str, value: str, fragment: str) -> None:
@@ -200,3 +204,34 @@ def test_the_run_command_sets_up_with_a_demo_password_starting_with_a_dash(tmp_p
     result = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "login: admin        password: -dash-first-password" in result.stdout
+
+
+@pytest.mark.parametrize("key", ["short-key-of-30-characters-xx", "x" * 60])
+def test_production_refuses_a_weak_secret_key(tmp_path: Path, key: str) -> None:
+    result = run_check(tmp_path, DEBUG="false", SECRET_KEY=key, ALLOWED_HOSTS="cxr.example.org")
+    assert result.returncode == 2
+    assert "SECRET_KEY must be at least 50 characters" in result.stderr
+
+
+def test_check_deploy_is_clean_in_the_production_configuration(tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    base.update(
+        CXR_VAR_DIR=str(tmp_path),
+        DEBUG="false",
+        SECRET_KEY=STRONG_KEY,
+        ALLOWED_HOSTS="cxr.example.org",
+        CXR_HSTS_SECONDS="31536000",
+        CXR_HSTS_INCLUDE_SUBDOMAINS="true",
+        CXR_HSTS_PRELOAD="true",
+        CXR_SSL_REDIRECT="true",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout

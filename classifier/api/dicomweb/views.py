@@ -2,7 +2,7 @@
 
 STOW-RS answers with the standard Store Instances Response Module in DICOM JSON:
 ReferencedSOPSequence (0008,1199) for stored instances, FailedSOPSequence (0008,1198)
-with a FailureReason (0008,1197) for refused ones, RetrieveURL (0008,1190); status 200
+with a FailureReason (0008,1197) and an ErrorComment (0000,0902) for refused ones, RetrieveURL (0008,1190); status 200
 when all were stored, 202 when some failed, 409 when none could be stored, 400 for a
 malformed request, 415 for a payload other than application/dicom. The body is read
 into temporary files (``multipart``), one instance at a time goes through the upload
@@ -45,6 +45,7 @@ FAILURE_BY_CODE = {
     "corrupt_image": CANNOT_UNDERSTAND,
     "unsupported_format": CANNOT_UNDERSTAND,
     "empty_file": CANNOT_UNDERSTAND,
+    "invalid_header_value": CANNOT_UNDERSTAND,
 }
 
 
@@ -82,6 +83,10 @@ def _is_dicom(data: bytes) -> bool:
 
 def _ui(value: str) -> dict[str, Any]:
     return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
+
+
+def _lo(value: str) -> dict[str, Any]:
+    return {"vr": "LO", "Value": [value]} if value else {"vr": "LO"}
 
 
 def _base(request: Request) -> str:
@@ -157,10 +162,10 @@ class StowRsApi(Api):
         for index, part in enumerate(parts):
             data = b"" if part.too_large else part.file.read()
             ident = _ident(data)
-            reason = self._refusal(request, part, data, ident, target_study, index)
+            reason, comment = self._refusal(request, part, data, ident, target_study, index)
             item = {"00081150": _ui(ident["SOPClassUID"]), "00081155": _ui(ident["SOPInstanceUID"])}
-            if reason is not None:
-                failed.append({**item, "00081197": {"vr": "US", "Value": [reason]}})
+            if reason is not None:  # ErrorComment (0000,0902) says why, in words
+                failed.append({**item, "00081197": {"vr": "US", "Value": [reason]}, "00000902": _lo(comment)})
                 continue
             study_uids.append(ident["StudyInstanceUID"])
             url = instance_url(request, ident["StudyInstanceUID"], ident["SeriesInstanceUID"], ident["SOPInstanceUID"])
@@ -177,18 +182,21 @@ class StowRsApi(Api):
 
     def _refusal(
         self, request: Request, part: Part, data: bytes, ident: dict[str, str], target_study: str | None, index: int
-    ) -> int | None:
-        """The failure reason for one part, None once it is stored (or was already)."""
+    ) -> tuple[int | None, str]:
+        """The failure reason for one part and why in words; (None, "") once it is stored (or was already)."""
         if part.too_large:
-            return OUT_OF_RESOURCES
+            return OUT_OF_RESOURCES, "The instance is larger than the upload limit."
         if part.content_type.split(";")[0].strip().lower() != "application/dicom" or not _is_dicom(data):
-            return CANNOT_UNDERSTAND
+            return CANNOT_UNDERSTAND, "The part is not an application/dicom instance."
         if target_study is not None and ident["StudyInstanceUID"] != target_study:
-            return PROCESSING_FAILURE  # stored to /studies/{uid}, but the instance names another study
+            # stored to /studies/{uid}, but the instance names another study
+            return PROCESSING_FAILURE, "The instance belongs to another study than the request's URL names."
         outcome = image_upload(
             data=data, filename=f"stow-{index}.dcm", uploaded_by=request_user(request), audit=audit_context(request)
         )
-        return None if outcome.ok else FAILURE_BY_CODE.get(outcome.error_code, PROCESSING_FAILURE)
+        if outcome.ok:
+            return None, ""
+        return FAILURE_BY_CODE.get(outcome.error_code, PROCESSING_FAILURE), outcome.error_message
 
     @extend_schema(operation_id="dicomweb_qido_studies", parameters=QIDO_PARAMETERS, responses=QIDO_RESPONSES)
     def get(self, request: Request) -> Response:

@@ -62,6 +62,9 @@ class ImageListUploadApi(ListApi):
     )
     @idempotent
     def post(self, request: Request) -> Response:
+        sent = len(request.FILES.getlist("file"))
+        if sent > 1:  # the parser keeps the last one; silently dropping the others loses images
+            raise ApiError("too_many_files", f"Send one file per request in 'file' ({sent} were sent).")
         form = ImageUploadInput(data=request.data)
         form.is_valid(raise_exception=True)
         upload = form.validated_data["file"]

@@ -18,7 +18,7 @@ import django_filters
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -26,6 +26,7 @@ from classifier.api.base import ListApi, RetrieveApi, upload_limit_bytes
 from classifier.api.errors import ApiError, outcome_status
 from classifier.api.filters import IsoDateTimeFilter
 from classifier.api.idempotency import idempotent
+from classifier.api.parsers import JsonParser
 from classifier.api.serializers import (
     ImageSerializer,
     PredictionSerializer,
@@ -110,7 +111,7 @@ class StudyListCreateApi(ListApi):
     role_actions = {"GET": "view_studies", "POST": "upload"}
     serializer_class = StudySerializer
     filterset_class = StudyFilter
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, JsonParser]
     ordering_fields = ["priority", "created_at", "study_date", "accession_number"]
     max_body_bytes = upload_limit_bytes(MAX_FILES_PER_REQUEST)
 

@@ -1,7 +1,7 @@
 """Webhooks: an integration registers callback URLs for events and reads its deliveries.
 
-Each caller sees its own webhooks; integration managers (admins) see all. Receiving
-events discloses results, so registering needs the right to view studies.
+Each caller sees its own webhooks; integration managers (admins) see all. Events carry
+any patient's results, so only integration managers register webhooks.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def visible_webhooks(user: Any) -> Any:
 
 
 class WebhookListCreateApi(ListApi):
-    role_actions = {"GET": "view_studies", "POST": "view_studies"}
+    role_actions = {"GET": "view_studies", "POST": "manage_integrations"}
     serializer_class = WebhookSerializer
     filterset_fields = ["is_active"]
     ordering_fields = ["created_at"]

@@ -69,3 +69,18 @@ def test_session_auth_works_for_the_browser(role_users) -> None:
     assert client.get("/api/v1/studies/").status_code == 200
     no_csrf = client.post("/api/v1/patients/", {"mrn": "S-1"}, format="json")
     assert no_csrf.status_code == 403  # session writes need the CSRF token
+
+
+@pytest.mark.parametrize("rate", ["0/min", "-5/min", "+5/min", "fast"])
+def test_a_rate_below_one_request_per_period_is_refused(client_for, rate: str) -> None:
+    response = client_for("Admin").post("/api/v1/tokens/", {"name": "x", "role": "Admin", "rate": rate}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_rate"
+
+
+def test_a_token_that_would_expire_in_the_past_is_refused(client_for) -> None:
+    response = client_for("Admin").post(
+        "/api/v1/tokens/", {"name": "x", "role": "Admin", "expires_at": "2020-01-01T00:00:00Z"}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_expiry"

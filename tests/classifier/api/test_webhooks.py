@@ -13,6 +13,13 @@ from tests.classifier.api.helpers import finished_prediction, registered_version
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def local_receiver_allowed(settings) -> None:
+    """The receiver of these tests is plain http on 127.0.0.1; test_webhook_targets.py
+    tests the production defaults that refuse it."""
+    settings.CXR = {**settings.CXR, "WEBHOOK_ALLOW_HTTP": True, "WEBHOOK_ALLOW_PRIVATE_TARGETS": True}
+
+
 @pytest.fixture
 def eager_celery(monkeypatch):
     """Run tasks inline (retries included) with no backoff delay."""
@@ -35,8 +42,8 @@ def _register(client, url: str, events: list[str] | None = None) -> dict:
 def test_prediction_done_is_delivered_signed(
     client_for, role_users, webhook_receiver, eager_celery, tmp_path, django_capture_on_commit_callbacks
 ) -> None:
-    hook = _register(client_for("Clinician"), webhook_receiver.url, ["prediction.done"])
-    assert "secret" in hook and "secret" not in client_for("Clinician").get(f"/api/v1/webhooks/{hook['id']}/").json()
+    hook = _register(client_for("Admin"), webhook_receiver.url, ["prediction.done"])
+    assert "secret" in hook and "secret" not in client_for("Admin").get(f"/api/v1/webhooks/{hook['id']}/").json()
     prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path))
     with django_capture_on_commit_callbacks(execute=True):
         prediction_finished(prediction.pk)
@@ -56,14 +63,14 @@ def test_prediction_done_is_delivered_signed(
     assert data["model"]["artifact_sha256"] == prediction.model_version.artifact_sha256["model.tflite"]
     delivery = WebhookDelivery.objects.get()
     assert delivery.status == "succeeded" and delivery.attempts == 1 and delivery.last_status_code == 200
-    listed = client_for("Clinician").get(f"/api/v1/webhooks/{hook['id']}/deliveries/").json()
+    listed = client_for("Admin").get(f"/api/v1/webhooks/{hook['id']}/deliveries/").json()
     assert listed["results"][0]["status"] == "succeeded"
 
 
 def test_failed_deliveries_are_retried_then_given_up(
     client_for, role_users, webhook_receiver, eager_celery, tmp_path, django_capture_on_commit_callbacks
 ) -> None:
-    _register(client_for("Clinician"), webhook_receiver.url)
+    _register(client_for("Admin"), webhook_receiver.url)
     webhook_receiver.statuses = [500, 503]  # then 200
     version = registered_version(tmp_path)
     with django_capture_on_commit_callbacks(execute=True):
@@ -81,7 +88,7 @@ def test_failed_deliveries_are_retried_then_given_up(
 def test_review_lands_as_an_event(
     client_for, role_users, webhook_receiver, eager_celery, tmp_path, django_capture_on_commit_callbacks
 ) -> None:
-    hook = _register(client_for("Clinician"), webhook_receiver.url, ["review.created"])
+    hook = _register(client_for("Admin"), webhook_receiver.url, ["review.created"])
     prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path))
     with django_capture_on_commit_callbacks(execute=True):
         prediction_finished(prediction.pk)  # not subscribed: nothing sent
@@ -97,19 +104,16 @@ def test_review_lands_as_an_event(
 
 
 def test_webhook_validation_and_visibility(client_for) -> None:
-    clinician = client_for("Clinician")
-    assert clinician.post("/api/v1/webhooks/", {"url": "ftp://x/y"}, format="json").status_code == 400
+    admin = client_for("Admin")
+    assert admin.post("/api/v1/webhooks/", {"url": "ftp://x/y"}, format="json").status_code == 400
     assert (
-        clinician.post(
-            "/api/v1/webhooks/", {"url": "http://127.0.0.1/h", "events": ["nope"]}, format="json"
-        ).status_code
+        admin.post("/api/v1/webhooks/", {"url": "http://127.0.0.1/h", "events": ["nope"]}, format="json").status_code
         == 400
     )
-    hook = _register(clinician, "http://127.0.0.1:9/h")
+    hook = _register(admin, "http://127.0.0.1:9/h")
     assert client_for("Radiologist").get(f"/api/v1/webhooks/{hook['id']}/").status_code == 404  # not theirs
-    assert client_for("Admin").get(f"/api/v1/webhooks/{hook['id']}/").status_code == 200
-    assert clinician.delete(f"/api/v1/webhooks/{hook['id']}/").status_code == 204
-    assert clinician.get(f"/api/v1/webhooks/{hook['id']}/").json()["is_active"] is False
+    assert admin.delete(f"/api/v1/webhooks/{hook['id']}/").status_code == 204
+    assert admin.get(f"/api/v1/webhooks/{hook['id']}/").json()["is_active"] is False
 
 
 def _delivery(
@@ -147,7 +151,7 @@ def test_sweep_resends_only_deliveries_whose_next_attempt_is_overdue(client_for,
 
     settings.CXR = {**settings.CXR, "SWEEP_INTERVAL_SECONDS": 60}
     monkeypatch.setattr(webhook_services, "BACKOFF_SECONDS", 10.0)
-    hook = _register(client_for("Clinician"), "https://example.org/hook")
+    hook = _register(client_for("Admin"), "https://93.184.216.34/hook")
     lost = _delivery(hook["id"], age_seconds=600)  # never attempted
     fresh = _delivery(hook["id"], age_seconds=5)  # task still on its way
     waiting = _delivery(hook["id"], age_seconds=900, attempts=3, last_attempt_age=30)  # next retry due in 10 s
@@ -163,7 +167,7 @@ def test_sweep_resends_only_deliveries_whose_next_attempt_is_overdue(client_for,
 def test_a_resent_delivery_continues_its_attempt_count(client_for, webhook_receiver, eager_celery) -> None:
     from classifier.tasks.webhooks import webhook_deliver_task
 
-    hook = _register(client_for("Clinician"), webhook_receiver.url)
+    hook = _register(client_for("Admin"), webhook_receiver.url)
     delivery = _delivery(hook["id"], age_seconds=600, attempts=2, last_attempt_age=500)
     webhook_receiver.statuses = [500] * 10
     webhook_deliver_task.delay(delivery.pk)
@@ -180,7 +184,7 @@ def test_a_finished_prediction_and_its_delivery_commit_together(
     from classifier.services.uploads import image_upload
     from tests.conftest import synthetic_png
 
-    _register(client_for("Clinician"), "https://example.org/hook", ["prediction.done"])
+    _register(client_for("Admin"), "https://93.184.216.34/hook", ["prediction.done"])
     outcome = image_upload(
         data=synthetic_png(96),
         filename="a.png",
@@ -203,7 +207,7 @@ def test_review_event_commits_in_the_review_transaction(
     commit and the on-commit callbacks cannot lose the event."""
     from classifier.services.reviews import review_submit
 
-    _register(client_for("Clinician"), "https://example.org/hook", ["review.created"])
+    _register(client_for("Admin"), "https://93.184.216.34/hook", ["review.created"])
     prediction = finished_prediction(role_users["Clinician"], registered_version(tmp_path))
     with django_capture_on_commit_callbacks(execute=False):
         review = review_submit(prediction=prediction, radiologist=role_users["Radiologist"], decision="confirm")

@@ -4,6 +4,9 @@ Models are untrained (random weights, seeded): the identity being tested holds f
 weights, and a fresh model keeps the test fast.  Each architecture family is covered:
 cxr_net (GAP -> Dropout -> Dense), regularised_cnn (GAP -> Dense relu -> Dropout ->
 Dense) and s0_cnn (pool -> Flatten -> Dense: no closed form, tape fallback).
+
+The images are noise with a blob, not radiographs: the pipelines run with screen=False
+(screening is tested in tests/classifier/imaging/test_screening.py).
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ def test_pipeline_uses_the_closed_form_for_pooled_heads(pooled, runtime) -> None
     from classifier.inference.pipeline import InferencePipeline
 
     model, artifact = pooled
-    pipeline = InferencePipeline(artifact, runtime=runtime)
+    pipeline = InferencePipeline(artifact, runtime=runtime, screen=False)
     assert pipeline.head is not None
     x, _, _ = blob_images(3, 9)
     results = pipeline.run_many([png_bytes(image[..., 0]) for image in x], batch_size=3)
@@ -117,7 +120,7 @@ def test_head_that_does_not_reproduce_the_logits_falls_back_to_the_tape(pooled, 
     from classifier.inference.pipeline import InferencePipeline
 
     model, artifact = pooled
-    pipeline = InferencePipeline(artifact)
+    pipeline = InferencePipeline(artifact, screen=False)
     last = pipeline.head.layers[-1]
     pipeline.head = PooledHead((*pipeline.head.layers[:-1], DenseLayer(last.weight * 2, last.bias, last.relu)))
     x, _, _ = blob_images(2, 11)
@@ -137,7 +140,7 @@ def test_flatten_head_has_no_closed_form(tmp_path: Path) -> None:
     assert PooledHead.from_keras(model, default_layer(model)) is None
     artifact = _artifact(model, tmp_path / "s0")
     assert tflite_with_features((artifact / "model.tflite").read_bytes()) is None
-    pipeline = InferencePipeline(artifact)
+    pipeline = InferencePipeline(artifact, screen=False)
     assert pipeline.head is None
     x, _, _ = blob_images(1, 3)
     assert pipeline.run(png_bytes(x[0, ..., 0])).heatmap_png.startswith(b"\x89PNG")

@@ -1,4 +1,8 @@
-"""The inference pipeline end to end on synthetic PNG bytes."""
+"""The inference pipeline end to end on synthetic PNG bytes.
+
+The images are noise with a blob, not radiographs: the pipelines run with screen=False
+(screening is tested in tests/classifier/imaging/test_screening.py).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from tests.classifier.inference.conftest import blob_images, png_bytes
 @pytest.mark.parametrize("runtime", ["tflite", "keras"])
 def test_run_gives_probabilities_timings_and_heatmap(artifact_dir, runtime) -> None:
     x, _, _ = blob_images(2, 5)
-    result = InferencePipeline(artifact_dir, runtime=runtime).run(png_bytes(x[1, ..., 0]))
+    result = InferencePipeline(artifact_dir, runtime=runtime, screen=False).run(png_bytes(x[1, ..., 0]))
     assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert result.p_abnormal == pytest.approx(1 - result.probabilities["NORMAL"])
     assert result.flag == (result.p_abnormal >= result.threshold)
@@ -30,7 +34,7 @@ def test_run_gives_probabilities_timings_and_heatmap(artifact_dir, runtime) -> N
 def test_run_many_matches_run(artifact_dir) -> None:
     x, _, _ = blob_images(5, 6)
     items = [png_bytes(img[..., 0]) for img in x]
-    pipeline = InferencePipeline(artifact_dir, heatmap=False)
+    pipeline = InferencePipeline(artifact_dir, heatmap=False, screen=False)
     many = pipeline.run_many(items, batch_size=2)
     single = [pipeline.run(item) for item in items]
     assert len(many) == 5 and many[0].heatmap_png is None

@@ -164,3 +164,60 @@ def test_the_first_analysis_keeps_the_film_and_every_result_its_geometry(active_
     image.refresh_from_db()
     assert image.film.name == film  # decoded again, but the film is kept from the first run
     assert Prediction.objects.get(pk=rerun.pk).geometry == geometry
+
+
+def test_blank_and_non_radiograph_images_fail_with_a_reason_instead_of_a_result(
+    active_tiny_model, role_users, batch_of
+) -> None:
+    from tests.classifier.imaging.negatives import negatives
+
+    batch_of(8)
+    bad = negatives()
+    names = ["all_white", "all_black", "uniform_noise", "photo"]
+    pending = {name: _upload(role_users["Clinician"], n, bad[name][0]) for n, name in enumerate(names)}
+    chest = _upload(role_users["Clinician"], 99)
+    prediction_run(prediction_id=chest.pk)
+    assert Prediction.objects.get(pk=chest.pk).status == "done"
+    for name, prediction in pending.items():
+        prediction.refresh_from_db()
+        assert prediction.status == "failed", name
+        assert prediction.error_code == bad[name][1] and "not analysed" in prediction.error_message
+        assert prediction.label == "" and prediction.p_abnormal is None
+
+
+def test_the_sweeper_escalates_a_long_waiting_study_behind_more_than_2000_others(role_users, settings) -> None:
+    """Every unreviewed study is refreshed each run, not the first 2,000 by priority: the
+    one that waited past CXR_TRIAGE_MAX_WAIT_MINUTES ends above all 2,100 fresh ones."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier.models import Image, Patient
+    from classifier.selectors.studies import worklist
+    from classifier.services.predictions import prediction_sweep
+    from classifier.triage import ESCALATED
+
+    n = 2101
+    patients = Patient.objects.bulk_create(Patient(mrn=f"BULK-{i}") for i in range(n))
+    studies = Study.objects.bulk_create(
+        Study(patient=p, accession_number=f"BULK-{i}", status=Study.Status.DONE, priority=1.5)
+        for i, p in enumerate(patients)
+    )
+    images = Image.objects.bulk_create(
+        Image(study=s, file=f"images/bulk-{i}.png", sha256=f"{i:064x}", size_bytes=1, format="PNG", width=1, height=1)
+        for i, s in enumerate(studies)
+    )
+    Prediction.objects.bulk_create(
+        Prediction(image=image, status=Prediction.Status.DONE, p_abnormal=0.5, flag=True) for image in images
+    )
+    waiting = studies[-1]  # the last by id and the lowest by priority: what a capped sweep skipped
+    Prediction.objects.filter(image__study=waiting).update(p_abnormal=0.0002, flag=False)
+    max_wait = settings.CXR["TRIAGE_MAX_WAIT_MINUTES"]
+    Study.objects.filter(pk=waiting.pk).update(
+        priority=0.0002, created_at=timezone.now() - timedelta(minutes=max_wait + 27)
+    )
+    result = prediction_sweep()
+    waiting.refresh_from_db()
+    assert waiting.priority >= ESCALATED
+    assert worklist().first() == waiting
+    assert result["refreshed"] == n

@@ -58,3 +58,22 @@ def test_header_names_the_patient_typed_details_complete_it_and_a_contradiction_
 )
 def test_view_code_is_the_one_mapping_for_uploads_and_datasets(raw: str | None, code: str) -> None:
     assert Study.view_code(raw) == code
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"mrn": "M\x00", "accession_number": "A-1"}, "patient MRN"),
+        ({"mrn": "M" * 65, "accession_number": "A-1"}, "patient MRN"),
+        ({"mrn": "M-1", "accession_number": "A" * 65}, "accession number"),
+        ({"mrn": "M-1", "accession_number": "A-1", "patient_name": "Doe\x00"}, "patient name"),
+        ({"mrn": "M-1", "accession_number": "A-1", "clinical_notes": "fever\x00"}, "clinical notes"),
+    ],
+)
+def test_study_get_or_create_refuses_values_the_columns_cannot_hold(fields: dict, named: str) -> None:
+    from classifier.services.studies import study_get_or_create
+
+    with pytest.raises(ServiceError) as refused:
+        study_get_or_create(fields=StudyFields(**fields), requested_by=None)
+    assert refused.value.code == "invalid_field" and named in refused.value.message

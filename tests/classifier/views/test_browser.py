@@ -53,9 +53,14 @@ def browser(monkeypatch) -> Iterator[object]:
         instance.close()
 
 
+# Console messages of every page about something the Content-Security-Policy blocked.
+CSP_VIOLATIONS: list[str] = []
+
+
 def _login(browser, base: str, username: str):
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
+    page.on("console", lambda m: CSP_VIOLATIONS.append(m.text) if "Content Security Policy" in m.text else None)
     page.set_default_timeout(20_000)
     page.goto(f"{base}/accounts/login/")
     page.fill("#id_username", username)
@@ -115,15 +120,15 @@ def test_clinician_radiologist_admin_journey(
     second = SHOTS.parent / "patient-b.dcm"
     second.write_bytes(synthetic_dicom(mrn="MRN-B2", accession="ACC-B2", size=160, seed=4, patient_name="Roe^Rick"))
     clinician.set_input_files("#id_files", [str(first), str(second)])
-    clinician.wait_for_function(
-        "[...document.querySelectorAll('#file-list .who')].every(n => n.textContent.startsWith('From its header'))"
+    clinician.wait_for_function(  # functions, not strings: the CSP forbids eval in the page
+        "() => [...document.querySelectorAll('#file-list .who')].every(n => n.textContent.startsWith('From its header'))"
     )
     assert clinician.input_value("#id_mrn") == "" and clinician.input_value("#id_accession_number") == ""
     assert "2 different patients" in clinician.inner_text("#probe-note")
     clinician.fill("#id_clinical_notes", "Fever and cough for 3 days; pneumonia?")
     _shot(clinician, "02-upload-two-patients")
     clinician.click("#upload-submit")
-    clinician.wait_for_function("document.querySelectorAll('#file-list .file.ok').length === 2")
+    clinician.wait_for_function("() => document.querySelectorAll('#file-list .file.ok').length === 2")
     assert Study.objects.get(accession_number="ACC-B1").patient.mrn == "MRN-B1"
     assert Study.objects.get(accession_number="ACC-B2").patient.mrn == "MRN-B2"
     # The batch is over: every field is clear, so the next drop cannot join this batch's study.
@@ -138,7 +143,7 @@ def test_clinician_radiologist_admin_journey(
     clinician.fill("#id_mrn", "MRN-B1")
     clinician.fill("#id_accession_number", "ACC-B1")
     clinician.click("#upload-submit")
-    clinician.wait_for_function("document.querySelectorAll('#file-list .file.ok').length === 1")
+    clinician.wait_for_function("() => document.querySelectorAll('#file-list .file.ok').length === 1")
     assert Study.objects.get(accession_number="ACC-B1").images.count() == 2
 
     # --- the same DICOM again: "already uploaded", nothing new
@@ -264,6 +269,7 @@ def test_clinician_radiologist_admin_journey(
     admin.goto(f"{base}/audit/?action=view_image")
     assert admin.locator("table.audit tbody tr").count() >= 2
     _shot(admin, "15-audit")
+    assert CSP_VIOLATIONS == []  # every page worked under its Content-Security-Policy
 
 
 def test_admin_promotes_a_gate_failing_version_only_with_an_override(
@@ -307,3 +313,4 @@ def test_admin_promotes_a_gate_failing_version_only_with_an_override(
     admin.click("form.buttons button[type=submit]")
     admin.wait_for_url(re.compile(r".*/models/$"))
     assert registry.active_version() == champion
+    assert CSP_VIOLATIONS == []
