@@ -226,7 +226,12 @@ class Prediction(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            # An image's current result (its latest prediction) without a sort: the worklist
+            # asks it per image; 100,000 studies: worklist 2.2 s -> see README "Scale".
+            models.Index(fields=["image", "-created_at", "-id"], name="prediction_image_latest"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(p_abnormal__isnull=True) | Q(p_abnormal__gte=0, p_abnormal__lte=1),
