@@ -143,9 +143,7 @@ class StowRsApi(Api):
         drf_request.__class__ = StreamingRequest  # reads chunked bodies (see multipart)
         return drf_request
 
-    @extend_schema(
-        operation_id="dicomweb_stow", request={"multipart/related": OpenApiTypes.BINARY}, responses=STOW_RESPONSES
-    )
+    @extend_schema(request={"multipart/related": OpenApiTypes.BINARY}, responses=STOW_RESPONSES)
     @idempotent
     def post(self, request: Request, study_uid: str | None = None) -> Response:
         parts = request.data.get("parts") if isinstance(request.data, dict) else None
@@ -212,7 +210,7 @@ class QidoSeriesApi(Api):
     role_actions = {"GET": "view_studies"}
     renderer_classes = [DicomJsonRenderer, renderers.JSONRenderer]
 
-    @extend_schema(operation_id="dicomweb_qido_series", parameters=QIDO_PARAMETERS, responses=QIDO_RESPONSES)
+    @extend_schema(parameters=QIDO_PARAMETERS, responses=QIDO_RESPONSES)
     def get(self, request: Request, study_uid: str | None = None) -> Response:
         results, images, query = qido.series_search(request, study_uid)
         self.audit("dicomweb_search", None, model="classifier.image", ids=qido.ids(images))
@@ -225,7 +223,7 @@ class QidoInstancesApi(Api):
     role_actions = {"GET": "view_studies"}
     renderer_classes = [DicomJsonRenderer, renderers.JSONRenderer]
 
-    @extend_schema(operation_id="dicomweb_qido_instances", parameters=QIDO_PARAMETERS, responses=QIDO_RESPONSES)
+    @extend_schema(parameters=QIDO_PARAMETERS, responses=QIDO_RESPONSES)
     def get(self, request: Request, study_uid: str | None = None, series_uid: str | None = None) -> Response:
         results, images, query = qido.instance_search(request, study_uid, series_uid)
         self.audit("dicomweb_search", None, model="classifier.image", ids=qido.ids(images))

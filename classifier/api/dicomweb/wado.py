@@ -177,7 +177,7 @@ class WadoMetadataApi(_WadoMixin, Api):
     role_actions = {"GET": "view_studies"}
     renderer_classes = [DicomJsonRenderer, renderers.JSONRenderer]
 
-    @extend_schema(operation_id="dicomweb_wado_metadata", responses=METADATA)
+    @extend_schema(responses=METADATA)
     def get(
         self, request: Request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> Response:
@@ -191,7 +191,6 @@ class WadoRenderedApi(Api):
     renderer_classes = [JpegRenderer, PngRenderer, renderers.JSONRenderer]
 
     @extend_schema(
-        operation_id="dicomweb_wado_rendered",
         responses={(200, "image/jpeg"): OpenApiTypes.BINARY, (200, "image/png"): OpenApiTypes.BINARY, 404: None},
     )
     def get(self, request: Request, study_uid: str, series_uid: str, sop_uid: str, frame: str = "1") -> HttpResponse:
