@@ -1,6 +1,8 @@
 """Named training recipes: a TrainSpec plus the PreprocessConfig it was tuned with.
 
-``DEFAULT_RECIPE`` is the recipe of the shipped model.  The reasons for each choice
+``DEFAULT_RECIPE`` is the recipe new runs use.  The shipped model (training/shipped) was
+trained with ``cxr_net-224``: the Lite0 default did not pass the gate (README, "The
+EfficientNet-Lite0 recipe").  The reasons for each choice
 are in the comments; the numbers behind them are in the experiment log of
 ``python -m training.trainers.experiments`` (see the report of the run that set it).
 Importing this module does not import TensorFlow.
