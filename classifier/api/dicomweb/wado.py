@@ -18,7 +18,7 @@ from typing import Any
 import pydicom
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import renderers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -136,6 +136,7 @@ class _WadoMixin:
         return Response([_header_json(obj) for obj in objects], content_type="application/dicom+json")
 
 
+@extend_schema_view(post=extend_schema(operation_id="dicomweb_studies_stow_to_study"))  # one id per route
 class WadoStudyApi(_WadoMixin, StowRsApi):
     """GET /dicomweb/studies/{uid}: the study's instances; POST stores into that study."""
 
