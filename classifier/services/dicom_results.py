@@ -15,7 +15,7 @@ The delivery task is ``classifier.tasks.dicom_results.dicom_delivery_task`` (``w
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -206,24 +206,10 @@ def dicom_delivery_give_up(*, delivery_id: int) -> None:
 
 def dicom_delivery_sweep(*, now: datetime | None = None) -> int:
     """Re-send pending deliveries whose next attempt is overdue (their task was lost)."""
-    from classifier.services.webhooks import retry_countdown
+    from classifier.services.webhooks import overdue_delivery_ids
     from classifier.tasks.dicom_results import dicom_delivery_task
 
-    now = now or timezone.now()
-    grace = timedelta(seconds=settings.CXR["SWEEP_INTERVAL_SECONDS"])
-    overdue = []
-    for pk, attempts, created_at, last_attempt_at in (
-        DicomDelivery.objects.filter(status=DicomDelivery.Status.PENDING)
-        .order_by("pk")
-        .values_list("pk", "attempts", "created_at", "last_attempt_at")[:500]
-    ):
-        due = (
-            last_attempt_at + timedelta(seconds=retry_countdown(attempts - 1))
-            if attempts and last_attempt_at
-            else created_at
-        )
-        if due + grace < now:
-            overdue.append(pk)
+    overdue = overdue_delivery_ids(DicomDelivery.objects.filter(status=DicomDelivery.Status.PENDING), now=now)
     for pk in overdue:
         dicom_delivery_task.delay(pk)
     return len(overdue)

@@ -297,6 +297,28 @@ def retry_countdown(retries: int) -> float:
     return min(BACKOFF_SECONDS * (2**retries), 3600.0)
 
 
+def overdue_delivery_ids(pending: Any, *, now: datetime | None = None) -> list[int]:
+    """Ids of pending outbox rows (webhook or DICOM deliveries: ``attempts``, ``created_at``,
+    ``last_attempt_at``) whose next attempt, at creation or ``retry_countdown`` after the
+    last one, is overdue by more than the sweep interval; at most 500, oldest first."""
+    from datetime import timedelta
+
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.CXR["SWEEP_INTERVAL_SECONDS"])
+    overdue = []
+    for pk, attempts, created_at, last_attempt_at in pending.order_by("pk").values_list(
+        "pk", "attempts", "created_at", "last_attempt_at"
+    )[:500]:
+        due = (
+            last_attempt_at + timedelta(seconds=retry_countdown(attempts - 1))
+            if attempts and last_attempt_at
+            else created_at
+        )
+        if due + grace < now:
+            overdue.append(pk)
+    return overdue
+
+
 def webhook_sweep(*, now: datetime | None = None) -> int:
     """Re-send pending deliveries whose next attempt is overdue by more than
     CXR_SWEEP_INTERVAL_SECONDS (their task was lost: broker down when it was sent, or
@@ -306,23 +328,7 @@ def webhook_sweep(*, now: datetime | None = None) -> int:
     the schedule ``webhook_deliver_task`` follows; a late duplicate is harmless, since
     receivers deduplicate on the event id.
     """
-    from datetime import timedelta
-
-    now = now or timezone.now()
-    grace = timedelta(seconds=settings.CXR["SWEEP_INTERVAL_SECONDS"])
-    overdue = []
-    for pk, attempts, created_at, last_attempt_at in (
-        WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)
-        .order_by("pk")
-        .values_list("pk", "attempts", "created_at", "last_attempt_at")[:500]
-    ):
-        due = (
-            last_attempt_at + timedelta(seconds=retry_countdown(attempts - 1))
-            if attempts and last_attempt_at
-            else created_at
-        )
-        if due + grace < now:
-            overdue.append(pk)
+    overdue = overdue_delivery_ids(WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING), now=now)
     from classifier.tasks.webhooks import webhook_deliver_task
 
     for pk in overdue:
