@@ -4,15 +4,17 @@ Matching follows PS3.4 C.2.2.2: single value (case-sensitive, except PN), univer
 (an empty value matches everything), wildcards ``*`` and ``?`` for the text VRs, ranges
 ``a-b`` / ``-b`` / ``a-`` for dates, and UID lists (``\\`` or ``,`` separated). Keys the
 server does not match on are ignored and named in a ``Warning`` header, as PS3.18 asks.
-Series and instances are the stored DICOM images; their series attributes come from the
-header metadata recorded at upload.
+Series and instances are the stored DICOM images (their series attributes come from the
+header metadata recorded at upload) and the SR and Secondary Capture objects made for
+them (``services.dicom_results``), each in its own series of the source study, so a
+viewer that searches the study finds the AI results it can retrieve over WADO-RS.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -20,6 +22,7 @@ from django.db.models import Count, QuerySet
 from rest_framework import exceptions
 from rest_framework.request import Request
 
+from classifier.integrations import DicomDelivery
 from classifier.models import Image, Study
 
 MAX_LIMIT = 200
@@ -52,6 +55,13 @@ KEYS = [
     Key("SOPClassUID", "00080016", "UI", "instance", "metadata__sop_class_uid"),
     Key("InstanceNumber", "00200013", "IS", "instance", "metadata__instance_number"),
 ]
+# The result objects' series/instance attributes, which every object of a kind shares.
+RESULT_MODALITY: dict[str, str] = {DicomDelivery.Kind.SR: "SR", DicomDelivery.Kind.SC: "OT"}  # highdicom's SC modality
+RESULT_SOP_CLASS: dict[str, str] = {
+    DicomDelivery.Kind.SR: "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR Storage
+    DicomDelivery.Kind.SC: "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
+}
+RESULT_FIELDS = {"SeriesInstanceUID": "series_instance_uid", "SOPInstanceUID": "sop_instance_uid"}
 BY_NAME = {name: key for key in KEYS for name in (key.keyword, key.tag, key.tag.lower())}
 LEVELS = ("study", "series", "instance")
 
@@ -212,17 +222,91 @@ def _series_of(image: Image) -> str:
     return str(image.metadata.get("series_instance_uid") or "")
 
 
+def result_deliveries(
+    *, study_uid: str | None = None, series_uid: str | None = None, sop_uid: str | None = None
+) -> QuerySet[DicomDelivery]:
+    """The deliveries of SR and SC objects, optionally of one study/series/instance, oldest
+    first; one object has a row per destination (``result_objects`` keeps one)."""
+    rows = DicomDelivery.objects.select_related(
+        "prediction__image__study__patient", "prediction__model_version", "review"
+    ).order_by("id")
+    if study_uid is not None:
+        rows = rows.filter(prediction__image__study__study_instance_uid=study_uid)
+    if series_uid is not None:
+        rows = rows.filter(series_instance_uid=series_uid)
+    if sop_uid is not None:
+        rows = rows.filter(sop_instance_uid=sop_uid)
+    return rows
+
+
+def result_objects(rows: Iterable[DicomDelivery]) -> list[DicomDelivery]:
+    """One row per result object (its first delivery), in the order given."""
+    first: dict[str, DicomDelivery] = {}
+    for row in rows:
+        first.setdefault(row.sop_instance_uid, row)
+    return list(first.values())
+
+
+def _kinds_matching(table: dict[str, str], key: Key, value: str) -> list[str]:
+    if key.vr == "UI":
+        wanted = {v for v in re.split(r"[,\\]", value) if v}
+        return [kind for kind, uid in table.items() if uid in wanted]
+    pattern = _wildcard(value) if "*" in value or "?" in value else "^" + re.escape(value) + "$"
+    return [kind for kind, text in table.items() if re.match(pattern, text)]
+
+
+def match_results(rows: QuerySet[DicomDelivery], key: Key, value: str) -> QuerySet[DicomDelivery]:
+    """``rows`` narrowed by one query key, under the rules ``match`` applies to images."""
+    if key.level == "study":
+        return match(rows, key, value, prefix="prediction__image__study__")
+    if key.keyword in RESULT_FIELDS:
+        return match(rows, replace(key, field=RESULT_FIELDS[key.keyword]), value)
+    if key.keyword == "Modality":
+        return rows.filter(kind__in=_kinds_matching(RESULT_MODALITY, key, value))
+    if key.keyword == "SOPClassUID":
+        return rows.filter(kind__in=_kinds_matching(RESULT_SOP_CLASS, key, value))
+    if key.keyword == "SeriesNumber":
+        return rows.filter(series_number=int(value)) if value.isdigit() else rows.none()
+    return rows if value == "1" else rows.none()  # InstanceNumber: every result object is instance 1
+
+
+def _result_query(query: Query, study_uid: str | None, series_uid: str | None) -> list[DicomDelivery]:
+    rows = result_deliveries(study_uid=study_uid, series_uid=series_uid)
+    for key, value in query.keys:
+        rows = match_results(rows, key, value)
+    return result_objects(rows)
+
+
+def _result_series_attributes(delivery: DicomDelivery, base: str, count: int) -> dict[str, Any]:
+    study = delivery.prediction.image.study
+    url = f"{base}/studies/{study.study_instance_uid}/series/{delivery.series_instance_uid}"
+    return {
+        **study_attributes(study, base),
+        "0020000E": _tag("UI", delivery.series_instance_uid),
+        "00080060": _tag("CS", RESULT_MODALITY[delivery.kind]),
+        "00200011": _tag("IS", delivery.series_number),
+        "00201209": _tag("IS", count),
+        "00081190": _tag("UR", url),
+    }
+
+
 def series_search(request: Request, study_uid: str | None) -> tuple[list[dict[str, Any]], list[Image], Query]:
-    """Matching series (grouped from their images) as DICOM JSON."""
+    """Matching series (grouped from their images, then the result series) as DICOM JSON;
+    the rows returned for the audit are each series' first image (a result's source image)."""
     images, query = _image_query(request, "series", study_uid, None)
-    groups: dict[tuple[int, str], list[Image]] = {}
+    groups: dict[tuple[int, str], list[Image | DicomDelivery]] = {}
     for image in images:
         groups.setdefault((image.study_id, _series_of(image)), []).append(image)
+    for result in _result_query(query, study_uid, None):
+        groups.setdefault((result.prediction.image.study_id, result.series_instance_uid), []).append(result)
     base = request.build_absolute_uri("/dicomweb")
     chosen = list(groups.values())[query.offset : query.offset + query.limit]
     results = []
     for members in chosen:
         first = members[0]
+        if isinstance(first, DicomDelivery):
+            results.append(_result_series_attributes(first, base, len(members)))
+            continue
         series = _series_of(first)
         url = f"{base}/studies/{first.study.study_instance_uid}/series/{series}" if series else None
         results.append(
@@ -235,31 +319,50 @@ def series_search(request: Request, study_uid: str | None) -> tuple[list[dict[st
                 "00081190": _tag("UR", url),
             }
         )
-    return results, [m[0] for m in chosen], query
+    return results, [_source_image(m[0]) for m in chosen], query
 
 
-def instance_attributes(image: Image, base: str) -> dict[str, Any]:
-    study_uid, series = image.study.study_instance_uid, _series_of(image)
+def _source_image(obj: Image | DicomDelivery) -> Image:
+    return obj.prediction.image if isinstance(obj, DicomDelivery) else obj
+
+
+def instance_attributes(obj: Image | DicomDelivery, base: str) -> dict[str, Any]:
+    number: int | None
+    size: tuple[int | None, int | None]
+    if isinstance(obj, DicomDelivery):
+        study = obj.prediction.image.study
+        series, sop_uid = obj.series_instance_uid, obj.sop_instance_uid
+        modality, sop_class = RESULT_MODALITY[obj.kind], RESULT_SOP_CLASS[obj.kind]
+        number, size = 1, (None, None)
+    else:
+        study, series, sop_uid = obj.study, _series_of(obj), obj.sop_instance_uid
+        modality, sop_class = obj.metadata.get("modality"), obj.metadata.get("sop_class_uid")
+        number, size = _number(obj.metadata.get("instance_number")), (obj.height, obj.width)
     return {
-        **study_attributes(image.study, base),
+        **study_attributes(study, base),
         "0020000E": _tag("UI", series),
-        "00080060": _tag("CS", image.metadata.get("modality")),
-        "00080016": _tag("UI", image.metadata.get("sop_class_uid")),
-        "00080018": _tag("UI", image.sop_instance_uid),
-        "00200013": _tag("IS", _number(image.metadata.get("instance_number"))),
-        "00280010": _tag("US", image.height),
-        "00280011": _tag("US", image.width),
-        "00081190": _tag("UR", f"{base}/studies/{study_uid}/series/{series}/instances/{image.sop_instance_uid}"),
+        "00080060": _tag("CS", modality),
+        "00080016": _tag("UI", sop_class),
+        "00080018": _tag("UI", sop_uid),
+        "00200013": _tag("IS", number),
+        "00280010": _tag("US", size[0]),
+        "00280011": _tag("US", size[1]),
+        "00081190": _tag("UR", f"{base}/studies/{study.study_instance_uid}/series/{series}/instances/{sop_uid}"),
     }
 
 
 def instance_search(
     request: Request, study_uid: str | None, series_uid: str | None
 ) -> tuple[list[dict[str, Any]], list[Image], Query]:
+    """Matching instances: the stored images, then the result objects made for them."""
     images, query = _image_query(request, "instance", study_uid, series_uid)
-    rows: list[Image] = list(images[query.offset : query.offset + query.limit])
+    end = query.offset + query.limit
+    found: list[Image | DicomDelivery] = list(images[:end])
+    if len(found) < end:
+        found += _result_query(query, study_uid, series_uid)
+    rows = found[query.offset : end]
     base = request.build_absolute_uri("/dicomweb")
-    return [instance_attributes(image, base) for image in rows], rows, query
+    return [instance_attributes(obj, base) for obj in rows], [_source_image(obj) for obj in rows], query
 
 
 def ids(rows: Iterable[Any]) -> list[int]:

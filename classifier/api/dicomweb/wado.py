@@ -24,7 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from classifier.api.base import Api, BinaryRenderer
-from classifier.api.dicomweb.qido import dicom_images
+from classifier.api.dicomweb.qido import dicom_images, result_deliveries, result_objects
 from classifier.api.dicomweb.views import DicomJsonRenderer, MultipartDicomRenderer, StowRsApi
 from classifier.imaging import ImagingError, decode_bytes
 from classifier.integrations import DicomDelivery
@@ -65,14 +65,7 @@ def _images(study_uid: str, series_uid: str | None = None, sop_uid: str | None =
 
 def _results(study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> list[DicomDelivery]:
     """The SR and SC objects made for the study's images (one per UID, whatever the destinations)."""
-    rows = DicomDelivery.objects.filter(prediction__image__study__study_instance_uid=study_uid).select_related(
-        "prediction__image__study", "prediction__model_version", "review"
-    )
-    if series_uid is not None:
-        rows = rows.filter(series_instance_uid=series_uid)
-    if sop_uid is not None:
-        rows = rows.filter(sop_instance_uid=sop_uid)
-    return list({row.sop_instance_uid: row for row in rows.order_by("-id")}.values())
+    return result_objects(result_deliveries(study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid))
 
 
 def _objects(study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> list[Image | DicomDelivery]:

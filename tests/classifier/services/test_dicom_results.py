@@ -143,3 +143,28 @@ def test_sr_and_secondary_capture_reach_the_pacs_after_a_retry_and_again_after_r
     }
     meta = web.retrieve_series_metadata(source.StudyInstanceUID, sc.SeriesInstanceUID)
     assert [m["00080018"]["Value"][0] for m in meta] == [sc.SOPInstanceUID] and "7FE00010" not in meta[0]
+    # ... and found by QIDO-RS: a series per result object beside the source's, each with its instance.
+    sent = pacs.datasets()
+    series = {s["0020000E"]["Value"][0]: s for s in web.search_for_series(source.StudyInstanceUID)}
+    assert set(series) == {source.SeriesInstanceUID} | {ds.SeriesInstanceUID for ds in sent}
+    assert {series[ds.SeriesInstanceUID]["00080060"]["Value"][0] for ds in sent} == {"SR", "OT"}
+    for ds in sent:
+        listed = series[ds.SeriesInstanceUID]
+        assert listed["00080060"]["Value"] == (["SR"] if ds.SOPClassUID == ComprehensiveSRStorage else ["OT"])
+        assert listed["00200011"]["Value"] == [ds.SeriesNumber] and listed["00201209"]["Value"] == [1]
+        (instance,) = web.search_for_instances(source.StudyInstanceUID, ds.SeriesInstanceUID)
+        assert instance["00080018"]["Value"] == [ds.SOPInstanceUID]
+        assert instance["00080016"]["Value"] == [ds.SOPClassUID]
+    only_sr = web.search_for_series(source.StudyInstanceUID, search_filters={"Modality": "SR"})
+    assert {s["0020000E"]["Value"][0] for s in only_sr} == {sr.SeriesInstanceUID, final.SeriesInstanceUID}
+    captures = web.search_for_instances(
+        source.StudyInstanceUID, search_filters={"SOPClassUID": SecondaryCaptureImageStorage}
+    )
+    assert len(captures) == 2 and sc.SOPInstanceUID in {i["00080018"]["Value"][0] for i in captures}
+    assert web.search_for_instances(search_filters={"PatientID": "someone else", "Modality": "SR"}) == []
+    assert (
+        web.retrieve_instance(  # the listed RetrieveURL's object is served
+            source.StudyInstanceUID, sc.SeriesInstanceUID, sc.SOPInstanceUID
+        ).SOPInstanceUID
+        == sc.SOPInstanceUID
+    )
