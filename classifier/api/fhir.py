@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from classifier.api.base import NOTICE, Api
 from classifier.models import Label, Patient, Prediction, Study
 from classifier.selectors.predictions import prediction_finding_of
-from classifier.selectors.reviews import review_latest
+from classifier.selectors.reviews import review_of_prediction
 from training.models import ModelVersion
 
 LOINC, DICOM_UID = "http://loinc.org", "urn:dicom:uid"
@@ -117,7 +117,7 @@ def observation_resource(prediction: Prediction, label: str) -> dict[str, Any]:
         "resourceType": "Observation",
         "id": _observation_id(prediction, label),
         "contained": [_model_device(prediction)],
-        "status": "final" if review_latest(prediction.image) else "preliminary",
+        "status": "final" if review_of_prediction(prediction) else "preliminary",
         "category": [
             {
                 "coding": [
@@ -146,7 +146,7 @@ def observation_resource(prediction: Prediction, label: str) -> dict[str, Any]:
 
 def diagnostic_report_resource(prediction: Prediction) -> dict[str, Any]:
     study, version = prediction.image.study, _version(prediction)
-    review = review_latest(prediction.image)
+    review = review_of_prediction(prediction)
     finding = prediction_finding_of(prediction)
     cause = f" {finding.cause_note}" if finding.cause_note else ""
     ai = (

@@ -160,7 +160,7 @@ class FhirDiagnosticReportSearchApi(FhirSearchApi):
             Prediction.objects.filter(status=Prediction.Status.DONE, model_version__isnull=False)
             .select_related("model_version", "image__study")
             .annotate(
-                reviewed=Exists(Review.objects.filter(image=OuterRef("image"))),
+                reviewed=Exists(Review.objects.filter(prediction=OuterRef("pk"))),  # as review_of_prediction
                 effective=Coalesce(
                     "image__study__study_date", TruncDate("image__study__created_at"), output_field=DateField()
                 ),

@@ -13,6 +13,12 @@ def review_latest(image: Image) -> Review | None:
     return image.reviews.order_by("-created_at", "-id").first()
 
 
+def review_of_prediction(prediction: Prediction) -> Review | None:
+    """The latest review of this analysis. An image re-analysed after its review has a new
+    prediction that nobody has read yet: the earlier read is not this result's."""
+    return prediction.reviews.order_by("-created_at", "-id").first()
+
+
 def reviewed_images() -> QuerySet[Image]:
     """Images with at least one review, annotated with ``reviewed_label`` (latest review)."""
     latest = Review.objects.filter(image=OuterRef("pk")).order_by("-created_at", "-id")

@@ -162,3 +162,34 @@ def test_imaging_study_search_by_patient_status_and_started(client_for, role_use
     assert _ids(_search(client, "/fhir/ImagingStudy?status=registered")) == {str(empty.pk)}
     assert _ids(_search(client, "/fhir/ImagingStudy?started=2026-02")) == {study}
     assert _ids(_search(client, "/fhir/ImagingStudy?started=lt2026-02-10")) == set()
+
+
+def test_a_new_analysis_of_a_reviewed_image_is_preliminary_until_it_is_reviewed(
+    client_for, role_users, tmp_path
+) -> None:
+    """The radiologist read the first analysis; a later one (another model version) has
+    not been read, so its report is not "final" and does not claim the read as its own."""
+    from django.utils import timezone
+
+    from classifier.models import Prediction
+
+    version = registered_version(tmp_path)
+    first = finished_prediction(role_users["Clinician"], version, accession="RE-1")
+    review_submit(prediction=first, radiologist=role_users["Radiologist"], decision="confirm")
+    again = Prediction.objects.create(
+        image=first.image,
+        status=Prediction.Status.DONE,
+        model_version=version,
+        probabilities=first.probabilities,
+        label=first.label,
+        p_abnormal=first.p_abnormal,
+        flag=first.flag,
+        threshold=first.threshold,
+        timings_ms={"total": 10.0},
+        finished_at=timezone.now(),
+    )
+    client = client_for("Clinician")
+    assert "Radiologist confirmed" in check_report(client, first.pk, "final").conclusion
+    assert "Radiologist" not in check_report(client, again.pk, "preliminary").conclusion
+    assert _ids(_search(client, "/fhir/DiagnosticReport?status=final")) == {str(first.pk)}
+    assert _ids(_search(client, "/fhir/DiagnosticReport?status=preliminary")) == {str(again.pk)}
