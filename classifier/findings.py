@@ -27,6 +27,8 @@ CAUSE_NAMES = {
 }
 ADULT_AGE = 18
 ABNORMAL_HEADLINE = "Abnormal, likely pneumonia"
+# What every result says it is, on every path (page, API, FHIR, webhook, DICOM SR/SC, CLI).
+NOTICE = "decision support, not a diagnosis"
 
 
 @dataclass(frozen=True)

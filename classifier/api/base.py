@@ -21,8 +21,6 @@ from classifier.api.errors import ApiError
 from classifier.http import audit_context
 from classifier.services.audit import audit_record
 
-NOTICE = "decision support, not a diagnosis"
-
 
 class BinaryRenderer(renderers.BaseRenderer):
     """A binary media type a client may ask for; a view returns the bytes (or a file

@@ -18,7 +18,8 @@ from rest_framework import renderers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from classifier.api.base import NOTICE, Api
+from classifier.api.base import Api
+from classifier.findings import NOTICE
 from classifier.models import Label, Patient, Prediction, Study
 from classifier.selectors.predictions import prediction_finding_of
 from classifier.selectors.reviews import review_of_prediction

@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
-from classifier.api.base import NOTICE
+from classifier.findings import NOTICE
 from classifier.models import SEX_CHOICES, Image, Label, Patient, Prediction, Review, Study
 from classifier.selectors.predictions import prediction_finding_of
 from classifier.selectors.studies import prediction_latest

@@ -19,8 +19,9 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
+from classifier.findings import NOTICE
+
 MANUFACTURER = "CXR triage"
-NOTICE = "decision support, not a diagnosis"
 SCHEME = "99CXR"  # private coding scheme for the concepts no standard vocabulary names
 
 

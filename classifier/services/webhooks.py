@@ -32,6 +32,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from classifier.findings import NOTICE
 from classifier.integrations import Webhook, WebhookDelivery
 from classifier.models import Prediction, Review
 from classifier.roles import user_can
@@ -42,7 +43,6 @@ from classifier.services.errors import ServiceError
 from classifier.services.webhook_targets import TargetAddress, webhook_target_check
 
 log = logging.getLogger(__name__)
-NOTICE = "decision support, not a diagnosis"
 USER_AGENT = "cxr-triage-webhooks/1"
 CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS = 3.0, 10.0
 BACKOFF_SECONDS = 10.0  # the first retry; each later one waits twice as long, at most an hour

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from classifier.findings import NOTICE
 from classifier.imaging import ImagingError
 from training import registry
 from training.models import ModelVersion
@@ -101,7 +102,7 @@ class Command(BaseCommand):
             "threshold": result.threshold,
             "heatmap": str(heatmap) if heatmap else None,
             "timings_ms": result.timings_ms,
-            "notice": "decision support, not a diagnosis",
+            "notice": NOTICE,
         }
 
 

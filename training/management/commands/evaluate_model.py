@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from classifier.findings import NOTICE
 from classifier.models import Label
 from training import registry
 from training.models import Evaluation, ModelVersion
@@ -100,8 +101,7 @@ class Command(BaseCommand):
 
         model = report["model"]
         self.stdout.write(
-            f"{model['name']} v{model['version']} on {report['n']} images "
-            f"(threshold {b['threshold']:.4f}); decision support, not a diagnosis"
+            f"{model['name']} v{model['version']} on {report['n']} images (threshold {b['threshold']:.4f}); {NOTICE}"
         )
         for key in ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc"):
             self.stdout.write("  " + fig(key))
