@@ -2,7 +2,9 @@
 integrations: create an API token (shown once), revoke it, add, deactivate and
 reactivate webhooks, see deliveries, allow-list the DICOM peers and configure the PACS
 destinations. Integrations are open to whoever may ``manage_integrations``
-(classifier.roles: the Admin role), through the services, audited."""
+(classifier.roles: the Admin role), through the services, audited. Every admin that
+shows patient data (clinical rows, deliveries, the audit log) is an ``AuditedAdmin``:
+its lists, pages and saves are AuditEvents (classifier.admin_audit)."""
 
 from __future__ import annotations
 
