@@ -2,7 +2,9 @@
 integrations: create an API token (shown once), revoke it, add, deactivate and
 reactivate webhooks, see deliveries, allow-list the DICOM peers and configure the PACS
 destinations. Integrations are open to whoever may ``manage_integrations``
-(classifier.roles: the Admin role), through the services, audited."""
+(classifier.roles: the Admin role), through the services, audited. Every admin that
+shows patient data (clinical rows, deliveries, the audit log) is an ``AuditedAdmin``:
+its lists, pages and saves are AuditEvents (classifier.admin_audit)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
+from classifier.admin_audit import AuditedAdmin
 from classifier.http import audit_context, request_user
 from classifier.integrations import ApiToken, DicomDelivery, DicomDestination, DicomPeer, Webhook, WebhookDelivery
 from classifier.models import AuditEvent, Image, Patient, Prediction, Review, Study
@@ -23,39 +26,46 @@ from classifier.services.webhooks import webhook_check, webhook_create, webhook_
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
+class PatientAdmin(AuditedAdmin):
+    audit_values = ("sex",)
     list_display = ("id", "mrn", "sex", "birth_date", "created_at")
     search_fields = ("mrn",)
 
 
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin):
+class StudyAdmin(AuditedAdmin):
+    audit_values = ("status", "priority", "modality", "view_position")
     list_display = ("id", "accession_number", "status", "priority", "view_position", "created_at")
     list_filter = ("status", "view_position")
     search_fields = ("accession_number", "study_instance_uid")
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(AuditedAdmin):
+    audit_values = ("format", "width", "height")
     list_display = ("id", "study", "format", "width", "height", "sha256", "created_at")
     readonly_fields = ("sha256", "file", "metadata")
 
 
 @admin.register(Prediction)
-class PredictionAdmin(admin.ModelAdmin):
+class PredictionAdmin(AuditedAdmin):
+    audit_values = ("status", "label", "flag")
     list_display = ("id", "image", "status", "label", "p_abnormal", "flag", "model_version", "created_at")
     list_filter = ("status", "flag", "model_version")
     readonly_fields = [f.name for f in Prediction._meta.fields]
 
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
+class ReviewAdmin(AuditedAdmin):
+    audit_values = ("decision", "label")
     list_display = ("id", "image", "radiologist", "decision", "label", "created_at")
     readonly_fields = [f.name for f in Review._meta.fields]
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(AuditedAdmin):
+    """Reading the log is audited too: it says whose records were read, and by whom."""
+
     list_display = ("created_at", "actor_username", "action", "object_type", "object_id", "ip_address")
     list_filter = ("action",)
     search_fields = ("actor_username", "object_id")
@@ -205,7 +215,9 @@ class WebhookAdmin(IntegrationAccess, admin.ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(IntegrationAccess, admin.ModelAdmin):
+class WebhookDeliveryAdmin(IntegrationAccess, AuditedAdmin):
+    """Payloads name studies (accession numbers): reading them is audited."""
+
     list_display = ("id", "webhook", "event", "status", "attempts", "last_status_code", "created_at")
     list_filter = ("status", "event")
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
@@ -248,7 +260,9 @@ class DicomDestinationAdmin(IntegrationAccess, admin.ModelAdmin):
 
 
 @admin.register(DicomDelivery)
-class DicomDeliveryAdmin(IntegrationAccess, admin.ModelAdmin):
+class DicomDeliveryAdmin(IntegrationAccess, AuditedAdmin):
+    """Each row names a prediction and a review: reading them is audited."""
+
     list_display = ("id", "destination", "prediction", "review", "kind", "status", "attempts", "last_status")
     list_filter = ("status", "kind")
     readonly_fields = [f.name for f in DicomDelivery._meta.fields]

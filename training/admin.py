@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from classifier.admin_audit import AuditedAdmin
 from training.models import Dataset, DatasetImage, ModelVersion, TrainingRun
 
 
@@ -24,6 +25,9 @@ class DatasetAdmin(admin.ModelAdmin):
 
 
 @admin.register(DatasetImage)
-class DatasetImageAdmin(admin.ModelAdmin):
+class DatasetImageAdmin(AuditedAdmin):
+    """Labelled images with their source's patient key: reading them is audited."""
+
+    audit_values = ("label", "split", "view_position")
     list_display = ("id", "dataset", "label", "split", "source", "view_position")
     list_filter = ("dataset", "label", "split", "source")

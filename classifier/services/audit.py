@@ -32,17 +32,19 @@ def audit_record(
     actor: Actor,
     action: str,
     obj: models.Model | None = None,
+    object_type: str = "",
     audit: AuditContext | None = None,
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event. ``actor`` may be None (system) or an anonymous user."""
+    """Append one event. ``actor`` may be None (system) or an anonymous user; without
+    ``obj``, ``object_type`` names the kind of rows the event is about (a list page)."""
     user = actor if isinstance(actor, User) and actor.is_authenticated else None
     context = audit or AuditContext()
     return AuditEvent.objects.create(
         actor=user,
         actor_username=user.username if user else (detail or {}).get("username", ""),
         action=action,
-        object_type=obj._meta.label_lower if obj is not None else "",
+        object_type=obj._meta.label_lower if obj is not None else object_type,
         object_id=str(obj.pk) if obj is not None else "",
         ip_address=context.ip_address,
         user_agent=context.user_agent[:255],

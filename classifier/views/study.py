@@ -57,11 +57,20 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
 
 @action_required("view_studies")
 def study_status(request: HttpRequest, study_id: int) -> JsonResponse:
-    """Polled by the study page while a prediction is pending. Statuses only."""
+    """Polled by the study page while a prediction is pending. Statuses only, but of one
+    patient's study: audited like the worklist poll."""
     try:
-        return JsonResponse(study_pending(study_id))
+        state = study_pending(study_id)
     except Study.DoesNotExist:
         raise Http404("No such study.") from None
+    audit_record(
+        actor=request.user,
+        action="study_poll",
+        object_type="classifier.study",
+        audit=audit_context(request),
+        detail={"study": study_id},
+    )
+    return JsonResponse(state)
 
 
 @action_required("view_studies")

@@ -43,3 +43,10 @@ def test_reading_the_audit_log_is_audited(clients, role_users) -> None:
     assert clients["Admin"].get("/audit/").status_code == 200
     (event,) = _events("audit_view")
     assert event.actor == role_users["Admin"]
+
+
+def test_the_study_status_poll_is_audited(clients, done_study, role_users) -> None:
+    assert clients["Clinician"].get(f"/studies/{done_study.pk}/status/").status_code == 200
+    (event,) = _events("study_poll")
+    assert event.actor == role_users["Clinician"] and event.detail["study"] == done_study.pk
+    assert event.object_type == "classifier.study"
