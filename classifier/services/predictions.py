@@ -27,6 +27,7 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from classifier import claims
+from classifier.artifact_store import artifact_local_dir
 from classifier.models import Image, Prediction
 from classifier.services.audit import AuditContext, audit_record
 from classifier.services.broker import broker_send_failed, broker_send_succeeded
@@ -194,7 +195,8 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: ModelVersion) -> lis
     from classifier.inference.pipeline import get_pipeline
 
     runtime = _cfg("INFERENCE_RUNTIME")
-    pipeline = get_pipeline(version.artifact_dir, runtime=runtime, threads=_cfg("INFERENCE_THREADS"))
+    # Fetched from the shared model storage and checked on first use when not on this host.
+    pipeline = get_pipeline(artifact_local_dir(version), runtime=runtime, threads=_cfg("INFERENCE_THREADS"))
     predictions = {p.pk: p for p in Prediction.objects.select_related("image").filter(pk__in=[pk for pk, _ in batch])}
     payloads, kept = [], []
     for pk, token in batch:

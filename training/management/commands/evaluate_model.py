@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from classifier.artifact_store import artifact_local_dir
 from classifier.models import Label
 from training import registry
 from training.models import Evaluation, ModelVersion
@@ -69,7 +70,7 @@ class Command(BaseCommand):
                 "Rename or move them: a folder's name is its files' ground truth."
             )
         report = evaluate_files(
-            chosen.artifact_dir,
+            artifact_local_dir(chosen),
             files,
             threshold=float(chosen.thresholds["abnormal"]),
             labels=list(chosen.labels),
