@@ -316,7 +316,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 if _cfg["storage"] == "s3":
-    STORAGES.update(_s3_storages(_cfg))
+    try:
+        STORAGES.update(_s3_storages(_cfg))
+    except EnvError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o640
