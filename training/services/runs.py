@@ -135,13 +135,13 @@ def collect_items(*, datasets: list[Dataset], include_reviews: bool, views: list
     items = [
         Item(
             key=f"dataset:{row.pk}",
-            path=local_path(row.file.name),
+            path=local_path(str(row.file.name)),
             label=row.label,
             patient=row.patient_key,
             split=row.split,
             source=row.source or row.dataset.name,
             view=row.view_position,
-            stored_name=row.file.name,
+            stored_name=str(row.file.name),
         )
         for row in DatasetImage.objects.filter(dataset__in=datasets).select_related("dataset")
     ]
@@ -150,13 +150,13 @@ def collect_items(*, datasets: list[Dataset], include_reviews: bool, views: list
             items.append(
                 Item(
                     key=f"image:{image.pk}",
-                    path=local_path(image.file.name),
+                    path=local_path(str(image.file.name)),
                     label=image.reviewed_label,  # type: ignore[attr-defined]  # annotated by reviewed_images()
                     patient=f"site:{image.study.patient.mrn}",
                     split="",
                     source="site",
                     view=image.study.view_position,
-                    stored_name=image.file.name,
+                    stored_name=str(image.file.name),
                 )
             )
     wanted = set(views)
