@@ -31,7 +31,7 @@ from django.core.files import File
 from django.core.files.storage import Storage, storages
 
 from classifier.inference.manifest import ArtifactIntegrityError, file_sha256
-from classifier.storage import stream_sha256
+from classifier.storage import storage_unavailable_as_oserror, stream_sha256
 
 log = logging.getLogger(__name__)
 MODELS_ALIAS = "models"
@@ -78,13 +78,10 @@ def artifact_upload(*, source_dir: Path, key: str, files: dict[str, str]) -> Non
 
 def _open_stored(storage: Storage, key: str, relative: str) -> File:
     try:
-        return storage.open(f"{key}/{relative}", "rb")
+        with storage_unavailable_as_oserror(f"reading {key}/{relative} from the model storage"):
+            return storage.open(f"{key}/{relative}", "rb")
     except FileNotFoundError:
         raise ArtifactIntegrityError(f"artifact file {relative} is missing from {key} in the model storage") from None
-    except ArtifactIntegrityError:
-        raise
-    except Exception as exc:  # the store is unreachable: worth a retry, unlike a bad file
-        raise OSError(f"model storage unavailable reading {key}/{relative}: {exc}") from exc
 
 
 def _mismatch(relative: str, key: str, actual: str, expected: str) -> ArtifactIntegrityError:

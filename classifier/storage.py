@@ -8,10 +8,11 @@ never reused for other content, so a local copy of one stays valid.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +43,25 @@ def stream_sha256(handle: ReadableStream) -> str:
     digest = hashlib.file_digest(handle, "sha256").hexdigest()
     handle.seek(0)
     return digest
+
+
+# Libraries whose exceptions mean "the storage backend did not answer" (an S3 endpoint
+# down, throttling, a 5xx): not a bad file, worth the tasks' retry.
+_BACKEND_MODULES = ("botocore", "boto3", "s3transfer", "urllib3")
+
+
+@contextlib.contextmanager
+def storage_unavailable_as_oserror(what: str) -> Iterator[None]:
+    """Re-raise a storage backend's own errors as OSError (what the tasks retry); a
+    missing file stays FileNotFoundError and any other error is left as it is."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as exc:
+        if not type(exc).__module__.startswith(_BACKEND_MODULES):
+            raise
+        raise OSError(f"storage unavailable {what}: {exc}") from exc
 
 
 def local_path(name: str) -> Path:

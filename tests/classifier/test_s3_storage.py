@@ -26,10 +26,11 @@ from classifier.artifact_store import artifact_local_dir
 from classifier.inference.manifest import ArtifactIntegrityError
 from classifier.models import Prediction
 from classifier.services.media_cleanup import media_orphans_sweep
+from classifier.services.predictions import prediction_run
 from classifier.services.studies import StudyFields
 from classifier.services.uploads import image_upload
 from classifier.storage import local_copies_fetch, local_path
-from tests.conftest import synthetic_png, wait_for
+from tests.conftest import free_port, synthetic_png, wait_for
 from training import registry
 
 
@@ -141,6 +142,58 @@ def test_a_cached_copy_altered_on_disk_is_refused_by_the_next_process(s3_bucket,
     (local / "labels.json").write_text("[]")
     with pytest.raises(ArtifactIntegrityError, match=r"cached artifact file labels\.json .* delete"):
         artifact_local_dir(version)
+
+
+@pytest.mark.django_db
+def test_a_prediction_with_a_tampered_stored_model_fails_saying_so(s3_bucket, tiny_artifacts, role_users) -> None:
+    version = registry.version_register(source_dir=tiny_artifacts[0])
+    registry.version_activate(version=version, reason="test")
+    key = s3_bucket.key("models", f"{version.artifact_key}/model.tflite")
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=key, Body=b"not the registered model")
+    outcome = _upload(role_users["Clinician"], synthetic_png(96, seed=14), "ACC-S3-4")
+    assert prediction_run(prediction_id=outcome.prediction.pk) == [outcome.prediction.pk]
+    prediction = Prediction.objects.get(pk=outcome.prediction.pk)
+    assert (prediction.status, prediction.error_code) == ("failed", "model_integrity")
+    assert "integrity check" in prediction.error_message
+
+
+@pytest.mark.django_db
+def test_an_unreachable_bucket_is_a_transient_error_the_task_retries(
+    s3_bucket, tiny_artifacts, role_users, settings
+) -> None:
+    """Reading the image from a store that does not answer raises OSError (the task
+    releases the claim and retries) instead of failing the prediction for good."""
+    version = registry.version_register(source_dir=tiny_artifacts[0])
+    registry.version_activate(version=version, reason="test")
+    artifact_local_dir(version)  # the model is already on this host
+    outcome = _upload(role_users["Clinician"], synthetic_png(96, seed=15), "ACC-S3-5")
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            **settings.STORAGES["default"],
+            "OPTIONS": {**settings.STORAGES["default"]["OPTIONS"], "endpoint_url": down},
+        },
+    }
+    with pytest.raises(OSError, match="storage unavailable reading image"):
+        prediction_run(prediction_id=outcome.prediction.pk)
+    assert Prediction.objects.get(pk=outcome.prediction.pk).status == "running"  # released by the task, not failed
+
+
+@pytest.mark.django_db
+def test_the_model_page_shows_plots_from_the_bucket_without_a_local_copy(s3_bucket, role_users) -> None:
+    from django.test import Client
+
+    shipped = Path(settings.CXR["SHIPPED_MODEL_DIR"])
+    version = registry.version_register(source_dir=shipped, name="cxr-plots-s3")
+    shutil.rmtree(version.artifact_dir)  # registered on another host: this web has only the bucket
+    client = Client()
+    client.force_login(role_users["Admin"])
+    page = client.get(f"/models/{version.pk}/")
+    assert page.status_code == 200 and f"/models/{version.pk}/plots/roc.png" in page.content.decode()
+    plot = client.get(f"/models/{version.pk}/plots/roc.png")
+    assert plot.status_code == 200
+    assert b"".join(plot.streaming_content) == (shipped / "plots" / "roc.png").read_bytes()
 
 
 @pytest.mark.django_db
