@@ -47,6 +47,18 @@ def _load() -> dict:
         "csrf_trusted": env.list("CSRF_TRUSTED_ORIGINS", []),
         "media_root": Path(env.str("CXR_MEDIA_ROOT", str(var_dir / "media"))).resolve(),
         "model_root": Path(env.str("CXR_MODEL_ROOT", str(var_dir / "models"))).resolve(),
+        # Where media and registered model artifacts live: the local disk (embedded
+        # default) or an S3-compatible bucket every machine reaches (django-storages).
+        "storage": env.choice("CXR_STORAGE", "local", ("local", "s3")),
+        "s3_bucket": env.str("CXR_S3_BUCKET", ""),
+        "s3_endpoint_url": env.str("CXR_S3_ENDPOINT_URL", ""),
+        "s3_region": env.str("CXR_S3_REGION", ""),
+        # Empty = django-storages' lookup: AWS_S3_ACCESS_KEY_ID / AWS_ACCESS_KEY_ID, then boto3's chain.
+        "s3_access_key": env.str("CXR_S3_ACCESS_KEY_ID", ""),
+        "s3_secret_key": env.str("CXR_S3_SECRET_ACCESS_KEY", ""),
+        "s3_prefix": env.str("CXR_S3_PREFIX", "").strip("/"),
+        # A worker's local copies of artifacts fetched from shared storage (checked against the registry).
+        "model_cache_dir": Path(env.str("CXR_MODEL_CACHE_DIR", str(var_dir / "model-cache"))).resolve(),
         # Folders an admin may import from the web page: only under this root.
         "import_root": Path(
             env.str("CXR_DATASET_IMPORT_ROOT", env.str("CXR_DATA_DIR", str(BASE_DIR.parent / "shared" / "data")))
@@ -98,6 +110,32 @@ def _load() -> dict:
         # Webhook targets must be https on public addresses; the tests' local receiver needs both.
         "webhook_allow_http": env.bool("CXR_WEBHOOK_ALLOW_HTTP", False),
         "webhook_allow_private": env.bool("CXR_WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
+    }
+
+
+def _s3_storages(cfg: dict) -> dict[str, dict]:
+    """STORAGES entries for CXR_STORAGE=s3: media under ``<prefix>/media``, registered model
+    artifacts under ``<prefix>/models`` (the ``models`` alias, read by classifier.artifact_store)."""
+    if not cfg["s3_bucket"]:
+        raise EnvError("CXR_S3_BUCKET must be set when CXR_STORAGE is s3.")
+    if bool(cfg["s3_access_key"]) != bool(cfg["s3_secret_key"]):
+        raise EnvError("CXR_S3_ACCESS_KEY_ID and CXR_S3_SECRET_ACCESS_KEY must be set together.")
+    options = {
+        "bucket_name": cfg["s3_bucket"],
+        "endpoint_url": cfg["s3_endpoint_url"] or None,
+        "region_name": cfg["s3_region"] or None,
+        "access_key": cfg["s3_access_key"] or None,
+        "secret_key": cfg["s3_secret_key"] or None,
+        # Stored names are generated and artifacts immutable: an existing key is never replaced.
+        "file_overwrite": False,
+        "default_acl": None,
+        "querystring_auth": True,
+    }
+    prefix = f"{cfg['s3_prefix']}/" if cfg["s3_prefix"] else ""
+    backend = "storages.backends.s3.S3Storage"
+    return {
+        "default": {"BACKEND": backend, "OPTIONS": {**options, "location": f"{prefix}media"}},
+        "models": {"BACKEND": backend, "OPTIONS": {**options, "location": f"{prefix}models"}},
     }
 
 
@@ -277,6 +315,11 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+if _cfg["storage"] == "s3":
+    try:
+        STORAGES.update(_s3_storages(_cfg))
+    except EnvError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o640
@@ -377,6 +420,8 @@ CELERY_WORKER_PROC_ALIVE_TIMEOUT = 120
 # --- The product -------------------------------------------------------------------
 CXR = {
     "MODEL_ROOT": _cfg["model_root"],
+    "STORAGE": _cfg["storage"],
+    "MODEL_CACHE_DIR": _cfg["model_cache_dir"],
     "SHIPPED_MODEL_DIR": BASE_DIR / "training" / "shipped",
     "DATASET_IMPORT_ROOT": _cfg["import_root"],
     "MAX_UPLOAD_BYTES": _cfg["max_upload_bytes"],

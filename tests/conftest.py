@@ -387,3 +387,91 @@ def gunicorn_server(worker_env) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[str]:
+    """A real S3-compatible server (moto's server mode, from requirements-dev.txt) in its own
+    process on a free port for the session; its endpoint URL."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: _port_open(port) or proc.poll() is not None, 60, message=log_path.read_text)
+        if proc.poll() is not None:
+            pytest.fail(f"moto server exited\n{log_path.read_text()[-4000:]}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+
+
+class S3Bucket:
+    """One fresh bucket on the test S3 server, the settings that select it, and a client."""
+
+    REGION, KEY, SECRET = "us-east-1", "test-access-key", "test-secret-key"  # moto accepts any
+
+    def __init__(self, endpoint: str, name: str, prefix: str) -> None:
+        import boto3
+
+        self.endpoint, self.name, self.prefix = endpoint, name, prefix
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=self.REGION,
+            aws_access_key_id=self.KEY,
+            aws_secret_access_key=self.SECRET,
+        )
+        self.client.create_bucket(Bucket=name)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment that selects this bucket (what a deployment sets)."""
+        return {
+            "CXR_STORAGE": "s3",
+            "CXR_S3_BUCKET": self.name,
+            "CXR_S3_ENDPOINT_URL": self.endpoint,
+            "CXR_S3_REGION": self.REGION,
+            "CXR_S3_ACCESS_KEY_ID": self.KEY,
+            "CXR_S3_SECRET_ACCESS_KEY": self.SECRET,
+            "CXR_S3_PREFIX": self.prefix,
+        }
+
+    def key(self, area: str, name: str) -> str:
+        """The object key of stored ``name`` in ``area`` (media or models)."""
+        return f"{self.prefix}/{area}/{name}" if self.prefix else f"{area}/{name}"
+
+    def read(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+    def object_keys(self) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+@pytest.fixture
+def s3_bucket(s3_server, settings, tmp_path) -> S3Bucket:
+    """This test's media and model storage is a fresh bucket on the S3 server, configured
+    through the same settings code a deployment's CXR_STORAGE=s3 runs."""
+    from cxrsite.settings import _s3_storages
+
+    bucket = S3Bucket(s3_server, f"cxr-test-{time.time_ns()}", prefix="site-a")
+    cfg = {
+        "s3_bucket": bucket.name,
+        "s3_endpoint_url": bucket.endpoint,
+        "s3_region": bucket.REGION,
+        "s3_access_key": bucket.KEY,
+        "s3_secret_key": bucket.SECRET,
+        "s3_prefix": bucket.prefix,
+    }
+    settings.STORAGES = {**settings.STORAGES, **_s3_storages(cfg)}
+    settings.CXR = {**settings.CXR, "STORAGE": "s3", "MODEL_CACHE_DIR": tmp_path / "model-cache"}
+    return bucket

@@ -115,6 +115,13 @@ class ModelVersion(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     thresholds = models.JSONField(default=dict, blank=True)
     artifact_dir = models.CharField(max_length=500)
+    artifact_key = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Folder of the artifact's copy in the shared model storage (CXR_STORAGE=s3); "
+        "empty: only the local artifact_dir.",
+    )
     artifact_sha256 = models.JSONField(default=dict, blank=True, help_text="sha256 of every artifact file.")
     model_card = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.CANDIDATE, db_index=True)

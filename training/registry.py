@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from classifier.artifact_store import artifact_upload, artifact_verify_stored, model_storage
 from classifier.inference.manifest import ArtifactIntegrityError, verify_manifest
 from classifier.services.audit import Actor, AuditContext, audit_record
 from training.models import ModelActivation, ModelVersion
@@ -72,13 +73,24 @@ def version_register(
 
     With ``copy`` the files are copied into MODEL_ROOT/<name>/v<N>-<random>/ (never overwriting), so
     the registry owns an immutable copy; otherwise ``source_dir`` must already live there.
+    With shared storage (CXR_STORAGE=s3) the files are also uploaded to the model storage
+    under ``<name>/v<N>-<random>`` and verified there: that copy is what every process loads
+    (``classifier.artifact_store.artifact_local_dir``).
     """
     files = artifact_verify(source_dir)
     number = (ModelVersion.objects.select_for_update().filter(name=name).aggregate(m=Max("version"))["m"] or 0) + 1
+    # The suffix keeps a re-created database from colliding with an older copy.
+    folder = f"v{number}-{uuid.uuid4().hex[:8]}"
+    key = ""
+    if model_storage() is not None:
+        key = f"{name}/{folder}"
+        try:
+            artifact_upload(source_dir=source_dir, key=key, files=files)
+        except ArtifactIntegrityError as exc:
+            raise RegistryError(str(exc)) from None
     target = source_dir
     if copy:
-        # The suffix keeps a re-created database from colliding with an older copy.
-        target = Path(settings.CXR["MODEL_ROOT"]) / name / f"v{number}-{uuid.uuid4().hex[:8]}"
+        target = Path(settings.CXR["MODEL_ROOT"]) / name / folder
         if target.exists():
             raise RegistryError(f"{target} already exists; artifacts are never overwritten.")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +114,7 @@ def version_register(
         metrics=_read_json(target / "metrics.json", {}),
         thresholds=_read_json(target / "thresholds.json", {}),
         artifact_dir=str(target),
+        artifact_key=key,
         artifact_sha256=files,
         model_card=(target / "model_card.md").read_text() if (target / "model_card.md").is_file() else "",
         created_by=created_by,
@@ -151,7 +164,13 @@ def _activate(
         raise RegistryError(f"{version} failed and cannot be activated.")
     if version.status == ModelVersion.Status.ACTIVE:
         return version
-    artifact_verify(Path(version.artifact_dir))
+    if version.artifact_key:  # the copy every process loads, checked where it is stored
+        try:
+            artifact_verify_stored(key=version.artifact_key, files=version.artifact_sha256)
+        except ArtifactIntegrityError as exc:
+            raise RegistryError(str(exc)) from None
+    else:
+        artifact_verify(Path(version.artifact_dir))
     previous = (
         ModelVersion.objects.select_for_update()
         .filter(name=version.name, status=ModelVersion.Status.ACTIVE)

@@ -6,7 +6,6 @@ Plots are served from the version's artifact directory through a role-checked vi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from django import forms
@@ -16,6 +15,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
+from classifier.artifact_store import artifact_has, artifact_open
 from classifier.http import audit_context, request_user
 from classifier.roles import action_required
 from training import registry
@@ -101,8 +101,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
 def model_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     """One version: metrics, plots, model card, thresholds, data snapshot."""
     version = get_object_or_404(ModelVersion, pk=version_id)
-    plots_dir = Path(version.artifact_dir) / "plots"
-    plots = [(name, title) for name, title in PLOTS.items() if (plots_dir / f"{name}.png").is_file()]
+    plots = [(name, title) for name, title in PLOTS.items() if artifact_has(version, f"plots/{name}.png")]
     snapshot = version.data_snapshot or {}
     return render(
         request,
@@ -125,10 +124,13 @@ def model_plot(request: HttpRequest, version_id: int, name: str) -> FileResponse
     if name not in PLOTS:
         raise Http404("Unknown plot.")
     version = get_object_or_404(ModelVersion, pk=version_id)
-    path = Path(version.artifact_dir) / "plots" / f"{name}.png"
-    if not path.is_file():
+    if not artifact_has(version, f"plots/{name}.png"):
         raise Http404("This version has no such plot.")
-    return FileResponse(path.open("rb"), content_type="image/png")
+    try:
+        handle = artifact_open(version, f"plots/{name}.png")
+    except FileNotFoundError:
+        raise Http404("This version has no such plot.") from None
+    return FileResponse(handle, content_type="image/png")
 
 
 class PromoteForm(forms.Form):

@@ -28,6 +28,7 @@ FAILURE_STAGE = {
     "file_missing": "storage",
     "no_active_model": "model",
     "model_error": "model",
+    "model_integrity": "model",
     "internal_error": "worker",
     "worker_lost": "worker",
 }

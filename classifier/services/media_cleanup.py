@@ -30,13 +30,17 @@ IMAGE_FILES = ("file", "film")
 
 
 def _directories(prefix: str) -> Iterator[tuple[str, list[str]]]:
-    """(directory, file names in it) for the prefix itself and each of its subdirectories."""
-    if not default_storage.exists(prefix):
-        return
+    """(directory, file names in it) for the prefix itself and each of its subdirectories.
+
+    A folder is not asked whether it ``exists``: an object store has no folders (S3
+    answers False for every prefix), it only lists what is under one."""
     pending = [prefix]
     while pending:
         directory = pending.pop()
-        subdirs, files = default_storage.listdir(directory)
+        try:
+            subdirs, files = default_storage.listdir(directory)
+        except FileNotFoundError:  # the local disk before the first file of this prefix
+            continue
         pending.extend(f"{directory}/{sub}" for sub in subdirs)
         if files:
             yield directory, [f"{directory}/{name}" for name in files]

@@ -27,13 +27,15 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from classifier import claims
+from classifier.artifact_store import artifact_local_dir
+from classifier.inference.manifest import ArtifactIntegrityError
 from classifier.models import Image, Prediction
 from classifier.services.audit import AuditContext, audit_record
 from classifier.services.broker import broker_send_failed, broker_send_succeeded
 from classifier.services.dicom_results import dicom_delivery_sweep, dicom_results_emit
 from classifier.services.studies import study_refresh, study_refresh_unreviewed
 from classifier.services.webhooks import prediction_finished, webhook_sweep
-from classifier.storage import generated_name
+from classifier.storage import generated_name, storage_unavailable_as_oserror
 
 if TYPE_CHECKING:  # the worker's runtime types; never imported by the web process
     from classifier.imaging import ImagingError
@@ -109,6 +111,17 @@ def prediction_run(*, prediction_id: int) -> list[int]:
         return _run_batch(live, version)
     except (OSError, OperationalError):
         raise  # transient: the task releases the claims and retries with backoff
+    except ArtifactIntegrityError as exc:  # a modified or missing artifact file is never loaded
+        log.error("prediction batch %s: %s is refused: %s", [pk for pk, _ in live], version, exc)
+        for pk, tok in live:
+            _fail(
+                pk,
+                tok,
+                "model_integrity",
+                "The active model's files failed their integrity check; "
+                "it needs to be read without AI support until an administrator restores the model.",
+            )
+        return [pk for pk, _ in live]
     except Exception:  # a defect or a broken artifact must not strand the rows as RUNNING
         log.exception("prediction batch %s failed unexpectedly with %s", [pk for pk, _ in live], version)
         for pk, tok in live:
@@ -194,12 +207,16 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: ModelVersion) -> lis
     from classifier.inference.pipeline import get_pipeline
 
     runtime = _cfg("INFERENCE_RUNTIME")
-    pipeline = get_pipeline(version.artifact_dir, runtime=runtime, threads=_cfg("INFERENCE_THREADS"))
+    # Fetched from the shared model storage and checked on first use when not on this host.
+    pipeline = get_pipeline(artifact_local_dir(version), runtime=runtime, threads=_cfg("INFERENCE_THREADS"))
     predictions = {p.pk: p for p in Prediction.objects.select_related("image").filter(pk__in=[pk for pk, _ in batch])}
     payloads, kept = [], []
     for pk, token in batch:
         try:
-            with predictions[pk].image.file.open("rb") as handle:
+            with (
+                storage_unavailable_as_oserror(f"reading image {predictions[pk].image_id}"),
+                predictions[pk].image.file.open("rb") as handle,
+            ):
                 payloads.append(handle.read())
             kept.append((pk, token))
         except FileNotFoundError:
@@ -207,11 +224,12 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: ModelVersion) -> lis
     # The first analysis of an image also keeps its film (original values) for the viewer.
     films = [not predictions[pk].image.film for pk, _ in kept]
     results = run_each(pipeline, payloads, batch_size=_cfg("INFERENCE_BATCH_SIZE"), films=films)
-    files = {
-        pk: _write_files(predictions[pk], result)
-        for (pk, _), result in zip(kept, results, strict=False)
-        if not isinstance(result, ImagingError) and _finite(result)
-    }
+    with storage_unavailable_as_oserror("writing heatmaps"):
+        files = {
+            pk: _write_files(predictions[pk], result)
+            for (pk, _), result in zip(kept, results, strict=False)
+            if not isinstance(result, ImagingError) and _finite(result)
+        }
     committed: list[int] = []
     with transaction.atomic():
         for (pk, token), result in zip(kept, results, strict=False):

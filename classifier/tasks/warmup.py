@@ -29,6 +29,7 @@ def _warm_up(**kwargs: Any) -> None:
         return
     from django.db import connections
 
+    from classifier.artifact_store import artifact_local_dir
     from classifier.inference.pipeline import get_pipeline
     from training.registry import active_version
 
@@ -36,7 +37,7 @@ def _warm_up(**kwargs: Any) -> None:
         version = active_version()
         if version is not None:
             get_pipeline(
-                version.artifact_dir,
+                artifact_local_dir(version),
                 runtime=settings.CXR["INFERENCE_RUNTIME"],
                 threads=settings.CXR["INFERENCE_THREADS"],
             ).warm_up()

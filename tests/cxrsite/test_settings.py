@@ -45,6 +45,8 @@ def test_production_with_secret_key_starts(tmp_path: Path) -> None:
         ("CXR_API_RATE", "0/min", "CXR_API_RATE='0/min' is not a rate"),
         ("CXR_API_RATE", "-5/min", "CXR_API_RATE='-5/min' is not a rate"),
         ("CXR_CACHE_URL", "memcached://x:11211", "CXR_CACHE_URL must be a redis:// URL"),
+        ("CXR_STORAGE", "nfs", "must be one of: local, s3"),
+        ("CXR_STORAGE", "s3", "CXR_S3_BUCKET must be set when CXR_STORAGE is s3."),
     ],
 )
 def test_malformed_value_fails_with_a_clear_message(tmp_path: Path, name: str, value: str, fragment: str) -> None:
@@ -52,6 +54,51 @@ def test_malformed_value_fails_with_a_clear_message(tmp_path: Path, name: str, v
     assert result.returncode == 2
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_s3_credentials_must_come_as_a_pair(tmp_path: Path) -> None:
+    result = run_check(tmp_path, CXR_STORAGE="s3", CXR_S3_BUCKET="cxr-media", CXR_S3_ACCESS_KEY_ID="AKIAEXAMPLE")
+    assert result.returncode == 2
+    assert "CXR_S3_ACCESS_KEY_ID and CXR_S3_SECRET_ACCESS_KEY must be set together." in result.stderr
+
+
+def test_cxr_storage_s3_puts_media_and_models_under_the_prefix_of_one_bucket(tmp_path: Path) -> None:
+    code = (
+        "import django; django.setup(); from django.core.files.storage import storages; "
+        "print([(type(s).__name__, s.bucket_name, s.location, s.endpoint_url, s.region_name, s.file_overwrite) "
+        "for s in (storages['default'], storages['models'])])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL"}}
+    env.update(
+        {
+            "CXR_VAR_DIR": str(tmp_path),
+            "DJANGO_SETTINGS_MODULE": "cxrsite.settings",
+            "CXR_STORAGE": "s3",
+            "CXR_S3_BUCKET": "cxr-media",
+            "CXR_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "CXR_S3_REGION": "eu-west-2",
+            "CXR_S3_PREFIX": "/site-a/",
+        }
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    common = "'cxr-media', '{}', 'http://127.0.0.1:9000', 'eu-west-2', False"
+    assert out.stdout.strip() == (
+        f"[('S3Storage', {common.format('site-a/media')}), ('S3Storage', {common.format('site-a/models')})]"
+    )
+
+
+def test_the_embedded_default_stores_on_the_local_disk(tmp_path: Path) -> None:
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "from django.core.files.storage import storages; "
+        "print(type(storages['default']).__name__, 'models' in settings.STORAGES, settings.CXR['STORAGE'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "CXR_STORAGE"}}
+    env.update({"CXR_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "cxrsite.settings"})
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "FileSystemStorage False local"
 
 
 def test_env_parsers_are_strict() -> None:

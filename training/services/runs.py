@@ -21,9 +21,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from classifier import claims
+from classifier.artifact_store import artifact_local_dir
 from classifier.models import Label
 from classifier.selectors.reviews import reviewed_images
 from classifier.services.audit import AuditContext, audit_record
+from classifier.storage import local_copies_fetch, local_path
 from training import registry
 from training.models import Dataset, DatasetImage, ModelVersion, TrainingRun
 from training.services.datasets import assign_splits
@@ -43,6 +45,7 @@ class Item:
     split: str
     source: str
     view: str = "unknown"
+    stored_name: str = ""  # the media storage's name of ``path`` (fetched before training)
 
 
 def architecture_names() -> tuple[str, ...]:
@@ -132,12 +135,13 @@ def collect_items(*, datasets: list[Dataset], include_reviews: bool, views: list
     items = [
         Item(
             key=f"dataset:{row.pk}",
-            path=Path(row.file.path),
+            path=local_path(str(row.file.name)),
             label=row.label,
             patient=row.patient_key,
             split=row.split,
             source=row.source or row.dataset.name,
             view=row.view_position,
+            stored_name=str(row.file.name),
         )
         for row in DatasetImage.objects.filter(dataset__in=datasets).select_related("dataset")
     ]
@@ -146,12 +150,13 @@ def collect_items(*, datasets: list[Dataset], include_reviews: bool, views: list
             items.append(
                 Item(
                     key=f"image:{image.pk}",
-                    path=Path(image.file.path),
+                    path=local_path(str(image.file.name)),
                     label=image.reviewed_label,  # type: ignore[attr-defined]  # annotated by reviewed_images()
                     patient=f"site:{image.study.patient.mrn}",
                     split="",
                     source="site",
                     view=image.study.view_position,
+                    stored_name=str(image.file.name),
                 )
             )
     wanted = set(views)
@@ -254,6 +259,8 @@ def _execute(run: TrainingRun) -> ModelVersion:
     )
     if not splits["train"] or not splits["val"]:
         raise ValueError("Training needs labelled images in both the train and validation splits.")
+    # The trainers read paths: with object storage, this worker's local copies of the images.
+    local_copies_fetch(item.stored_name for part in splits.values() for item in part if item.stored_name)
     # Stable for the run (a resume finds its checkpoint) but unique across databases.
     workdir = Path(settings.VAR_DIR) / "training-runs" / f"run-{run.pk}-{run.created_at:%Y%m%dT%H%M%S%f}"
     staging = Path(tempfile.mkdtemp(prefix="artifact-", dir=workdir.parent if workdir.parent.exists() else None))
@@ -316,7 +323,7 @@ def _gate(candidate: ModelVersion, champion: ModelVersion | None, val_items: lis
 
     def report(version: ModelVersion) -> dict:
         return evaluate_files(
-            version.artifact_dir,
+            artifact_local_dir(version),
             files,
             threshold=float(version.thresholds["abnormal"]),
             labels=list(version.labels),

@@ -15,7 +15,11 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+<<<<<<< HEAD
 from classifier.findings import NOTICE
+=======
+from classifier.artifact_store import artifact_local_dir
+>>>>>>> wG
 from classifier.imaging import ImagingError
 from training import registry
 from training.models import ModelVersion
@@ -64,7 +68,7 @@ class Command(BaseCommand):
         out = out or Path(settings.VAR_DIR) / "predictions"
         out.mkdir(parents=True, exist_ok=True)
         pipeline = InferencePipeline(
-            chosen.artifact_dir,
+            artifact_local_dir(chosen),
             runtime=runtime or settings.CXR["INFERENCE_RUNTIME"],
             heatmap=not no_heatmap,
             threads=settings.CXR["INFERENCE_THREADS"],

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from classifier.artifact_store import artifact_local_dir
 from classifier.findings import NOTICE
 from classifier.models import Label
 from training import registry
@@ -70,7 +71,7 @@ class Command(BaseCommand):
                 "Rename or move them: a folder's name is its files' ground truth."
             )
         report = evaluate_files(
-            chosen.artifact_dir,
+            artifact_local_dir(chosen),
             files,
             threshold=float(chosen.thresholds["abnormal"]),
             labels=list(chosen.labels),
