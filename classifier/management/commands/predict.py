@@ -15,11 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-<<<<<<< HEAD
-from classifier.findings import NOTICE
-=======
 from classifier.artifact_store import artifact_local_dir
->>>>>>> wG
+from classifier.findings import NOTICE
 from classifier.imaging import ImagingError
 from training import registry
 from training.models import ModelVersion
