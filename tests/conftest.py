@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -357,27 +358,18 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture
-def gunicorn_server(worker_env) -> Iterator[str]:
-    """The production web server (gunicorn, one worker) on this test's database; its base URL.
-
-    Django's test live_server cannot read chunked request bodies; gunicorn decodes them,
-    as in production."""
-    port = free_port()
-    log_path = Path(worker_env["CXR_VAR_DIR"]) / f"gunicorn-{port}.log"
+@contextlib.contextmanager
+def _server_process(
+    name: str, argv: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run ``argv`` in its own session until the block ends; yields its base URL once
+    ``port`` accepts connections (fails the test with its log if it exits first)."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "cxrsite.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "--timeout", "60"],
-            cwd=ROOT,
-            env=worker_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for(lambda: _port_open(port) or proc.poll() is not None, 60, message=log_path.read_text)
         if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited\n{log_path.read_text()[-4000:]}")
+            pytest.fail(f"{name} exited\n{log_path.read_text()[-4000:]}")
         yield f"http://127.0.0.1:{port}"
     finally:
         if proc.poll() is None:
@@ -389,29 +381,28 @@ def gunicorn_server(worker_env) -> Iterator[str]:
                 proc.wait(timeout=20)
 
 
+@pytest.fixture
+def gunicorn_server(worker_env) -> Iterator[str]:
+    """The production web server (gunicorn, one worker) on this test's database; its base URL.
+
+    Django's test live_server cannot read chunked request bodies; gunicorn decodes them,
+    as in production."""
+    port = free_port()
+    log_path = Path(worker_env["CXR_VAR_DIR"]) / f"gunicorn-{port}.log"
+    argv = [sys.executable, "-m", "gunicorn", "cxrsite.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "--timeout", "60"]
+    with _server_process("gunicorn", argv, port, log_path, env=worker_env) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> Iterator[str]:
     """A real S3-compatible server (moto's server mode, from requirements-dev.txt) in its own
     process on a free port for the session; its endpoint URL."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_for(lambda: _port_open(port) or proc.poll() is not None, 60, message=log_path.read_text)
-        if proc.poll() is not None:
-            pytest.fail(f"moto server exited\n{log_path.read_text()[-4000:]}")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with _server_process("moto server", argv, port, log_path) as url:
+        yield url
 
 
 class S3Bucket:
