@@ -360,8 +360,9 @@ _ROUND_SQL = {
 def study_refresh_priorities(*, batch_size: int = PRIORITY_BATCH, now: datetime | None = None) -> int:
     """Set ``priority`` of every study with a ``triage_base`` (unreviewed, with images) to
     ``classifier.triage.priority_from_base(base, waited, max wait)`` for ``now``, in SQL:
-    one UPDATE per ``batch_size`` primary keys, each in its own transaction. Studies
-    without a base keep priority 0. Returns how many rows were updated."""
+    one UPDATE per ``batch_size`` primary keys, each in its own transaction, setting
+    ``updated_at`` as a refresh does. Studies without a base keep priority 0. Returns
+    how many rows were updated."""
     from django.db import connection
 
     vendor = connection.vendor
@@ -374,7 +375,7 @@ def study_refresh_priorities(*, batch_size: int = PRIORITY_BATCH, now: datetime 
     table = connection.ops.quote_name(Study._meta.db_table)
     sql = (
         f"UPDATE {table} SET priority = CASE WHEN {waited} >= %s "
-        f"THEN %s + ({waited} - %s) / %s ELSE {rounded} END "
+        f"THEN %s + ({waited} - %s) / %s ELSE {rounded} END, updated_at = %s "
         "WHERE triage_base IS NOT NULL AND id >= %s AND id < %s"
     )
     bounds = Study.objects.filter(triage_base__isnull=False).aggregate(low=Min("pk"), high=Max("pk"))
@@ -383,7 +384,7 @@ def study_refresh_priorities(*, batch_size: int = PRIORITY_BATCH, now: datetime 
     count = 0
     for start in range(bounds["low"], bounds["high"] + 1, batch_size):
         params: list[datetime | float | int] = [now, max_wait, ESCALATED, now, max_wait, max_wait, now, now]
-        params += [max_wait, start, start + batch_size]
+        params += [max_wait, now, start, start + batch_size]
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, params)
             count += cursor.rowcount

@@ -195,6 +195,7 @@ def test_the_sql_priority_equals_priority_score_below_at_and_above_the_max_wait(
             max_wait_minutes=max_wait,
         )
         assert study.priority == expected, wait
+        assert study.updated_at == now  # as a refresh sets it
 
 
 def _bulk_studies(n: int, offset: int) -> None:
