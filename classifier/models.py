@@ -108,6 +108,9 @@ class Study(models.Model):
     # The priority without its waiting term (classifier.triage.triage_base); NULL: not
     # prioritised (reviewed, or no image), priority 0. The sweeper adds the waiting term.
     triage_base = models.FloatField(null=True, blank=True, editable=False)
+    # Whether the study has an image (stored by study_refresh, which every upload runs):
+    # the worklist lists only those, and counting them must not join every image.
+    has_images = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

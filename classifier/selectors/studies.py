@@ -58,12 +58,11 @@ def study_image_states(study_ids: list[int]) -> dict[int, list[ImageState]]:
 
 def worklist(*, status: str | None = None) -> QuerySet[Study]:
     """Studies in reading order: priority first, then oldest first. A study without images
-    (an order whose images have not arrived) is not on the worklist: nothing to read."""
-    studies = (
-        Study.objects.select_related("patient")
-        .filter(Exists(Image.objects.filter(study=OuterRef("pk"))))
-        .order_by("-priority", "created_at", "id")
-    )
+    (an order whose images have not arrived) is not on the worklist: nothing to read.
+
+    ``Study.has_images`` (stored by the refresh every upload runs), not an EXISTS over the
+    images: the page count would otherwise semi-join every image of every study."""
+    studies = Study.objects.select_related("patient").filter(has_images=True).order_by("-priority", "created_at", "id")
     if status:
         studies = studies.filter(status=status)
     return studies

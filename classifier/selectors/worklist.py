@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
 
 from classifier.models import Patient, Review, Study
 from classifier.selectors.studies import study_annotate_current_result, study_filter_flagged, worklist
@@ -54,14 +54,17 @@ def worklist_rows(filters: WorklistFilters | None = None) -> QuerySet[Study]:
         study_annotate_current_result(worklist(status=filters.status or None))
         .select_related("requesting_clinician__api_token")
         .annotate(
-            has_review=Exists(Review.objects.filter(image__study=OuterRef("pk"))),
             review_label=Subquery(latest_review.values("label")[:1]),
         )
+        # From the latest review's label (never empty), not a second EXISTS: PostgreSQL
+        # planned that one as a hash of every reviewed image, built for each page.
+        .annotate(has_review=ExpressionWrapper(Q(review_label__isnull=False), output_field=BooleanField()))
     )
     if filters.flag is not None:
         rows = study_filter_flagged(rows, filters.flag)
     if filters.reviewed is not None:
-        rows = rows.filter(has_review=filters.reviewed)
+        reviewed = Exists(Review.objects.filter(image__study=OuterRef("pk")))  # a semi-join in WHERE
+        rows = rows.filter(reviewed if filters.reviewed else ~reviewed)
     if filters.date_from:
         rows = rows.filter(created_at__date__gte=filters.date_from)
     if filters.date_to:

@@ -276,7 +276,7 @@ def patient_get_or_create(
 @transaction.atomic
 def study_refresh(*study_ids: int) -> None:
     """Recompute studies' status, priority and stored current result (``current_flag``,
-    ``current_p_abnormal``, ``triage_base``) from their images' latest predictions and reviews.
+    ``current_p_abnormal``, ``triage_base``, ``has_images``) from their images' latest predictions and reviews.
 
     The study rows are locked first (in id order, so two refreshes of overlapping sets
     cannot deadlock); concurrent refreshes (the web process after an upload, a worker
@@ -298,6 +298,7 @@ def study_refresh(*study_ids: int) -> None:
             current_flag=state.flag,
             current_p_abnormal=state.p_abnormal,
             triage_base=state.base,
+            has_images=bool(states.get(study.pk)),
             updated_at=now,
         )
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from classifier.models import Image, Patient, Study
+from classifier.models import Patient, Study
 from classifier.selectors.worklist import WorklistFilters, worklist_rows
+from tests.factories import ImageFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -15,9 +16,7 @@ pytestmark = pytest.mark.django_db
 def _study(mrn: str, accession: str) -> Study:
     patient, _ = Patient.objects.get_or_create(mrn=mrn)
     study = Study.objects.create(patient=patient, accession_number=accession)
-    Image.objects.create(
-        study=study, file=f"images/{accession}.png", sha256=accession, size_bytes=1, format="PNG", width=1, height=1
-    )
+    ImageFactory(study=study)
     return study
 
 
