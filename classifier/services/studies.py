@@ -344,12 +344,19 @@ def study_refresh_unreviewed(*, batch_size: int = REFRESH_BATCH, priority_batch:
     return study_refresh_priorities(batch_size=priority_batch)
 
 
-# The waiting time in minutes of a row at %(now)s, per database: the same double-precision
-# value as Python's (now - created_at).total_seconds() / 60 (PostgreSQL's EPOCH of an
-# interval is exact in microseconds, like timedelta).
+# SQLite keeps a datetime as text, "YYYY-MM-DD HH:MM:SS[.ffffff]" (UTC): whole
+# microseconds since the epoch, exactly (julianday's float days are off by microseconds).
+_SQLITE_MICROSECONDS = (
+    "(CAST(strftime('%%s', {v}) AS INTEGER) * 1000000 + CAST(substr(substr({v}, 21) || '000000', 1, 6) AS INTEGER))"
+)
+# The waiting time in minutes of a row at %s (now), per database: the same double-precision
+# value as Python's (now - created_at).total_seconds() / 60, i.e. exact microseconds / 1e6,
+# then / 60 (PostgreSQL's EPOCH of an interval is exact in microseconds, like timedelta).
 _WAITED_SQL = {
     "postgresql": "(EXTRACT(EPOCH FROM (%s - created_at))::double precision / 60.0)",
-    "sqlite": "((julianday(%s) - julianday(created_at)) * 1440.0)",
+    "sqlite": "(({now} - {created}) / 1000000.0 / 60.0)".format(
+        now=_SQLITE_MICROSECONDS.format(v="%s"), created=_SQLITE_MICROSECONDS.format(v="created_at")
+    ),
 }
 # classifier.triage.priority_from_base in SQL; {w} is the waiting time, %s the maximum wait.
 _ROUND_SQL = {
@@ -383,9 +390,11 @@ def study_refresh_priorities(*, batch_size: int = PRIORITY_BATCH, now: datetime 
     if bounds["low"] is None:
         return 0
     count = 0
+    at = connection.ops.adapt_datetimefield_value(now)  # SQLite stores text, PostgreSQL timestamptz
+    w = [at] * waited.replace("%%", "").count("%s")  # the parameters of one waiting-time term
     for start in range(bounds["low"], bounds["high"] + 1, batch_size):
-        params: list[datetime | float | int] = [now, max_wait, ESCALATED, now, max_wait, max_wait, now, now]
-        params += [max_wait, now, start, start + batch_size]
+        params: list[Any] = [*w, max_wait, ESCALATED, *w, max_wait, max_wait, *w, *w, max_wait, at, start]
+        params.append(start + batch_size)
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, params)
             count += cursor.rowcount

@@ -155,7 +155,6 @@ def test_the_backfill_stores_every_study_by_the_reference_rule() -> None:
     assert Study.objects.get(pk=ids["pending"]).triage_base == 0.5
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the production database")
 @pytest.mark.parametrize(
     ("p_abnormal", "flag", "failed"),
     [(None, None, True), (None, None, False), (0.734219, True, False), (0.1234567, False, False)],
@@ -222,3 +221,45 @@ def test_the_sweeper_runs_a_bounded_number_of_queries_whatever_the_number_of_stu
     # Smaller batches: one more UPDATE (and its savepoint) per batch, nothing per study.
     assert sweep_queries(100) <= few + 3 * (630 // 100 + 1)
     assert set(Study.objects.values_list("priority", flat=True)) != {0.0}
+
+
+SQLITE_CHECK = """
+from datetime import timedelta
+from django.conf import settings
+from django.utils import timezone
+from classifier.models import Patient, Study
+from classifier.services.studies import study_refresh_priorities
+from classifier.triage import priority_from_base
+max_wait = settings.CXR["TRIAGE_MAX_WAIT_MINUTES"]
+patient = Patient.objects.create(mrn="SQLITE")
+waits = [0, 1.5, 37.3, max_wait, max_wait + 27.5, -0.05]
+studies = [Study.objects.create(patient=patient, accession_number=f"S{i}", triage_base=0.7) for i in range(len(waits))]
+for now in (timezone.now(), timezone.now().replace(microsecond=0)):  # stored with and without a fraction
+    for study, wait in zip(studies, waits):
+        Study.objects.filter(pk=study.pk).update(created_at=now - timedelta(minutes=wait))
+    assert study_refresh_priorities(now=now, batch_size=4) == len(waits)
+    for study in Study.objects.order_by("pk"):
+        waited = (now - study.created_at).total_seconds() / 60
+        expected = priority_from_base(base=0.7, waited_minutes=waited, max_wait_minutes=max_wait)
+        assert study.priority == expected, (waited, study.priority, expected)
+print("sqlite priorities ok")
+"""
+
+
+def test_the_sql_priority_equals_priority_score_on_sqlite_too(tmp_path) -> None:
+    """The embedded default database runs the same sweeper: its datetimes are text, read
+    as exact microseconds (julianday's float days put a study at exactly the maximum
+    wait below it)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", CXR_VAR_DIR=str(tmp_path))
+    for command in (["migrate", "--noinput", "-v0"], ["shell", "-c", SQLITE_CHECK]):
+        out = subprocess.run(
+            [sys.executable, "manage.py", *command], cwd=root, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+    assert "sqlite priorities ok" in out.stdout
