@@ -55,12 +55,14 @@ def _seed(n_studies: int, per_study: int) -> None:
     from django.contrib.auth.models import User
     from django.utils import timezone
 
-    from classifier.models import Image, Label, Patient, Prediction, Study
+    from classifier.models import Image, Label, Patient, Prediction, Review, Study
+    from classifier.services.studies import study_refresh_all
 
     rng = random.Random(14)
     from training.models import ModelVersion
 
     clinician = User.objects.get(username="bench_clinician")
+    radiologist = User.objects.get(username="bench_radiologist")
     version = ModelVersion.objects.order_by("-pk").first()  # the shipped model, activated by migrate
     batch = 5000
     now = timezone.now()
@@ -117,13 +119,27 @@ def _seed(n_studies: int, per_study: int) -> None:
                 )
             )
         Prediction.objects.bulk_create(predictions)
+        # A study seeded as reviewed has a review of each image, so that refreshing it (the
+        # backfill below, any later refresh) keeps it reviewed.
+        reviewed = {s.pk for s in studies if s.status == Study.Status.REVIEWED}
+        Review.objects.bulk_create(
+            Review(
+                prediction=p, image=p.image, radiologist=radiologist, decision=Review.Decision.CONFIRM, label=p.label
+            )
+            for p in predictions
+            if p.image.study_id in reviewed
+        )
         print(f"  seeded {start + count:,} studies ({time.perf_counter() - t0:.0f} s)", flush=True)
     # created_at is auto_now_add: spread it over a year so waiting terms and dates vary.
     from django.db import connection
 
     with connection.cursor() as cur:
         cur.execute("UPDATE classifier_study SET created_at = now() - (random() * interval '365 days')")
-        cur.execute("ANALYZE")
+    # Rows bulk-created here bypass the services: store each study's status, priority and
+    # current result as study_refresh does (what migration 0012 does to an existing database).
+    print(f"  refreshed {study_refresh_all():,} studies ({time.perf_counter() - t0:.0f} s)", flush=True)
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE")  # the refresh rewrote every study row: as autovacuum would
 
 
 def _users() -> dict[str, Any]:

@@ -21,6 +21,7 @@ from classifier.models import AuditEvent, Image, Patient, Prediction, Review, St
 from classifier.roles import user_can
 from classifier.services.dicom import dicom_peer_delete, dicom_peer_save
 from classifier.services.errors import ServiceError
+from classifier.services.studies import study_refresh
 from classifier.services.tokens import api_token_create, api_token_revoke
 from classifier.services.webhooks import webhook_check, webhook_create, webhook_delete, webhook_reactivate
 
@@ -47,8 +48,23 @@ class ImageAdmin(AuditedAdmin):
     readonly_fields = ("sha256", "file", "metadata")
 
 
+class RefreshesStudyAdmin(AuditedAdmin):
+    """Deleting predictions or reviews changes their images' latest rows: refresh the
+    studies (status, priority, the stored current result) as the services do."""
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        study_id = obj.image.study_id
+        super().delete_model(request, obj)
+        study_refresh(study_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        study_ids = set(queryset.values_list("image__study_id", flat=True))
+        super().delete_queryset(request, queryset)
+        study_refresh(*study_ids)
+
+
 @admin.register(Prediction)
-class PredictionAdmin(AuditedAdmin):
+class PredictionAdmin(RefreshesStudyAdmin):
     audit_values = ("status", "label", "flag")
     list_display = ("id", "image", "status", "label", "p_abnormal", "flag", "model_version", "created_at")
     list_filter = ("status", "flag", "model_version")
@@ -56,7 +72,7 @@ class PredictionAdmin(AuditedAdmin):
 
 
 @admin.register(Review)
-class ReviewAdmin(AuditedAdmin):
+class ReviewAdmin(RefreshesStudyAdmin):
     audit_values = ("decision", "label")
     list_display = ("id", "image", "radiologist", "decision", "label", "created_at")
     readonly_fields = [f.name for f in Review._meta.fields]

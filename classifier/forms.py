@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef
 
 from classifier.models import SEX_CHOICES, Label, Review, Study
 from classifier.selectors.audit import AuditFilters
@@ -38,7 +39,11 @@ class WorklistFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Only people who have requested studies: a short list, and no user directory leak.
         self.fields["clinician"].queryset = (  # type: ignore[attr-defined]  # a ModelChoiceField
-            get_user_model().objects.filter(requested_studies__isnull=False).distinct().order_by("username")
+            # EXISTS per user (the requesting_clinician index), not a DISTINCT over a join
+            # with every study.
+            get_user_model()
+            .objects.filter(Exists(Study.objects.filter(requesting_clinician=OuterRef("pk"))))
+            .order_by("username")
         )
 
     sort = forms.ChoiceField(

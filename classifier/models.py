@@ -98,12 +98,37 @@ class Study(models.Model):
     priority = models.FloatField(
         default=0.0, db_index=True, help_text="Triage score; higher is read first (see classifier.triage)."
     )
+    # The current result, stored by classifier.services.studies.study_refresh from the
+    # images' latest predictions (the rule: classifier.selectors.studies
+    # .study_annotate_current_result), so the worklist filters on a column, not on a
+    # correlated subquery per study. current_flag: True if any image's latest result is
+    # flagged, False if none is but one is unflagged, None while no image has a result.
+    current_flag = models.BooleanField(null=True, blank=True, editable=False)
+    current_p_abnormal = models.FloatField(null=True, blank=True, editable=False)
+    # The priority without its waiting term (classifier.triage.triage_base); NULL: not
+    # prioritised (reviewed, or no image), priority 0. The sweeper adds the waiting term.
+    triage_base = models.FloatField(null=True, blank=True, editable=False)
+    # Whether the study has an image (stored by study_refresh, which every upload runs):
+    # the worklist lists only those, and counting them must not join every image.
+    has_images = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "studies"
         ordering = ["-priority", "created_at"]
+        indexes = [
+            # The worklist filtered by flag, in reading order.
+            models.Index(fields=["current_flag", "-priority", "created_at", "id"], name="study_flag_reading_order"),
+            # The sweeper's check for unreviewed rows never prioritised (see
+            # classifier.selectors.studies.study_ids_to_resync): reviewed rows, which
+            # accumulate, stay out of it.
+            models.Index(
+                fields=["id"],
+                condition=Q(triage_base__isnull=True) & ~Q(status="reviewed"),
+                name="study_unprioritised",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["study_instance_uid"], condition=~Q(study_instance_uid=""), name="study_uid_unique_when_present"

@@ -35,7 +35,25 @@ class StudyFactory(factory.django.DjangoModelFactory):
     accession_number = factory.Sequence(lambda n: f"ACC-F{n}")
 
 
-class ImageFactory(factory.django.DjangoModelFactory):
+class _RefreshesStudy:
+    """After creating the row, store its study's current result (``current_flag``,
+    ``current_p_abnormal``, ``triage_base``, ``has_images``) as every service that writes
+    an image, a prediction or a review does (``study_refresh``). The study's status and priority stay what the test
+    set by hand: tests build reading orders with explicit priorities."""
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        from classifier.services.studies import study_refresh
+
+        row = super()._create(model_class, *args, **kwargs)
+        study_id = row.study_id if isinstance(row, Image) else row.image.study_id
+        kept = Study.objects.filter(pk=study_id).values("status", "priority").get()
+        study_refresh(study_id)
+        Study.objects.filter(pk=study_id).update(**kept)
+        return row
+
+
+class ImageFactory(_RefreshesStudy, factory.django.DjangoModelFactory):
     class Meta:
         model = Image
 
@@ -64,7 +82,7 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     artifact_dir = "/nonexistent"
 
 
-class PredictionFactory(factory.django.DjangoModelFactory):
+class PredictionFactory(_RefreshesStudy, factory.django.DjangoModelFactory):
     """A finished prediction; ``flag`` follows ``p_abnormal`` against the 0.5 threshold."""
 
     class Meta:
@@ -78,7 +96,7 @@ class PredictionFactory(factory.django.DjangoModelFactory):
     flag = factory.LazyAttribute(lambda o: None if o.p_abnormal is None else o.p_abnormal >= o.threshold)
 
 
-class ReviewFactory(factory.django.DjangoModelFactory):
+class ReviewFactory(_RefreshesStudy, factory.django.DjangoModelFactory):
     class Meta:
         model = Review
 

@@ -184,7 +184,10 @@ class StudySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_image_count(self, obj: Study) -> int:
-        return obj.images.count()
+        """The annotation of a list (``selectors.studies.study_annotate_image_count``: one
+        query per page, not one per row), else a count."""
+        annotated = getattr(obj, "n_images", None)
+        return int(annotated) if annotated is not None else obj.images.count()
 
 
 class StudyDetailSerializer(StudySerializer):

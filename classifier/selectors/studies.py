@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from django.db.models import BooleanField, Case, Exists, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 
 from classifier.findings import Finding
@@ -57,21 +58,14 @@ def study_image_states(study_ids: list[int]) -> dict[int, list[ImageState]]:
 
 def worklist(*, status: str | None = None) -> QuerySet[Study]:
     """Studies in reading order: priority first, then oldest first. A study without images
-    (an order whose images have not arrived) is not on the worklist: nothing to read."""
-    studies = (
-        Study.objects.select_related("patient")
-        .filter(Exists(Image.objects.filter(study=OuterRef("pk"))))
-        .order_by("-priority", "created_at", "id")
-    )
+    (an order whose images have not arrived) is not on the worklist: nothing to read.
+
+    ``Study.has_images`` (stored by the refresh every upload runs), not an EXISTS over the
+    images: the page count would otherwise semi-join every image of every study."""
+    studies = Study.objects.select_related("patient").filter(has_images=True).order_by("-priority", "created_at", "id")
     if status:
         studies = studies.filter(status=status)
     return studies
-
-
-def _current(field: str) -> Subquery:
-    """``field`` of an image's current prediction (its latest, whatever its status), for an
-    Image queryset; the same order as ``prediction_latest``."""
-    return Subquery(Prediction.objects.filter(image=OuterRef("pk")).order_by("-created_at", "-id").values(field)[:1])
 
 
 def study_annotate_current_result(studies: QuerySet[Study]) -> QuerySet[Study]:
@@ -80,25 +74,40 @@ def study_annotate_current_result(studies: QuerySet[Study]) -> QuerySet[Study]:
     An image's current result is its latest prediction. ``flagged`` is True when any
     current image result is flagged, False when none is but at least one is unflagged,
     None while no image has a result (pending, failed, no image). ``current_p_abnormal``
-    is the highest current p(abnormal) of the study's images.
+    (a column) is the highest current p(abnormal) of the study's images.
+
+    Both are read from the columns ``study_refresh`` stores after every change of a
+    prediction or review (``Study.current_flag``, ``Study.current_p_abnormal``):
+    computing them per study from the images' latest predictions made a selective
+    flag filter walk most of the table.
     """
-    images = Image.objects.filter(study=OuterRef("pk")).annotate(
-        current_flag=_current("flag"), current_p=_current("p_abnormal")
+    return studies.annotate(flagged=F("current_flag"))
+
+
+def study_annotate_image_count(studies: QuerySet[Study]) -> QuerySet[Study]:
+    """``n_images``: each study's number of images, as a correlated subquery (evaluated
+    for the rows a page returns; a join with GROUP BY would aggregate the whole table
+    before the LIMIT)."""
+    counts = Image.objects.filter(study=OuterRef("pk")).order_by().values("study").annotate(n=Count("pk")).values("n")
+    return studies.annotate(n_images=Coalesce(Subquery(counts), 0))
+
+
+def study_ids_to_resync() -> list[int]:
+    """Studies whose stored state may lag their images, for the sweeper to refresh fully:
+    those with a pending or running prediction (a worker's claim, a release and a reclaim
+    change a prediction's status without refreshing its study), and unreviewed studies
+    with images but no ``triage_base`` (rows written without the services). Both sets
+    are small in steady state; the first is served by the prediction status index."""
+    active = Prediction.objects.filter(status__in=[Prediction.Status.PENDING, Prediction.Status.RUNNING]).values_list(
+        "image__study_id", flat=True
     )
-    return studies.annotate(
-        _any_flagged=Exists(images.filter(current_flag=True)),
-        _any_unflagged=Exists(images.filter(current_flag=False)),
-        current_p_abnormal=Subquery(
-            images.filter(current_p__isnull=False).order_by("-current_p").values("current_p")[:1]
-        ),
-    ).annotate(
-        flagged=Case(
-            When(_any_flagged=True, then=Value(True)),
-            When(_any_unflagged=True, then=Value(False)),
-            default=Value(None),
-            output_field=BooleanField(null=True),
-        )
+    unset = (
+        Study.objects.filter(triage_base__isnull=True)
+        .exclude(status=Study.Status.REVIEWED)
+        .filter(Exists(Image.objects.filter(study=OuterRef("pk"))))
+        .values_list("pk", flat=True)
     )
+    return sorted(set(active) | set(unset))
 
 
 def study_filter_flagged(studies: QuerySet[Study], flagged: bool) -> QuerySet[Study]:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
 
-from classifier.models import Review, Study
+from classifier.models import Patient, Review, Study
 from classifier.selectors.studies import study_annotate_current_result, study_filter_flagged, worklist
 
 PENDING_STUDY_STATUSES = (Study.Status.QUEUED, Study.Status.RUNNING)
@@ -54,14 +54,17 @@ def worklist_rows(filters: WorklistFilters | None = None) -> QuerySet[Study]:
         study_annotate_current_result(worklist(status=filters.status or None))
         .select_related("requesting_clinician__api_token")
         .annotate(
-            has_review=Exists(Review.objects.filter(image__study=OuterRef("pk"))),
             review_label=Subquery(latest_review.values("label")[:1]),
         )
+        # From the latest review's label (never empty), not a second EXISTS: PostgreSQL
+        # planned that one as a hash of every reviewed image, built for each page.
+        .annotate(has_review=ExpressionWrapper(Q(review_label__isnull=False), output_field=BooleanField()))
     )
     if filters.flag is not None:
         rows = study_filter_flagged(rows, filters.flag)
     if filters.reviewed is not None:
-        rows = rows.filter(has_review=filters.reviewed)
+        reviewed = Exists(Review.objects.filter(image__study=OuterRef("pk")))  # a semi-join in WHERE
+        rows = rows.filter(reviewed if filters.reviewed else ~reviewed)
     if filters.date_from:
         rows = rows.filter(created_at__date__gte=filters.date_from)
     if filters.date_to:
@@ -69,7 +72,7 @@ def worklist_rows(filters: WorklistFilters | None = None) -> QuerySet[Study]:
     if filters.clinician:
         rows = rows.filter(requesting_clinician_id=filters.clinician)
     if filters.q:
-        rows = rows.filter(Q(patient__mrn__icontains=filters.q) | Q(accession_number__icontains=filters.q))
+        rows = rows.filter(pk__in=_search_ids(filters.q))
     key = filters.sort.lstrip("-")
     if key in SORTS and key != "priority":
         descending = filters.sort.startswith("-")
@@ -78,6 +81,20 @@ def worklist_rows(filters: WorklistFilters | None = None) -> QuerySet[Study]:
     elif filters.sort == "-priority":  # lowest priority first
         rows = rows.order_by("priority", "-created_at", "-id")
     return rows
+
+
+def _search_ids(q: str) -> Any:  # a union of values() querysets, for pk__in
+    """Ids of the studies whose patient MRN or accession number contains ``q`` (any case).
+
+    A union of two id subqueries rather than one OR across the patient join: each side
+    is served by its own trigram index on PostgreSQL (migration 0011), where the OR
+    forced a scan of every study joined to its patient."""
+    # No ORDER BY in either part: the models' default orderings would make the planner
+    # prefer an ordered b-tree scan with a filter over the trigram index.
+    patients = Patient.objects.filter(mrn__icontains=q).order_by().values("pk")
+    by_mrn = Study.objects.filter(patient__in=patients).order_by().values("pk")
+    by_accession = Study.objects.filter(accession_number__icontains=q).order_by().values("pk")
+    return by_mrn.union(by_accession)
 
 
 def worklist_rows_by_id(ids: list[int]) -> list[Study]:

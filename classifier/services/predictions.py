@@ -58,9 +58,14 @@ def prediction_request(*, image: Image, requested_by: User | None = None) -> Pre
     return prediction
 
 
+@transaction.atomic
 def prediction_rerun(*, image: Image, requested_by: User | None, audit: AuditContext | None = None) -> Prediction:
-    """A new prediction with whatever version is active when it runs; the old one is kept."""
+    """A new prediction with whatever version is active when it runs; the old one is kept.
+
+    The study is refreshed in the same transaction: the re-run is the image's current
+    result, so the study's stored flag and status say pending until it finishes."""
     prediction = prediction_request(image=image, requested_by=requested_by)
+    study_refresh(image.study_id)
     audit_record(actor=requested_by, action="prediction_rerun", obj=prediction, audit=audit)
     return prediction
 

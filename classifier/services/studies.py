@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 from pydicom.valuerep import PersonName
 
 from classifier.models import Patient, Prediction, Study
 from classifier.services.audit import Actor, AuditContext, audit_record
 from classifier.services.errors import ServiceError
-from classifier.triage import priority_score
+from classifier.triage import ESCALATED, priority_from_base, priority_score, triage_base
 
 if TYPE_CHECKING:
     from classifier.selectors.studies import ImageState
@@ -274,7 +275,8 @@ def patient_get_or_create(
 
 @transaction.atomic
 def study_refresh(*study_ids: int) -> None:
-    """Recompute studies' status and priority from their images' latest predictions and reviews.
+    """Recompute studies' status, priority and stored current result (``current_flag``,
+    ``current_p_abnormal``, ``triage_base``, ``has_images``) from their images' latest predictions and reviews.
 
     The study rows are locked first (in id order, so two refreshes of overlapping sets
     cannot deadlock); concurrent refreshes (the web process after an upload, a worker
@@ -289,37 +291,128 @@ def study_refresh(*study_ids: int) -> None:
     states = study_image_states([study.pk for study in studies])
     now = timezone.now()
     for study in studies:  # plain UPDATEs: bulk_update's CASE expression costs more to build
-        status, priority = _study_state(study, states.get(study.pk, []), now)
-        Study.objects.filter(pk=study.pk).update(status=status, priority=priority, updated_at=now)
+        state = _study_state(study, states.get(study.pk, []), now)
+        Study.objects.filter(pk=study.pk).update(
+            status=state.status,
+            priority=state.priority,
+            current_flag=state.flag,
+            current_p_abnormal=state.p_abnormal,
+            triage_base=state.base,
+            has_images=bool(states.get(study.pk)),
+            updated_at=now,
+        )
 
 
-REFRESH_BATCH = 100  # studies per transaction: the web process locks studies too
-
-
-def study_refresh_unreviewed(*, batch_size: int = REFRESH_BATCH) -> int:
-    """Refresh every unreviewed study (the sweeper, each run), oldest first, in batches
-    of ``batch_size``, each its own short transaction; returns how many.
-
-    All of them, at any size: the waiting-time term and the escalation after
-    CXR_TRIAGE_MAX_WAIT_MINUTES only hold if every waiting study is recomputed. (A cap
-    of 2,000 taken highest priority first left the rest's priority frozen.) Keyset
-    pagination on the primary key keeps each batch query bounded."""
+def study_refresh_all(*, batch_size: int = 500) -> int:
+    """Refresh every study, reviewed or not, in batches (each its own transaction); returns
+    how many. The backfill of the stored current result (migration 0010) and of rows
+    written without the services (bulk loads)."""
     last, count = 0, 0
     while True:
-        ids = list(
-            Study.objects.exclude(status=Study.Status.REVIEWED)
-            .filter(pk__gt=last)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:batch_size]
-        )
+        ids = list(Study.objects.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not ids:
             return count
         study_refresh(*ids)
         count, last = count + len(ids), ids[-1]
 
 
-def _study_state(study: Study, states: list[ImageState], now: datetime) -> tuple[str, float]:
-    """(status, priority) of a study from its images' states (``selectors.ImageState``)."""
+REFRESH_BATCH = 100  # studies per transaction: the web process locks studies too
+PRIORITY_BATCH = 10_000  # rows per set-based priority UPDATE (a short transaction each)
+
+
+def study_refresh_unreviewed(*, batch_size: int = REFRESH_BATCH, priority_batch: int = PRIORITY_BATCH) -> int:
+    """The sweeper's refresh (each run): every unreviewed study's priority recomputed for
+    the time now; returns how many studies were re-prioritised.
+
+    All of them, at any size: the waiting-time term and the escalation after
+    CXR_TRIAGE_MAX_WAIT_MINUTES only hold if every waiting study is recomputed. (A cap
+    of 2,000 taken highest priority first left the rest's priority frozen.)
+
+    Two steps. First a full ``study_refresh`` (in batches of ``batch_size``) of the few
+    studies whose stored state may lag their images: those with a pending or running
+    prediction (a worker's claim, a release or a reclaim changes the status without a
+    refresh) and unreviewed studies with images but no ``triage_base`` (rows written
+    without the services). Then ``study_refresh_priorities``: the waiting term added to
+    the stored ``triage_base`` in SQL, a bounded primary-key range per statement, so the
+    query count grows with N / ``priority_batch`` and no statement holds locks for long.
+    """
+    from classifier.selectors.studies import study_ids_to_resync
+
+    stale = study_ids_to_resync()
+    for start in range(0, len(stale), batch_size):
+        study_refresh(*stale[start : start + batch_size])
+    return study_refresh_priorities(batch_size=priority_batch)
+
+
+# SQLite keeps a datetime as text, "YYYY-MM-DD HH:MM:SS[.ffffff]" (UTC): whole
+# microseconds since the epoch, exactly (julianday's float days are off by microseconds).
+_SQLITE_MICROSECONDS = (
+    "(CAST(strftime('%%s', {v}) AS INTEGER) * 1000000 + CAST(substr(substr({v}, 21) || '000000', 1, 6) AS INTEGER))"
+)
+# The waiting time in minutes of a row at %s (now), per database: the same double-precision
+# value as Python's (now - created_at).total_seconds() / 60, i.e. exact microseconds / 1e6,
+# then / 60 (PostgreSQL's EPOCH of an interval is exact in microseconds, like timedelta).
+_WAITED_SQL = {
+    "postgresql": "(EXTRACT(EPOCH FROM (%s - created_at))::double precision / 60.0)",
+    "sqlite": "(({now} - {created}) / 1000000.0 / 60.0)".format(
+        now=_SQLITE_MICROSECONDS.format(v="%s"), created=_SQLITE_MICROSECONDS.format(v="created_at")
+    ),
+}
+# classifier.triage.priority_from_base in SQL; {w} is the waiting time, %s the maximum wait.
+_ROUND_SQL = {
+    "postgresql": "round(({expr})::numeric, 6)::double precision",
+    "sqlite": "round({expr}, 6)",
+}
+
+
+def study_refresh_priorities(*, batch_size: int = PRIORITY_BATCH, now: datetime | None = None) -> int:
+    """Set ``priority`` of every study with a ``triage_base`` (unreviewed, with images) to
+    ``classifier.triage.priority_from_base(base, waited, max wait)`` for ``now``, in SQL:
+    one UPDATE per ``batch_size`` primary keys, each in its own transaction, setting
+    ``updated_at`` as a refresh does. Studies without a base keep priority 0. Returns
+    how many rows were updated."""
+    from django.db import connection
+
+    vendor = connection.vendor
+    if vendor not in _WAITED_SQL:
+        raise NotImplementedError(f"study_refresh_priorities has no SQL for {vendor}")
+    now = now or timezone.now()
+    max_wait = float(settings.CXR["TRIAGE_MAX_WAIT_MINUTES"])
+    waited = _WAITED_SQL[vendor]
+    rounded = _ROUND_SQL[vendor].format(expr=f"triage_base + (CASE WHEN {waited} > 0 THEN {waited} ELSE 0 END) / %s")
+    table = connection.ops.quote_name(Study._meta.db_table)
+    sql = (
+        f"UPDATE {table} SET priority = CASE WHEN {waited} >= %s "
+        f"THEN %s + ({waited} - %s) / %s ELSE {rounded} END, updated_at = %s "
+        "WHERE triage_base IS NOT NULL AND id >= %s AND id < %s"
+    )
+    bounds = Study.objects.filter(triage_base__isnull=False).aggregate(low=Min("pk"), high=Max("pk"))
+    if bounds["low"] is None:
+        return 0
+    count = 0
+    at = connection.ops.adapt_datetimefield_value(now)  # SQLite stores text, PostgreSQL timestamptz
+    w = [at] * waited.replace("%%", "").count("%s")  # the parameters of one waiting-time term
+    for start in range(bounds["low"], bounds["high"] + 1, batch_size):
+        params: list[Any] = [*w, max_wait, ESCALATED, *w, max_wait, max_wait, *w, *w, max_wait, at, start]
+        params.append(start + batch_size)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            count += cursor.rowcount
+    return count
+
+
+@dataclass(frozen=True)
+class _State:
+    status: str
+    priority: float
+    flag: bool | None
+    p_abnormal: float | None
+    base: float | None
+
+
+def _study_state(study: Study, states: list[ImageState], now: datetime) -> _State:
+    """A study's status, priority and current result from its images' states
+    (``selectors.ImageState``)."""
     reviewed = bool(states) and all(state.reviewed for state in states)
     statuses = {state.status for state in states if state.status is not None}
     if reviewed:
@@ -335,15 +428,19 @@ def _study_state(study: Study, states: list[ImageState], now: datetime) -> tuple
     done = [state for state in states if state.status == Prediction.Status.DONE]
     worst = max(done, key=lambda state: state.p_abnormal or 0.0, default=None)
     waited = (now - study.created_at).total_seconds() / 60
-    priority = (
-        0.0
-        if reviewed or not states  # no image: nothing to read, so it must never escalate
-        else priority_score(
+    # The rule of selectors.studies.study_annotate_current_result, on the latest results.
+    flags = {state.flag for state in states}
+    flag = True if True in flags else (False if False in flags else None)
+    p_values = [state.p_abnormal for state in states if state.p_abnormal is not None]
+    if reviewed or not states:  # no image: nothing to read, so it must never escalate
+        base, priority = None, 0.0
+    else:
+        base = triage_base(
             p_abnormal=worst.p_abnormal if worst else None,
             flag=worst.flag if worst else None,
             failed=status == Study.Status.FAILED,
-            waited_minutes=waited,
-            max_wait_minutes=settings.CXR["TRIAGE_MAX_WAIT_MINUTES"],
         )
-    )
-    return status, priority
+        priority = priority_from_base(
+            base=base, waited_minutes=waited, max_wait_minutes=settings.CXR["TRIAGE_MAX_WAIT_MINUTES"]
+        )
+    return _State(status, priority, flag, max(p_values, default=None), base)

@@ -26,6 +26,7 @@ from classifier.services.errors import ServiceError
 from classifier.services.predictions import prediction_request
 from classifier.services.studies import StudyFields, fields_from_header, study_get_or_create, study_refresh
 from classifier.storage import SUFFIXES, generated_name, stream_sha256
+from classifier.triage import triage_base
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,14 @@ def _store(
             user = uploaded_by if getattr(uploaded_by, "pk", None) else None
             outcome.prediction = prediction_request(image=image, requested_by=user)
             outcome.image = image
-            if not created:  # a study created by this upload is already queued at the right priority
+            # On the worklist from this commit (the stored has_images), not from the refresh
+            # after it. A study created by this upload is already queued at the right
+            # priority; it gets the base a refresh gives one image without a result.
+            Study.objects.filter(pk=study.pk).update(
+                has_images=True,
+                **({"triage_base": triage_base(p_abnormal=None, flag=None, failed=False)} if created else {}),
+            )
+            if not created:
                 refreshed = study.pk
                 transaction.on_commit(lambda: study_refresh(refreshed))
     except IntegrityError:  # a concurrent upload of the same content won the race; ours rolled back

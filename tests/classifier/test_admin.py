@@ -89,3 +89,26 @@ def test_other_roles_cannot_manage_integrations_in_the_admin(demo_clients) -> No
         for url in ("/admin/classifier/apitoken/", "/admin/classifier/webhook/add/"):
             response = client.get(url)
             assert response.status_code in (302, 403), (username, url, response.status_code)
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["one", "bulk"])
+def test_deleting_a_prediction_in_the_admin_refreshes_its_study(admin_client, bulk) -> None:
+    """The study's stored flag follows its images' latest predictions after an admin
+    delete too (the worklist reads the stored column)."""
+    from classifier.models import Study
+    from tests.factories import ImageFactory, PredictionFactory
+
+    image = ImageFactory()
+    PredictionFactory(image=image, p_abnormal=0.2)
+    flagged = PredictionFactory(image=image, p_abnormal=0.9)
+    assert Study.objects.get(pk=image.study_id).current_flag is True
+    if bulk:
+        response = admin_client.post(
+            "/admin/classifier/prediction/",
+            {"action": "delete_selected", "_selected_action": [flagged.pk], "post": "yes"},
+        )
+    else:
+        response = admin_client.post(f"/admin/classifier/prediction/{flagged.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    study = Study.objects.get(pk=image.study_id)
+    assert (study.current_flag, study.current_p_abnormal) == (False, pytest.approx(0.2))

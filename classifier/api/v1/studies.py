@@ -38,7 +38,7 @@ from classifier.api.serializers import (
 from classifier.http import audit_context, request_user
 from classifier.imaging.probe import probe_bytes
 from classifier.models import Prediction, Study
-from classifier.selectors.studies import study_filter_flagged, worklist
+from classifier.selectors.studies import study_annotate_image_count, study_filter_flagged, worklist
 from classifier.services.studies import StudyFields, study_get_or_create
 from classifier.services.uploads import UploadOutcome, image_upload, upload_limits
 
@@ -116,7 +116,7 @@ class StudyListCreateApi(ListApi):
     max_body_bytes = upload_limit_bytes(MAX_FILES_PER_REQUEST)
 
     def get_queryset(self):
-        return worklist()
+        return study_annotate_image_count(worklist())
 
     @extend_schema(
         request={"multipart/form-data": StudyCreateInput, "application/json": StudyCreateInput},

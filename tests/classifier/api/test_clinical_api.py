@@ -220,3 +220,29 @@ def test_a_known_mrn_with_another_name_is_409_until_the_patient_is_confirmed(cli
     body["images"] = [_file(synthetic_png(96, seed=5), "a.png")]
     confirmed = client.post("/api/v1/studies/", {**body, "patient_confirmed": "true"}, format="multipart")
     assert confirmed.status_code == 201 and Patient.objects.get(mrn="M-C").name == "Doe, Jane"
+
+
+def test_the_study_list_runs_the_same_queries_for_5_rows_as_for_50(client_for) -> None:
+    """No per-row query (the image count was one per study: 62 queries for a page of 50)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import ImageFactory, StudyFactory
+
+    for i in range(55):
+        study = StudyFactory()
+        for _ in range(1 + i % 3):
+            ImageFactory(study=study)
+    client = client_for("Clinician")
+    client.get("/api/v1/studies/?page_size=5")  # warm-up: token, throttle and cache queries
+
+    def page(size: int) -> tuple[int, list[int]]:
+        with CaptureQueriesContext(connection) as captured:
+            body = client.get(f"/api/v1/studies/?page_size={size}").json()
+        assert len(body["results"]) == size
+        return len(captured), [row["image_count"] for row in body["results"]]
+
+    small, counts = page(5)
+    large, all_counts = page(50)
+    assert large == small
+    assert all_counts[:5] == counts and set(all_counts) == {1, 2, 3}

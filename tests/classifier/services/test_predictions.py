@@ -119,10 +119,14 @@ def test_a_study_created_by_an_upload_starts_in_the_state_a_refresh_gives_it(rol
     first = _upload(role_users["Clinician"], 1)
     study = Study.objects.get(pk=first.image.study_id)
     as_created = (study.status, study.priority)
+    stored = ("current_flag", "current_p_abnormal", "triage_base", "has_images")
+    stored_as_created = [getattr(study, name) for name in stored]
     study_refresh(study.pk)
     study.refresh_from_db()
     assert as_created[0] == study.status == "queued"
     assert as_created[1] == pytest.approx(study.priority, abs=1e-3)
+    # On the worklist from the upload's commit, with what the refresh stores.
+    assert stored_as_created == [getattr(study, name) for name in stored] == [None, None, 0.5, True]
     second = image_upload(
         data=synthetic_png(96, seed=2),
         filename="2.png",

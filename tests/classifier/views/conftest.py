@@ -94,4 +94,8 @@ def done_study(role_users, model_version):
         heatmap=heatmap,
         timings_ms={"total": 120.0},
     )
+    from classifier.services.studies import study_refresh
+
+    study_refresh(study.pk)  # as the worker does when it stores a result
+    study.refresh_from_db()
     return study
