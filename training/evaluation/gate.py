@@ -28,10 +28,13 @@ selected on whole sources it never saw (``metrics["unseen_sources"]``) those dec
 * both have unseen-source evidence: :func:`promotion_decision` on the two pooled
   unseen-source evaluations (which must be on the same images);
 * only the candidate has it: the champion's performance on a new hospital is unknown,
-  so the comparison on the validation split is shown but does not decide; the candidate
-  must clear absolute floors instead: on unseen sources its AUC's 95 % CI lies above 0.5
-  and its sensitivity at its threshold is not significantly below the target (the
-  target is inside or below the Wilson 95 % interval);
+  so the champion/challenger comparison on the validation split is kept for the record
+  but does not decide; the candidate must clear floors instead. On unseen sources: its
+  AUC's 95 % CI lies above 0.5; its sensitivity at its threshold is not significantly
+  below the target (the target is inside or below the Wilson 95 % interval); and the
+  flag carries information there (Youden's J > 0 at the lower bounds: flagging every
+  image meets any sensitivity target). On the validation split: its specificity is not
+  significantly below the champion's (no flood of false alarms where both are known);
 * only the champion has it: refused (nothing shows the candidate holds up as well on a
   new hospital);
 * neither: :func:`promotion_decision` on the validation split, as before.
@@ -178,6 +181,47 @@ def _sensitivity_floor(evaluation: Mapping[str, Any], target: float, where: str)
     )
 
 
+def _interval(rate: float | None, total: int) -> list[float] | None:
+    """Wilson 95 % interval of a recorded rate over ``total`` cases; None when undefined."""
+    if rate is None or total <= 0:
+        return None
+    return wilson_interval(round(float(rate) * total), total)
+
+
+def _flag_informative(evaluation: Mapping[str, Any], where: str) -> tuple[bool, str]:
+    """At the model's own threshold the flag carries information: Youden's J (sensitivity +
+    specificity - 1) is above 0 even at the lower 95 % bounds of both. A model that flags
+    every image reaches any sensitivity target with J = 0, and fails here."""
+    binary = evaluation["binary"]
+    sens = _interval(binary.get("sensitivity"), int(binary.get("n_pos") or 0))
+    spec = _interval(binary.get("specificity"), int(binary.get("n_neg") or 0))
+    if sens is None or spec is None:
+        return False, f"Sensitivity or specificity {where} is undefined, so the flag cannot be shown to inform."
+    bound = sens[0] + spec[0] - 1.0
+    ok = bound > 0.0
+    verdict = "carries information" if ok else "carries no information that can be shown"
+    return ok, (
+        f"At threshold {_fmt(binary.get('threshold'))} {where} the flag {verdict}: sensitivity "
+        f"{_fmt(binary.get('sensitivity'))}, specificity {_fmt(binary.get('specificity'))}, Youden's J at their "
+        f"lower 95% bounds {bound:+.4f} (must be above 0)."
+    )
+
+
+def _specificity_not_below(cand: Mapping[str, Any], champ: Mapping[str, Any], where: str) -> tuple[bool, str]:
+    """The candidate's specificity not significantly below the champion's: the champion's
+    figure lies inside or below the candidate's Wilson 95 % interval."""
+    c, k = cand["binary"], champ["binary"]
+    interval = _interval(c.get("specificity"), int(c.get("n_neg") or 0))
+    if interval is None or k.get("specificity") is None:
+        return False, f"Specificity {where} is undefined, so it cannot be compared."
+    ok = interval[1] >= float(k["specificity"])
+    verdict = "is not significantly below" if ok else "is significantly below"
+    return ok, (
+        f"Specificity {where} {_fmt(c.get('specificity'))} (95% CI {_fmt(interval[0])}-{_fmt(interval[1])}) "
+        f"{verdict} the champion's {_fmt(k['specificity'])}: false alarms on the hospitals both know."
+    )
+
+
 def _auc_above_chance(evaluation: Mapping[str, Any], where: str) -> tuple[bool, str]:
     binary = evaluation["binary"]
     auc, ci = binary.get("auc"), (binary.get("ci") or {}).get("auc")
@@ -261,16 +305,21 @@ def _decide(
             "basis": "unseen sources",
             "validation_split": on_val,
         }
-    auc_ok, auc_reason = _auc_above_chance(cand_pooled, "on sources the candidate never saw")
-    sens_ok, sens_reason = _sensitivity_floor(cand_pooled, target_sensitivity, "on sources the candidate never saw")
-    promote = auc_ok and sens_ok and val_ok
+    where = "on sources the candidate never saw"
+    auc_ok, auc_reason = _auc_above_chance(cand_pooled, where)
+    sens_ok, sens_reason = _sensitivity_floor(cand_pooled, target_sensitivity, where)
+    flag_ok, flag_reason = _flag_informative(cand_pooled, where)
+    spec_ok, spec_reason = _specificity_not_below(candidate_val, champion_val, "on the validation split")
+    promote = auc_ok and sens_ok and flag_ok and val_ok and spec_ok
     reasons = [
         "The active model has no figures on sources it never trained on: its validation-split figures come from "
         "hospitals it learnt, so they cannot show which model does better on a new hospital and do not decide "
         "(the comparison is kept under validation_split). The candidate must clear the new-hospital floors.",
         auc_reason,
         sens_reason,
+        flag_reason,
         val_reason,
+        spec_reason,
         "The candidate is promoted." if promote else "The candidate is not promoted; the champion stays active.",
     ]
     return {
@@ -280,7 +329,13 @@ def _decide(
         "comparison": {
             "candidate": _summary(cand_pooled, "candidate"),
             "champion": None,
-            "checks": {"auc_above_chance": auc_ok, "unseen_sensitivity": sens_ok, "validation_sensitivity": val_ok},
+            "checks": {
+                "auc_above_chance": auc_ok,
+                "unseen_sensitivity": sens_ok,
+                "unseen_flag_informative": flag_ok,
+                "validation_sensitivity": val_ok,
+                "validation_specificity": spec_ok,
+            },
         },
         "validation_split": on_val,
     }

@@ -21,6 +21,7 @@ def _evaluation(
     threshold: float = 0.5,
     n_pos: int = 100,
     n_neg: int = 100,
+    specificity: float = 0.7,
 ) -> dict:
     """The part of an evaluate_predictions() result the gate reads, with chosen figures."""
     return {
@@ -29,7 +30,7 @@ def _evaluation(
         "binary": {
             "threshold": threshold,
             "sensitivity": sensitivity,
-            "specificity": 0.7,
+            "specificity": specificity,
             "auc": auc,
             "n": n_pos + n_neg,
             "n_pos": n_pos,
@@ -126,9 +127,12 @@ def test_gate_end_to_end_on_a_shared_validation_set() -> None:
 # --- gate_decision: which evidence decides -------------------------------------------
 
 
-def _unseen(sensitivity: float, auc: float, auc_ci: list[float] | None, *, n_pos: int = 300) -> dict:
+def _unseen(
+    sensitivity: float, auc: float, auc_ci: list[float] | None, *, n_pos: int = 300, specificity: float = 0.7
+) -> dict:
     """A version's metrics["unseen_sources"] with chosen pooled figures."""
-    return {"pooled": _evaluation(sensitivity, auc, auc_ci, n_pos=n_pos, n_neg=200), "per_source": {}}
+    pooled = _evaluation(sensitivity, auc, auc_ci, n_pos=n_pos, n_neg=200, specificity=specificity)
+    return {"pooled": pooled, "per_source": {}}
 
 
 # The situation of the shipped cxr_net model: strong on the sample's own hospitals,
@@ -149,7 +153,9 @@ def test_unseen_source_evidence_decides_over_a_flattering_validation_split() -> 
     assert decision["comparison"]["checks"] == {
         "auc_above_chance": True,
         "unseen_sensitivity": True,
+        "unseen_flag_informative": True,
         "validation_sensitivity": True,
+        "validation_specificity": True,
     }
     assert decision["validation_split"]["promote"] is False  # kept for the record
     json.dumps(decision, allow_nan=False)
@@ -162,6 +168,10 @@ def test_unseen_source_evidence_decides_over_a_flattering_validation_split() -> 
         (_unseen(0.85, 0.80, [0.77, 0.83]), _evaluation(0.97, 0.93, None), "unseen_sensitivity"),
         (_unseen(0.95, 0.80, [0.77, 0.83]), _evaluation(0.80, 0.93, None), "validation_sensitivity"),
         (_unseen(0.95, 0.80, None), _evaluation(0.97, 0.93, None), "auc_above_chance"),
+        # The 2026-12-02 Lite0 run: every unseen-hospital normal flagged (sensitivity 0.999,
+        # specificity 0.0 at its threshold), validation specificity 0.32 against 0.71.
+        (_unseen(0.999, 0.69, [0.66, 0.72], specificity=0.0), _evaluation(0.97, 0.93, None), "unseen_flag_informative"),
+        (_unseen(0.95, 0.80, [0.77, 0.83]), _evaluation(0.97, 0.93, None, specificity=0.32), "validation_specificity"),
     ],
 )
 def test_unseen_source_floors_refuse(unseen: dict, candidate_val: dict, failed: str) -> None:
