@@ -252,3 +252,23 @@ def test_promote_model_command_goes_through_the_gate(flattered_champion_and_new_
     with pytest.raises(CommandError, match="did not pass the promotion gate"):
         call_command("promote_model", str(weak.version), stdout=out)
     assert registry.active_version() == candidate
+
+
+def test_a_training_runs_gate_judges_a_candidate_on_its_unseen_source_figures(
+    flattered_champion_and_new_hospital_candidate, monkeypatch
+) -> None:
+    """The run's own gate (served path on the run's validation files) takes the versions'
+    unseen-source figures: the champion's better validation split does not decide."""
+    from training.services import evaluate
+    from training.services.runs import _gate
+
+    champion, candidate = flattered_champion_and_new_hospital_candidate
+    champion.refresh_from_db()
+    served = {champion.pk: champion.metrics["val"], candidate.pk: candidate.metrics["val"]}
+    artifact_dirs = {str(champion.artifact_dir): champion.pk, str(candidate.artifact_dir): candidate.pk}
+    monkeypatch.setattr(
+        evaluate, "evaluate_files", lambda directory, files, **kwargs: served[artifact_dirs[str(directory)]]
+    )
+    decision = _gate(candidate, champion, [])
+    assert decision["promote"] is True and decision["basis"] == "unseen-source floors"
+    assert decision["champion"] == champion.version and decision["validation_split"]["promote"] is False
