@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from classifier.models import AuditEvent
 from tests.classifier.api.helpers import registered_version
 from training import registry
-from training.models import ModelActivation, ModelVersion
+from training.models import ModelActivation, ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -186,3 +188,87 @@ def test_the_seeded_history_rolls_back_to_the_previously_promoted_version(tmp_pa
     assert registry.rollback_target() == v2
     registry.version_rollback()
     assert registry.rollback_target() == v1
+
+
+def _unseen_sources(*, auc: float, sensitivity: float) -> dict[str, Any]:
+    """Recorded unseen-source figures (fold models on collections they never saw)."""
+    pooled = _val(auc=auc, sensitivity=sensitivity, specificity=0.3)
+    pooled["binary"].update(n=500, n_pos=300, n_neg=200, ci={"auc": [auc - 0.03, auc + 0.03]})
+    return {"pooled": pooled, "per_source": {}}
+
+
+@pytest.fixture
+def flattered_champion_and_new_hospital_candidate(tmp_path) -> tuple[ModelVersion, ModelVersion]:
+    """The shipped model's situation: the champion scores val AUC 0.97 on hospitals it trained
+    on and has no unseen-source figures; the candidate scores 0.90 there but was selected on
+    sources it never saw, where its figures clear the gate's floors."""
+    ModelVersion.objects.update(status=ModelVersion.Status.ARCHIVED)  # the shipped model
+    champion, candidate = registered_version(tmp_path, 0), registered_version(tmp_path, 1)
+    ModelVersion.objects.filter(pk=champion.pk).update(
+        metrics={"val": _val(auc=0.97, sensitivity=0.97, specificity=0.80)}
+    )
+    ModelVersion.objects.filter(pk=candidate.pk).update(
+        metrics={
+            "val": _val(auc=0.90, sensitivity=0.97, specificity=0.70),
+            "unseen_sources": _unseen_sources(auc=0.85, sensitivity=0.95),
+        }
+    )
+    registry.version_activate(version=champion, reason="test")
+    return champion, ModelVersion.objects.get(pk=candidate.pk)
+
+
+def test_the_gate_prefers_unseen_source_evidence_and_recomputes_an_older_rules_verdict(
+    flattered_champion_and_new_hospital_candidate,
+) -> None:
+    """A training run's stored verdict taken under the old rule (validation split only:
+    refused) is not reused; under today's rule the unseen-source floors decide."""
+    from training.evaluation import GATE_RULE
+    from training.services.promotion import promotion_gate
+
+    champion, candidate = flattered_champion_and_new_hospital_candidate
+    TrainingRun.objects.create(
+        status=TrainingRun.Status.SUCCEEDED,
+        model_version=candidate,
+        promotion={"promote": False, "champion": champion.version, "reasons": ["AUC 0.90 is worse than 0.95."]},
+    )
+    gate = promotion_gate(candidate)
+    assert gate["promote"] is True, gate["reasons"]
+    assert gate["rule"] == GATE_RULE and gate["basis"] == "unseen-source floors"
+    assert gate["source"] == "the versions' recorded evaluations"
+    assert gate["validation_split"]["promote"] is False  # the flattering comparison, kept for the record
+
+
+def test_promote_model_command_goes_through_the_gate(flattered_champion_and_new_hospital_candidate, tmp_path) -> None:
+    champion, candidate = flattered_champion_and_new_hospital_candidate
+    out = StringIO()
+    call_command("promote_model", str(candidate.version), "--check", stdout=out)
+    assert "unseen-source floors" in out.getvalue() and registry.active_version() == champion
+    call_command("promote_model", str(candidate.version), stdout=out)
+    assert registry.active_version() == candidate
+    assert ModelActivation.objects.get(version=candidate).gate["basis"] == "unseen-source floors"
+    weak = registered_version(tmp_path, 2)
+    ModelVersion.objects.filter(pk=weak.pk).update(metrics={"val": _val(auc=0.99, sensitivity=0.99, specificity=0.9)})
+    # The active model now has unseen-source figures; one without them cannot replace it.
+    with pytest.raises(CommandError, match="did not pass the promotion gate"):
+        call_command("promote_model", str(weak.version), stdout=out)
+    assert registry.active_version() == candidate
+
+
+def test_a_training_runs_gate_judges_a_candidate_on_its_unseen_source_figures(
+    flattered_champion_and_new_hospital_candidate, monkeypatch
+) -> None:
+    """The run's own gate (served path on the run's validation files) takes the versions'
+    unseen-source figures: the champion's better validation split does not decide."""
+    from training.services import evaluate
+    from training.services.runs import _gate
+
+    champion, candidate = flattered_champion_and_new_hospital_candidate
+    champion.refresh_from_db()
+    served = {champion.pk: champion.metrics["val"], candidate.pk: candidate.metrics["val"]}
+    artifact_dirs = {str(champion.artifact_dir): champion.pk, str(candidate.artifact_dir): candidate.pk}
+    monkeypatch.setattr(
+        evaluate, "evaluate_files", lambda directory, files, **kwargs: served[artifact_dirs[str(directory)]]
+    )
+    decision = _gate(candidate, champion, [])
+    assert decision["promote"] is True and decision["basis"] == "unseen-source floors"
+    assert decision["champion"] == champion.version and decision["validation_split"]["promote"] is False

@@ -24,7 +24,7 @@ from .calibration import (
     probs_to_logits,
     reliability_curve,
 )
-from .gate import promotion_decision
+from .gate import GATE_RULE, gate_decision, promotion_decision
 from .metrics import (
     NORMAL_LABEL,
     binary_metrics,
@@ -40,6 +40,7 @@ _PLOT_NAMES = frozenset({"plot_confusion_matrix", "plot_reliability", "plot_roc"
 
 __all__ = [
     "FALLBACK_THRESHOLD",
+    "GATE_RULE",
     "NORMAL_LABEL",
     "apply_temperature",
     "binary_brier_score",
@@ -49,6 +50,7 @@ __all__ = [
     "evaluate_predictions",
     "expected_calibration_error",
     "fit_temperature",
+    "gate_decision",
     "multiclass_metrics",
     "negative_log_likelihood",
     "plot_confusion_matrix",

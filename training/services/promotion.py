@@ -40,21 +40,22 @@ def _val_binary(version: ModelVersion | None) -> dict[str, Any]:
 def promotion_gate(version: ModelVersion) -> dict[str, Any]:
     """The gate's verdict on making ``version`` active now, against the version active now.
 
-    The training run's own decision when it was taken against today's champion (the served
-    path on the run's frozen validation files); otherwise the gate's rule applied to the
-    two versions' recorded validation evaluations, which fails when they are not on the
-    same validation set, or when either has none (nothing shows the candidate is safe).
+    The training run's own decision when it was taken against today's champion under
+    today's rule (the served path on the run's frozen validation files); otherwise the
+    gate's rule applied to the two versions' recorded evaluations (validation split and
+    unseen sources), which fails when they are not on the same images, or when either has
+    no validation evaluation (nothing shows the candidate is safe).
     Keys: promote, reasons, candidate, champion (version numbers), source.
     """
-    from training.evaluation import promotion_decision
+    from training.evaluation import GATE_RULE, gate_decision
 
     champion = registry.active_version(version.name)
     champion_number = champion.version if champion is not None else None
     run = TrainingRun.objects.filter(model_version=version).first()
     stored = (run.promotion or {}) if run is not None else {}
-    if "promote" in stored and stored.get("champion") == champion_number:
+    if "promote" in stored and stored.get("champion") == champion_number and stored.get("rule") == GATE_RULE:
         return {**stored, "source": f"training run #{run.pk} (on the run's validation files)"}  # type: ignore[union-attr]
-    source = "the versions' recorded validation evaluations"
+    source = "the versions' recorded evaluations"
     if champion is None:
         decision: dict[str, Any] = {
             "promote": True,
@@ -74,7 +75,13 @@ def promotion_gate(version: ModelVersion) -> dict[str, Any]:
         }
     else:
         try:
-            decision = promotion_decision(version.metrics["val"], champion.metrics["val"])
+            decision = gate_decision(
+                version.metrics["val"],
+                champion.metrics["val"],
+                candidate_unseen=version.metrics.get("unseen_sources"),
+                champion_unseen=champion.metrics.get("unseen_sources"),
+                target_sensitivity=float((version.thresholds or {}).get("target_sensitivity", 0.95)),
+            )
         except ValueError as exc:
             decision = {"promote": False, "reasons": [f"The gate cannot compare the two versions: {exc}."]}
     return {**decision, "candidate": version.version, "champion": champion_number, "source": source}

@@ -314,8 +314,9 @@ def _execute(run: TrainingRun) -> ModelVersion:
 
 
 def _gate(candidate: ModelVersion, champion: ModelVersion | None, val_items: list[Item]) -> dict[str, Any]:
-    """Champion/challenger on the same frozen validation files, through the served path."""
-    from training.evaluation import promotion_decision
+    """Champion/challenger on the same frozen validation files, through the served path,
+    and on the versions' unseen-source figures (``training.evaluation.gate``)."""
+    from training.evaluation import gate_decision
     from training.services.evaluate import LabelledFile, evaluate_files
 
     files = [LabelledFile(path=item.path, label=item.label, source=item.source) for item in val_items]
@@ -332,7 +333,13 @@ def _gate(candidate: ModelVersion, champion: ModelVersion | None, val_items: lis
 
     challenger = report(candidate)
     incumbent = report(champion) if champion is not None else None
-    decision = promotion_decision(challenger, incumbent)
+    decision = gate_decision(
+        challenger,
+        incumbent,
+        candidate_unseen=(candidate.metrics or {}).get("unseen_sources"),
+        champion_unseen=(champion.metrics or {}).get("unseen_sources") if champion is not None else None,
+        target_sensitivity=float(candidate.thresholds.get("target_sensitivity", 0.95)),
+    )
     decision["candidate"] = candidate.version
     decision["champion"] = champion.version if champion else None
     return decision
