@@ -41,26 +41,31 @@ class StudyAdmin(AuditedAdmin):
     search_fields = ("accession_number", "study_instance_uid")
 
 
+class RefreshesStudyAdmin(AuditedAdmin):
+    """Deleting images, predictions or reviews changes what their studies hold: refresh
+    the studies (status, priority, has_images, the stored current result) as the
+    services do. ``study_path``: the lookup from the model to its study's id."""
+
+    study_path = "image__study_id"
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        study_id = type(obj).objects.filter(pk=obj.pk).values_list(self.study_path, flat=True).first()
+        super().delete_model(request, obj)
+        if study_id is not None:
+            study_refresh(study_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        study_ids = set(queryset.values_list(self.study_path, flat=True))
+        super().delete_queryset(request, queryset)
+        study_refresh(*study_ids)
+
+
 @admin.register(Image)
-class ImageAdmin(AuditedAdmin):
+class ImageAdmin(RefreshesStudyAdmin):
+    study_path = "study_id"
     audit_values = ("format", "width", "height")
     list_display = ("id", "study", "format", "width", "height", "sha256", "created_at")
     readonly_fields = ("sha256", "file", "metadata")
-
-
-class RefreshesStudyAdmin(AuditedAdmin):
-    """Deleting predictions or reviews changes their images' latest rows: refresh the
-    studies (status, priority, the stored current result) as the services do."""
-
-    def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        study_id = obj.image.study_id
-        super().delete_model(request, obj)
-        study_refresh(study_id)
-
-    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        study_ids = set(queryset.values_list("image__study_id", flat=True))
-        super().delete_queryset(request, queryset)
-        study_refresh(*study_ids)
 
 
 @admin.register(Prediction)

@@ -112,3 +112,21 @@ def test_deleting_a_prediction_in_the_admin_refreshes_its_study(admin_client, bu
     assert response.status_code == 302
     study = Study.objects.get(pk=image.study_id)
     assert (study.current_flag, study.current_p_abnormal) == (False, pytest.approx(0.2))
+
+
+@pytest.mark.django_db
+def test_deleting_a_studys_last_image_in_the_admin_takes_it_off_the_worklist(admin_client) -> None:
+    """The worklist reads the stored has_images: an admin delete of the only image (one
+    without predictions: they protect their image) must refresh it, or the empty study
+    stays listed, waiting to escalate."""
+    from classifier.models import Study
+    from classifier.selectors.worklist import worklist_rows
+    from tests.factories import ImageFactory
+
+    image = ImageFactory()
+    assert worklist_rows().filter(pk=image.study_id).exists()
+    response = admin_client.post(f"/admin/classifier/image/{image.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    study = Study.objects.get(pk=image.study_id)
+    assert (study.has_images, study.triage_base, study.priority) == (False, None, 0.0)
+    assert not worklist_rows().filter(pk=study.pk).exists()
