@@ -3,6 +3,7 @@
     python -m training.trainers.experiments run    [--recipe default] [--set key=value] --out r.json [--artifact DIR]
     python -m training.trainers.experiments select [--recipe ...] [--set ...] --out r.json
     python -m training.trainers.experiments loso   --holdout nih [--recipe ...] [--set ...] --out r.json
+    python -m training.trainers.experiments points --workdir W [--recipe ...] [--set ...] --out r.json
 
 Splits: ``cxr/`` keeps its recorded train/val/test; ``cxr-train/`` and ``cxr-adult/`` are
 training data (as the data README asks). Everything goes through ``training.trainers.candidate``
@@ -13,6 +14,9 @@ rule of ``training.trainers.targets`` and the metrics of ``training.evaluation``
   recipe has folds), reporting val, test and unseen-source figures; ``--artifact`` keeps it.
 * ``select``: only the recipe's source-held-out folds, reporting the pooled and per-source
   figures of models on collections they never saw (the ablation measure).
+* ``points``: no training; the fold models a ``select`` run left in ``--workdir`` (same
+  recipe and ``--set``) re-scored on their held-out sources, and operating-point rules
+  compared there (:func:`operating_point_rules`).
 * ``loso``: train without one source for the recipe's fixed number of epochs (no early
   stopping on the held-out source), calibrate on the validation split of the other
   sources, and score every image of the held-out source.
@@ -27,10 +31,14 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from training.evaluation import apply_temperature, fit_temperature, roc_auc, threshold_for_sensitivity
 from training.trainers.candidate import (
     _calibrate,
     _fit,
@@ -216,20 +224,156 @@ def command_loso(recipe: Recipe, extra: dict, records: list[Record], workdir: Pa
     }
 
 
+@dataclass
+class FoldScores:
+    """One fold model's logits on the sources it never saw, with each image's label and source."""
+
+    logits: np.ndarray
+    labels: list[str]
+    sources: list[str]
+
+
+def _equal_source_weights(sources: np.ndarray, abnormal: np.ndarray) -> np.ndarray:
+    keys = list(zip(sources.tolist(), abnormal.tolist(), strict=True))
+    counts = Counter(keys)
+    return np.array([1.0 / counts[key] for key in keys])
+
+
+def _fit_t(logits: np.ndarray, labels: list[str], schema: list[str]) -> float:
+    rows = [i for i, label in enumerate(labels) if label in schema]
+    return float(fit_temperature(logits[rows], np.array([schema.index(labels[i]) for i in rows])))
+
+
+def operating_point_rules(folds: list[FoldScores], schema: list[str], target: float) -> dict[str, Any]:
+    """Specificity and sensitivity per source and pooled, at ``target`` sensitivity (each
+    source counting equally), under four ways of choosing the operating point on fold
+    models' predictions for sources they never saw:
+
+    * ``pooled``: one 4-class temperature and one threshold on the pooled scores (what
+      ``training.trainers.candidate`` does today);
+    * ``fold_temperature``: a temperature per fold model, then one pooled threshold;
+    * ``fold_threshold``: each fold its own threshold on its own held-out sources;
+    * ``fold_ranks``: each fold's scores replaced by their ranks within the fold, then one
+      pooled threshold (shows how much pooling different models' scales costs).
+
+    Returns {rule: {"threshold": float | [per fold], "pooled_auc", "pooled": {sensitivity,
+    specificity}, "per_source": {source: {sensitivity?, specificity?}}}}.
+    """
+    normal = schema.index("NORMAL")
+    labels = np.array([label for fold in folds for label in fold.labels])
+    sources = np.array([source for fold in folds for source in fold.sources])
+    abnormal = labels != "NORMAL"
+    weights = _equal_source_weights(sources, abnormal)
+
+    def p_abnormal(logits: np.ndarray, temperature: float) -> np.ndarray:
+        return 1.0 - apply_temperature(logits, temperature)[:, normal]
+
+    def figures(scores: np.ndarray, thresholds: np.ndarray, threshold: Any) -> dict[str, Any]:
+        flagged = scores >= thresholds
+        per_source: dict[str, dict[str, float]] = {}
+        for source in sorted(set(sources.tolist())):
+            mask = sources == source
+            entry = per_source.setdefault(source, {})
+            if (mask & abnormal).any():
+                entry["sensitivity"] = float(flagged[mask & abnormal].mean())
+            if (mask & ~abnormal).any():
+                entry["specificity"] = float((~flagged[mask & ~abnormal]).mean())
+        return {
+            "threshold": threshold,
+            "pooled_auc": roc_auc(abnormal, scores) if np.ndim(threshold) == 0 else None,
+            "pooled": {
+                "sensitivity": float(flagged[abnormal].mean()) if abnormal.any() else None,
+                "specificity": float((~flagged[~abnormal]).mean()) if (~abnormal).any() else None,
+            },
+            "per_source": per_source,
+        }
+
+    def pooled_threshold(scores: np.ndarray) -> float:
+        return float(threshold_for_sensitivity(abnormal, scores, target=target, weights=weights)["threshold"])
+
+    all_logits = np.concatenate([fold.logits for fold in folds])
+    results: dict[str, Any] = {}
+    temperature = _fit_t(all_logits, labels.tolist(), schema)
+    scores = p_abnormal(all_logits, temperature)
+    cut = pooled_threshold(scores)
+    results["pooled"] = {**figures(scores, np.full(len(scores), cut), cut), "temperature": temperature}
+    temperatures = [_fit_t(fold.logits, fold.labels, schema) for fold in folds]
+    scores = np.concatenate([p_abnormal(fold.logits, t) for fold, t in zip(folds, temperatures, strict=True)])
+    cut = pooled_threshold(scores)
+    results["fold_temperature"] = {**figures(scores, np.full(len(scores), cut), cut), "temperature": temperatures}
+    cuts, per_row = [], []
+    for fold in folds:
+        fold_abnormal = np.array([label != "NORMAL" for label in fold.labels])
+        fold_cut = float(
+            threshold_for_sensitivity(
+                fold_abnormal,
+                p_abnormal(fold.logits, 1.0),
+                target=target,
+                weights=_equal_source_weights(np.array(fold.sources), fold_abnormal),
+            )["threshold"]
+        )
+        cuts.append(fold_cut)
+        per_row.append(np.full(len(fold.labels), fold_cut))
+    results["fold_threshold"] = figures(p_abnormal(all_logits, 1.0), np.concatenate(per_row), cuts)
+    ranks = []
+    for fold in folds:
+        raw = p_abnormal(fold.logits, 1.0)
+        ranks.append(np.argsort(np.argsort(raw)) / max(len(raw) - 1, 1))
+    scores = np.concatenate(ranks)
+    cut = pooled_threshold(scores)
+    results["fold_ranks"] = figures(scores, np.full(len(scores), cut), cut)
+    return results
+
+
+def command_points(recipe: Recipe, extra: dict, records: list[Record], workdir: Path) -> dict:
+    import keras
+
+    from classifier.imaging.preprocess import PreprocessConfig
+
+    spec = run_spec(recipe, extra)
+    splits = splits_of(recipe, records)
+    config, labels = PreprocessConfig.from_dict(recipe.preprocess), list(recipe.spec.labels)
+    pool = load_arrays(splits["train"] + splits["val"], labels, config, temp_cache_dir())
+    folds = []
+    for number, fold in enumerate(spec["selection"]["holdout_folds"]):
+        held = np.array([source in fold for source in pool.sources])
+        model = keras.saving.load_model(workdir / f"fold-{number + 1}" / "model.keras", compile=False)
+        folds.append(
+            FoldScores(
+                logits_of(model, pool.x[held]),
+                [label for label, h in zip(pool.labels, held, strict=True) if h],
+                [source for source, h in zip(pool.sources, held, strict=True) if h],
+            )
+        )
+    rules = operating_point_rules(folds, labels, float(spec["target_sensitivity"]))
+    for name, rule in rules.items():
+        per = ", ".join(
+            f"{s} {' '.join(f'{k[:4]} {v:.3f}' for k, v in f.items())}" for s, f in rule["per_source"].items()
+        )
+        auc = "-" if rule["pooled_auc"] is None else f"{rule['pooled_auc']:.3f}"
+        print(
+            f"{name}: threshold {rule['threshold']}, pooled AUC {auc}, sensitivity "
+            f"{rule['pooled']['sensitivity']:.3f}, specificity {rule['pooled']['specificity']:.3f}; {per}"
+        )
+    return {"recipe": recipe.to_dict(), "spec": spec, "workdir": str(workdir), "rules": rules}
+
+
 def main(argv: list[str] | None = None) -> None:
     from classifier.imaging.datapaths import data_dir
 
     parser = argparse.ArgumentParser(prog="python -m training.trainers.experiments")
-    parser.add_argument("command", choices=("run", "select", "loso"))
+    parser.add_argument("command", choices=("run", "select", "loso", "points"))
     parser.add_argument("--recipe", default="default")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--holdout", help="loso: the source left out (patient_id prefix)")
-    parser.add_argument("--workdir", type=Path, help="reuse to resume a crashed run")
+    parser.add_argument("--workdir", type=Path, help="reuse to resume a crashed run; points: the select run's")
     parser.add_argument("--artifact", type=Path, help="run: write the model artifact here")
     parser.add_argument("--out", type=Path, required=True, help="JSON results file")
     args = parser.parse_args(argv)
     if args.command == "loso" and not args.holdout:
         parser.error("loso needs --holdout")
+    if args.command == "points" and not args.workdir:
+        parser.error("points needs --workdir: the select run's, holding fold-N/model.keras")
     recipe, extra = apply_overrides(get_recipe(args.recipe), args.set)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cxr-run-"))
     records = load_records(data_dir(), with_sizes=recipe.drop_squashed_copies)
@@ -238,6 +382,8 @@ def main(argv: list[str] | None = None) -> None:
         results = command_run(recipe, extra, records, workdir, args.artifact)
     elif args.command == "select":
         results = command_select(recipe, extra, records, workdir)
+    elif args.command == "points":
+        results = command_points(recipe, extra, records, workdir)
     else:
         results = command_loso(recipe, extra, records, workdir, args.holdout)
     args.out.parent.mkdir(parents=True, exist_ok=True)
