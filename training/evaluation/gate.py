@@ -39,8 +39,8 @@ selected on whole sources it never saw (``metrics["unseen_sources"]``) those dec
   new hospital);
 * neither: :func:`promotion_decision` on the validation split, as before.
 
-In every case with a champion the candidate's sensitivity on the validation split must
-not be significantly below the target either: a new-hospital model must still find the
+Whenever unseen-source figures decide, the candidate's sensitivity on the validation split
+must not be significantly below the target either: a new-hospital model must still find the
 pneumonias of the hospitals it knows.
 """
 
