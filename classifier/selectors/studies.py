@@ -111,10 +111,9 @@ def study_ids_to_resync() -> list[int]:
 
 
 def study_filter_flagged(studies: QuerySet[Study], flagged: bool) -> QuerySet[Study]:
-    """Studies whose ``flagged`` (see ``study_annotate_current_result``) equals ``flagged``."""
-    if "flagged" not in studies.query.annotations:
-        studies = study_annotate_current_result(studies)
-    return studies.filter(flagged=flagged)  # type: ignore[misc]  # an annotation, not a field
+    """Studies whose ``flagged`` (see ``study_annotate_current_result``) equals ``flagged``:
+    the stored column it reads, so no annotation is needed."""
+    return studies.filter(current_flag=flagged)
 
 
 @dataclass

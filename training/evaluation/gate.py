@@ -169,10 +169,9 @@ def _sensitivity_floor(evaluation: Mapping[str, Any], target: float, where: str)
     """Sensitivity at the model's own threshold not significantly below ``target``."""
     binary = evaluation["binary"]
     sensitivity, n_pos = binary.get("sensitivity"), int(binary.get("n_pos") or 0)
-    if sensitivity is None or n_pos == 0:
+    interval = _interval(sensitivity, n_pos)
+    if interval is None:
         return False, f"Sensitivity {where} is undefined (no abnormal images), so the target cannot be checked."
-    interval = wilson_interval(round(float(sensitivity) * n_pos), n_pos)
-    assert interval is not None  # n_pos > 0
     ok = interval[1] >= target
     verdict = "is not significantly below" if ok else "is significantly below"
     return ok, (

@@ -158,17 +158,28 @@ def _fit(
     )
 
 
+def schema_rows(image_labels: Sequence[str], labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Which images have a label of the schema ``labels`` (PNEUMONIA, cause unknown, has
+    not), and those images' class indices."""
+    mask = np.array([label in labels for label in image_labels], dtype=bool)
+    return mask, np.array([labels.index(label) for label in image_labels if label in labels], dtype=np.int64)
+
+
 def _in_schema(arrays: Arrays, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    mask = np.array([label in labels for label in arrays.labels], dtype=bool)
-    return mask, np.array([labels.index(label) for label in arrays.labels if label in labels], dtype=np.int64)
+    return schema_rows(arrays.labels, labels)
+
+
+def equal_source_weights(sources: Sequence[str], image_labels: Sequence[str]) -> np.ndarray:
+    """One weight per image so that every source counts equally among the abnormal images
+    and among the normal ones (513 web COVID-19 images no more than 22 Pneumocystis ones)."""
+    keys = [(source, label != "NORMAL") for source, label in zip(sources, image_labels, strict=True)]
+    counts = Counter(keys)
+    return np.array([1.0 / counts[key] for key in keys], dtype=np.float64)
 
 
 def source_weights(arrays: Arrays) -> np.ndarray:
-    """One weight per image so that every source counts equally among the abnormal images
-    and among the normal ones (513 web COVID-19 images no more than 22 Pneumocystis ones)."""
-    keys = [(item.source, item.label != "NORMAL") for item in arrays.items]
-    counts = Counter(keys)
-    return np.array([1.0 / counts[key] for key in keys], dtype=np.float64)
+    """:func:`equal_source_weights` of the arrays' images."""
+    return equal_source_weights([item.source for item in arrays.items], [item.label for item in arrays.items])
 
 
 def _calibrate(

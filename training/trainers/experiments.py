@@ -31,7 +31,6 @@ import argparse
 import json
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,10 @@ from training.trainers.candidate import (
     _calibrate,
     _fit,
     build_candidate,
+    equal_source_weights,
     load_arrays,
     logits_of,
+    schema_rows,
     select_on_unseen_sources,
     unseen_source_report,
 )
@@ -233,15 +234,9 @@ class FoldScores:
     sources: list[str]
 
 
-def _equal_source_weights(sources: np.ndarray, abnormal: np.ndarray) -> np.ndarray:
-    keys = list(zip(sources.tolist(), abnormal.tolist(), strict=True))
-    counts = Counter(keys)
-    return np.array([1.0 / counts[key] for key in keys])
-
-
 def _fit_t(logits: np.ndarray, labels: list[str], schema: list[str]) -> float:
-    rows = [i for i, label in enumerate(labels) if label in schema]
-    return float(fit_temperature(logits[rows], np.array([schema.index(labels[i]) for i in rows])))
+    mask, idx = schema_rows(labels, schema)
+    return float(fit_temperature(logits[mask], idx))
 
 
 def operating_point_rules(folds: list[FoldScores], schema: list[str], target: float) -> dict[str, Any]:
@@ -263,7 +258,7 @@ def operating_point_rules(folds: list[FoldScores], schema: list[str], target: fl
     labels = np.array([label for fold in folds for label in fold.labels])
     sources = np.array([source for fold in folds for source in fold.sources])
     abnormal = labels != "NORMAL"
-    weights = _equal_source_weights(sources, abnormal)
+    weights = equal_source_weights(sources.tolist(), labels.tolist())
 
     def p_abnormal(logits: np.ndarray, temperature: float) -> np.ndarray:
         return 1.0 - apply_temperature(logits, temperature)[:, normal]
@@ -309,7 +304,7 @@ def operating_point_rules(folds: list[FoldScores], schema: list[str], target: fl
                 fold_abnormal,
                 p_abnormal(fold.logits, 1.0),
                 target=target,
-                weights=_equal_source_weights(np.array(fold.sources), fold_abnormal),
+                weights=equal_source_weights(fold.sources, fold.labels),
             )["threshold"]
         )
         cuts.append(fold_cut)
