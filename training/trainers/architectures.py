@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-# Layers this module adds around a keras.applications backbone; everything else in a
-# backbone model belongs to the backbone (used by ``unfreeze``).
+# Layers this module (and training.trainers.adversarial's source head) adds around a
+# backbone; everything else in a backbone model belongs to the backbone (used by ``unfreeze``).
 HEAD_LAYER_NAMES = frozenset(
     {"image", "to_rgb", "backbone_scale", "backbone_norm", "head_pool", "head_dropout", "logits"}
+    | {"source_reversal", "source_hidden", "source_logits"}
 )
 GRADCAM_LAYER_NAME = "gradcam_target"
 

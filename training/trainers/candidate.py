@@ -154,7 +154,15 @@ def _fit(
         rows = group_balance(train.items, groups_of, seed=spec.seed)
         x, y = x[rows], y[rows]
     return train_model(
-        spec, x_train=x, y_train=y, x_val=val.x, y_val=val.y, workdir=workdir, progress=progress, sample_p=sample_p
+        spec,
+        x_train=x,
+        y_train=y,
+        x_val=val.x,
+        y_val=val.y,
+        workdir=workdir,
+        progress=progress,
+        sample_p=sample_p,
+        sources=train.sources if spec.source_adversarial else None,
     )
 
 

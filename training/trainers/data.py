@@ -403,9 +403,17 @@ def augment_batch(x: Any, cfg: AugmentConfig, bank: Any | None = None) -> Any:
 
 
 def make_sampled_dataset(
-    x_uint8: np.ndarray, y: np.ndarray, order: np.ndarray, *, batch_size: int, augment: AugmentConfig | None, seed: int
+    x_uint8: np.ndarray,
+    y: np.ndarray,
+    order: np.ndarray,
+    *,
+    batch_size: int,
+    augment: AugmentConfig | None,
+    seed: int,
+    y_aux: np.ndarray | None = None,
 ) -> Any:
-    """Batches of (float32 images, soft labels) in the order of ``order`` (epochs, epoch_size).
+    """Batches of (float32 images, soft labels) in the order of ``order`` (epochs, epoch_size);
+    with ``y_aux`` (per image) the targets are the pair (labels, aux) of a two-output model.
 
     Each epoch row is cut into ``epoch_size // batch_size`` full batches, so
     ``fit(steps_per_epoch=epoch_size // batch_size)`` consumes exactly one row per epoch
@@ -420,14 +428,23 @@ def make_sampled_dataset(
     if augment is not None and augment.text_prob > 0:
         bank = tf.constant(text_bank(x_uint8.shape[1], x_uint8.shape[3], seed=seed))
 
-    def batches() -> Any:
-        for rows in flat:
-            yield x_uint8[rows], y[rows]
+    image_spec = tf.TensorSpec((batch_size, *x_uint8.shape[1:]), tf.uint8)
+    label_spec = tf.TensorSpec((batch_size, y.shape[1]), tf.float32)
+    if y_aux is None:
 
-    spec = (
-        tf.TensorSpec((batch_size, *x_uint8.shape[1:]), tf.uint8),
-        tf.TensorSpec((batch_size, y.shape[1]), tf.float32),
-    )
+        def batches() -> Any:
+            for rows in flat:
+                yield x_uint8[rows], y[rows]
+
+        spec: tuple = (image_spec, label_spec)
+    else:
+        aux = y_aux.astype(np.float32)
+
+        def batches() -> Any:
+            for rows in flat:
+                yield x_uint8[rows], (y[rows], aux[rows])
+
+        spec = (image_spec, (label_spec, tf.TensorSpec((batch_size, aux.shape[1]), tf.float32)))
     ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
 
     def _prepare(xb: Any, yb: Any) -> Any:

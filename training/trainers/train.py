@@ -63,6 +63,9 @@ class TrainSpec:
     dropout: float = 0.3
     label_smoothing: float = 0.05
     weight_decay: float = 1e-4
+    # > 0: train with the conditional source-adversarial head of
+    # training.trainers.adversarial, its reversed gradient scaled by this (0 = no head).
+    source_adversarial: float = 0.0
     seed: int = 1234
 
     def __post_init__(self) -> None:
@@ -74,6 +77,12 @@ class TrainSpec:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.epoch_samples < 0 or (self.epoch_samples and self.epoch_samples < self.batch_size):
             raise ValueError("epoch_samples must be 0 (the training set size) or at least batch_size")
+        if self.source_adversarial < 0:
+            raise ValueError("source_adversarial must be >= 0")
+        if self.source_adversarial and (self.balancing != "source_label" or self.early_stopping_metric != "val_auc"):
+            # The head's targets ride on the sampled pipeline, and the validation images
+            # carry no source targets, so stopping follows the validation AUC.
+            raise ValueError("source_adversarial needs balancing='source_label' and early_stopping_metric='val_auc'")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -118,16 +127,21 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _compile(model: Any, spec: TrainSpec, learning_rate: float) -> None:
+def _compile(model: Any, spec: TrainSpec, learning_rate: float, num_sources: int = 0) -> None:
     import keras
 
     schedule = keras.optimizers.schedules.ExponentialDecay(
         learning_rate, decay_steps=spec.lr_decay_steps, decay_rate=spec.lr_decay_rate
     )
+    loss: Any = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=spec.label_smoothing)
+    metrics: Any = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if spec.source_adversarial:
+        from training.trainers.adversarial import ConditionalSourceLoss
+
+        loss = [loss, ConditionalSourceLoss(len(spec.labels), num_sources)]
+        metrics = [metrics, []]
     model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=spec.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=spec.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=spec.weight_decay), loss=loss, metrics=metrics
     )
 
 
@@ -145,12 +159,15 @@ def _new_state(spec: TrainSpec) -> dict:
     }
 
 
-def _load_or_build(spec: TrainSpec, ckpt: Path) -> tuple[Any, dict]:
-    """Resume from ``ckpt`` when it holds a checkpoint, else build a fresh model."""
+def _load_or_build(spec: TrainSpec, ckpt: Path, num_sources: int = 0) -> tuple[Any, dict]:
+    """Resume from ``ckpt`` when it holds a checkpoint, else build a fresh model (with
+    the source-adversarial head over ``num_sources`` sources when the spec asks)."""
     import keras
 
     from training.trainers.architectures import build_model
 
+    if spec.source_adversarial:
+        from training.trainers import adversarial  # registers the head's layer and loss
     state_path = ckpt / "state.json"
     if state_path.exists() and (ckpt / "last.keras").exists():
         state = json.loads(state_path.read_text())
@@ -166,7 +183,11 @@ def _load_or_build(spec: TrainSpec, ckpt: Path) -> tuple[Any, dict]:
         dropout=spec.dropout,
         freeze_backbone=spec.freeze_backbone,
     )
-    _compile(model, spec, spec.learning_rate)
+    if spec.source_adversarial:
+        model = adversarial.with_source_head(
+            model, num_classes=len(spec.labels), num_sources=num_sources, scale=spec.source_adversarial
+        )
+    _compile(model, spec, spec.learning_rate, num_sources)
     return model, _new_state(spec)
 
 
@@ -175,12 +196,12 @@ def _val_auc(model: Any, x_val: np.ndarray, y_val: np.ndarray, labels: tuple[str
     from training.evaluation.metrics import roc_auc
 
     normal = labels.index("NORMAL") if "NORMAL" in labels else 0
-    logits = np.concatenate(
-        [
-            np.asarray(model(x_val[i : i + 64].astype(np.float32) / 255.0, training=False))
-            for i in range(0, len(x_val), 64)
-        ]
-    )
+
+    def batch_logits(x: np.ndarray) -> np.ndarray:
+        out = model(x.astype(np.float32) / 255.0, training=False)
+        return np.asarray(out[0] if isinstance(out, list | tuple) else out)  # [0]: not the source head
+
+    logits = np.concatenate([batch_logits(x_val[i : i + 64]) for i in range(0, len(x_val), 64)])
     z = logits - logits.max(axis=1, keepdims=True)
     p_normal = np.exp(z[:, normal]) / np.exp(z).sum(axis=1)
     auc = roc_auc(y_val[:, normal] < 0.5, 1.0 - p_normal)
@@ -277,7 +298,7 @@ def _run_phase(
     )
 
 
-def _start_fine_tune(model: Any, spec: TrainSpec, state: dict, ckpt: Path) -> None:
+def _start_fine_tune(model: Any, spec: TrainSpec, state: dict, ckpt: Path, num_sources: int = 0) -> None:
     """Unfreeze the top of the backbone from the best head weights, with a fresh
     optimizer at a low learning rate; early-stopping patience restarts."""
     from training.trainers.architectures import unfreeze
@@ -285,7 +306,7 @@ def _start_fine_tune(model: Any, spec: TrainSpec, state: dict, ckpt: Path) -> No
     if (ckpt / "best.weights.h5").exists():
         model.load_weights(ckpt / "best.weights.h5")
     unfreeze(model, spec.fine_tune_layers)
-    _compile(model, spec, spec.fine_tune_learning_rate)
+    _compile(model, spec, spec.fine_tune_learning_rate, num_sources)
     state.update(phase="fine_tune", wait=0, stopped_early=False, epoch=spec.epochs)
 
 
@@ -299,6 +320,7 @@ def train(
     workdir: Path,
     progress: Progress | None = None,
     sample_p: np.ndarray | None = None,
+    sources: list[str] | None = None,
 ) -> TrainOutcome:
     """Train (or resume training) ``spec`` on uint8 images; returns the best model.
 
@@ -307,6 +329,8 @@ def train(
     epoch (after the checkpoint is on disk) with a JSON-serialisable dict.
     ``sample_p`` (per training image, summing to 1; see ``training.trainers.balance``) is
     required by ``balancing="source_label"``: each epoch draws ``epoch_samples`` images.
+    ``sources`` (per training image) is required by ``spec.source_adversarial``; the
+    returned model never has the adversarial head.
     """
     import keras
 
@@ -314,9 +338,18 @@ def train(
     ckpt = workdir / "checkpoint"
     ckpt.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(spec.seed)
-    model, state = _load_or_build(spec, ckpt)
     k = len(spec.labels)
     y_onehot = as_onehot(y_train, k)
+    head_targets = None
+    if spec.source_adversarial:
+        from training.trainers.adversarial import source_targets
+
+        if sources is None or len(sources) != len(x_train):
+            raise ValueError("source_adversarial needs sources, one per training image")
+        names = sorted(set(sources))
+        head_targets = source_targets(y_onehot, np.array([names.index(s) for s in sources]), len(names))
+    num_sources = 0 if head_targets is None else head_targets.shape[1] - k
+    model, state = _load_or_build(spec, ckpt, num_sources)
     if spec.balancing == "source_label":
         if sample_p is None or len(sample_p) != len(x_train):
             raise ValueError("balancing='source_label' needs sample_p, one probability per training image")
@@ -331,6 +364,7 @@ def train(
                 batch_size=spec.batch_size,
                 augment=spec.augment,
                 seed=spec.seed + first,
+                y_aux=head_targets,
             )
             return ds, size // spec.batch_size
     else:
@@ -347,11 +381,15 @@ def train(
             ), None
 
     val_arrays = (x_val, as_onehot(y_val, k))
-    val_ds = make_dataset(x_val, val_arrays[1], batch_size=spec.batch_size, augment=None, shuffle=False, seed=spec.seed)
+    val_ds = None  # the source head has no targets for validation images (it stops on the AUC)
+    if not spec.source_adversarial:
+        val_ds = make_dataset(
+            x_val, val_arrays[1], batch_size=spec.batch_size, augment=None, shuffle=False, seed=spec.seed
+        )
     if state["phase"] == "train":
         _run_phase(model, spec, state, ckpt, spec.epochs, (train_data, val_ds, val_arrays), progress)
         if spec.fine_tune_epochs > 0:
-            _start_fine_tune(model, spec, state, ckpt)
+            _start_fine_tune(model, spec, state, ckpt, num_sources)
     if state["phase"] == "fine_tune":
         _run_phase(model, spec, state, ckpt, spec.total_epochs, (train_data, val_ds, val_arrays), progress)
     return _finish(model, spec, state, ckpt, workdir)
@@ -360,6 +398,10 @@ def train(
 def _finish(model: Any, spec: TrainSpec, state: dict, ckpt: Path, workdir: Path) -> TrainOutcome:
     if (ckpt / "best.weights.h5").exists():
         model.load_weights(ckpt / "best.weights.h5")  # restore the best epoch
+    if spec.source_adversarial:
+        from training.trainers.adversarial import strip_source_head
+
+        model = strip_source_head(model)  # what is saved, exported and served: image -> logits
     model_path = workdir / "model.keras"
     model.save(model_path)
     _write_json(
