@@ -272,7 +272,7 @@ def _execute(run: TrainingRun) -> ModelVersion:
     def progress(record: dict) -> None:
         # The row carries the curve so far, so a page opened mid-run can draw all epochs;
         # a stage-only record (export, evaluation) keeps the last epoch's figures.
-        for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy", "val_auc"):
             if isinstance(record.get(key), (int, float)):
                 history.setdefault(key, []).append(float(record[key]))
         latest.update(record)

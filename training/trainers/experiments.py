@@ -126,9 +126,19 @@ def print_report(title: str, report: dict[str, Any]) -> None:
 
 def _progress(record: dict[str, Any]) -> None:
     if "loss" in record:
+        # Runs with the source-adversarial head have no validation loss, only the AUC.
+        figures = " ".join(
+            f"{name}={_fmt(record.get(key))}"
+            for name, key in (
+                ("loss", "loss"),
+                ("val_loss", "val_loss"),
+                ("val_acc", "val_accuracy"),
+                ("val_auc", "val_auc"),
+            )
+            if record.get(key) is not None
+        )
         print(
-            f"  [{record.get('stage', '')}] epoch {record['epoch']}/{record['epochs']} loss={record['loss']:.3f} "
-            f"val_loss={record['val_loss']:.3f} val_acc={record['val_accuracy']:.3f} "
+            f"  [{record.get('stage', '')}] epoch {record['epoch']}/{record['epochs']} {figures} "
             f"({record['seconds']:.0f}s, eta {record['eta_seconds']:.0f}s)",
             flush=True,
         )

@@ -264,6 +264,7 @@ def _progress_record(spec: TrainSpec, state: dict, logs: dict) -> dict:
         "val_loss": logs.get("val_loss"),
         "accuracy": logs.get("accuracy"),
         "val_accuracy": logs.get("val_accuracy"),
+        "val_auc": logs.get("val_auc"),
         "best_epoch": state["best_epoch"],
         "seconds": round(state["seconds"], 1),
         "eta_seconds": round(per_epoch * (spec.total_epochs - done), 1),

@@ -56,3 +56,12 @@ def test_with_one_fold_the_rules_reduce_to_each_other() -> None:
     assert rules["fold_ranks"]["pooled"] == rules["fold_threshold"]["pooled"]
     assert rules["fold_temperature"]["temperature"] == [rules["pooled"]["temperature"]]
     assert rules["fold_temperature"]["pooled"] == rules["pooled"]["pooled"]
+
+
+def test_the_epoch_log_takes_runs_without_a_validation_loss(capsys) -> None:
+    from training.trainers.experiments import _progress
+
+    record = {"epoch": 2, "epochs": 10, "loss": 1.1, "val_loss": None, "val_accuracy": None, "val_auc": 0.81}
+    _progress({**record, "seconds": 159.0, "eta_seconds": 636.0, "stage": "fold 1"})
+    line = capsys.readouterr().out
+    assert "loss=1.100 val_auc=0.810" in line and "val_loss" not in line
