@@ -84,7 +84,7 @@ def with_source_head(model: Any, *, num_classes: int, num_sources: int, scale: f
 
 def strip_source_head(model: Any) -> Any:
     """The image -> logits model without the adversarial head (``model`` if it has none)."""
-    if not isinstance(model.outputs, list) or len(model.outputs) == 1:
+    if len(model.outputs) == 1:
         return model
     return keras.Model(model.inputs, model.outputs[0], name=model.name)
 

@@ -428,23 +428,17 @@ def make_sampled_dataset(
     if augment is not None and augment.text_prob > 0:
         bank = tf.constant(text_bank(x_uint8.shape[1], x_uint8.shape[3], seed=seed))
 
-    image_spec = tf.TensorSpec((batch_size, *x_uint8.shape[1:]), tf.uint8)
+    aux = None if y_aux is None else y_aux.astype(np.float32)
+
+    def batches() -> Any:
+        for rows in flat:
+            yield x_uint8[rows], (y[rows] if aux is None else (y[rows], aux[rows]))
+
     label_spec = tf.TensorSpec((batch_size, y.shape[1]), tf.float32)
-    if y_aux is None:
-
-        def batches() -> Any:
-            for rows in flat:
-                yield x_uint8[rows], y[rows]
-
-        spec: tuple = (image_spec, label_spec)
-    else:
-        aux = y_aux.astype(np.float32)
-
-        def batches() -> Any:
-            for rows in flat:
-                yield x_uint8[rows], (y[rows], aux[rows])
-
-        spec = (image_spec, (label_spec, tf.TensorSpec((batch_size, aux.shape[1]), tf.float32)))
+    target_spec: Any = (
+        label_spec if aux is None else (label_spec, tf.TensorSpec((batch_size, aux.shape[1]), tf.float32))
+    )
+    spec = (tf.TensorSpec((batch_size, *x_uint8.shape[1:]), tf.uint8), target_spec)
     ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
 
     def _prepare(xb: Any, yb: Any) -> Any:

@@ -341,15 +341,15 @@ def train(
     keras.utils.set_random_seed(spec.seed)
     k = len(spec.labels)
     y_onehot = as_onehot(y_train, k)
-    head_targets = None
+    head_targets, num_sources = None, 0
     if spec.source_adversarial:
         from training.trainers.adversarial import source_targets
 
         if sources is None or len(sources) != len(x_train):
             raise ValueError("source_adversarial needs sources, one per training image")
-        names = sorted(set(sources))
-        head_targets = source_targets(y_onehot, np.array([names.index(s) for s in sources]), len(names))
-    num_sources = 0 if head_targets is None else head_targets.shape[1] - k
+        names, source_ids = np.unique(np.asarray(sources), return_inverse=True)
+        num_sources = len(names)
+        head_targets = source_targets(y_onehot, source_ids, num_sources)
     model, state = _load_or_build(spec, ckpt, num_sources)
     if spec.balancing == "source_label":
         if sample_p is None or len(sample_p) != len(x_train):

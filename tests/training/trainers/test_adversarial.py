@@ -13,6 +13,25 @@ import pytest
 
 from tests.training.trainers.test_train import SPEC, separable_data
 
+# The head's prerequisites: sampled (source, label) batches and stopping on the AUC.
+ADV_SPEC = replace(
+    SPEC,
+    balancing="source_label",
+    epoch_samples=32,
+    epochs=2,
+    early_stopping_metric="val_auc",
+    early_stopping_patience=5,
+    source_adversarial=0.5,
+)
+
+
+def _adv_data() -> dict[str, Any]:
+    """64 separable images from two sources, drawn uniformly, validated on the first 16."""
+    x, y = separable_data(64, 0)
+    sources = ["a" if i % 4 < 2 else "b" for i in range(len(x))]
+    p = np.full(len(x), 1 / len(x))
+    return {"x_train": x, "y_train": y, "x_val": x[:16], "y_val": y[:16], "sample_p": p, "sources": sources}
+
 
 def test_gradient_reversal_is_identity_forward_and_negated_scaled_backward() -> None:
     import tensorflow as tf
@@ -56,24 +75,12 @@ def test_conditional_source_loss_reads_the_block_of_the_images_class() -> None:
 def test_training_with_the_head_saves_a_plain_image_to_logits_model(tmp_path) -> None:
     import keras
 
-    x, y = separable_data(64, 0)
-    sources = ["a" if i % 4 < 2 else "b" for i in range(len(x))]
-    p = np.full(len(x), 1 / len(x))
-    spec = replace(
-        SPEC,
-        balancing="source_label",
-        epoch_samples=32,
-        epochs=2,
-        early_stopping_metric="val_auc",
-        source_adversarial=0.5,
-    )
     from training.trainers.train import train
 
+    data = _adv_data()
     with pytest.raises(ValueError, match="sources"):
-        train(spec, x_train=x, y_train=y, x_val=x[:8], y_val=y[:8], workdir=tmp_path / "no", sample_p=p)
-    outcome = train(
-        spec, x_train=x, y_train=y, x_val=x[:16], y_val=y[:16], workdir=tmp_path / "ok", sample_p=p, sources=sources
-    )
+        train(ADV_SPEC, workdir=tmp_path / "no", **{**data, "sources": None})
+    outcome = train(ADV_SPEC, workdir=tmp_path / "ok", **data)
     assert outcome.epochs_run == 2 and "val_auc" in outcome.history
     # Both losses were optimised (the total includes the source head's).
     assert {"loss", "logits_loss", "source_logits_loss"} <= set(outcome.history)
@@ -109,26 +116,7 @@ def test_fine_tuning_never_counts_the_head_as_backbone() -> None:
 def test_training_with_the_head_resumes_after_a_crash(tmp_path) -> None:
     from training.trainers.train import train
 
-    x, y = separable_data(64, 0)
-    sources = ["a" if i % 4 < 2 else "b" for i in range(len(x))]
-    p = np.full(len(x), 1 / len(x))
-    spec = replace(
-        SPEC,
-        balancing="source_label",
-        epoch_samples=32,
-        epochs=3,
-        early_stopping_metric="val_auc",
-        early_stopping_patience=5,
-        source_adversarial=0.5,
-    )
-    kwargs: dict[str, Any] = {
-        "x_train": x,
-        "y_train": y,
-        "x_val": x[:16],
-        "y_val": y[:16],
-        "sample_p": p,
-        "sources": sources,
-    }
+    spec, kwargs = replace(ADV_SPEC, epochs=3), _adv_data()
     whole = train(spec, workdir=tmp_path / "a", **kwargs)
 
     def crash(record: dict) -> None:
