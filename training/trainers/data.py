@@ -152,6 +152,13 @@ class AugmentConfig:
     jpeg_quality_min: int = 30
     sharpen_prob: float = 0.0
     text_prob: float = 0.0
+    # Fourier amplitude mix (off unless a recipe asks): with this probability an image's
+    # amplitude spectrum moves a uniform share up to ``amp_mix_max`` towards another batch
+    # image's, its phase kept.  Contrast per spatial frequency (scanner response, grid,
+    # noise, processing) is a hospital's signature; anatomy and opacities live mostly in
+    # the phase (Xu et al., CVPR 2021, "amplitude mix"; Yang & Soatto, CVPR 2020).
+    amp_mix_prob: float = 0.0
+    amp_mix_max: float = 0.5
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -379,6 +386,22 @@ def _source_signatures(x: Any, cfg: AugmentConfig, bank: Any | None) -> Any:
     return x
 
 
+def _amplitude_mix(x: Any, cfg: AugmentConfig) -> Any:
+    """Each selected image's 2-D amplitude spectrum mixed with the next batch image's
+    (batches are drawn across sources, so the partner is usually another hospital's film);
+    the phase, and so the anatomy's layout, is the image's own."""
+    import tensorflow as tf
+
+    b = tf.shape(x)[0]
+    spectrum = tf.signal.fft2d(tf.cast(tf.transpose(x, [0, 3, 1, 2]), tf.complex64))
+    amplitude, phase = tf.abs(spectrum), tf.math.angle(spectrum)
+    share = tf.reshape(_uniform(b, 0.0, cfg.amp_mix_max), [-1, 1, 1, 1])
+    mixed = (1.0 - share) * amplitude + share * tf.roll(amplitude, 1, axis=0)
+    image = tf.math.real(tf.signal.ifft2d(tf.complex(mixed * tf.cos(phase), mixed * tf.sin(phase))))
+    image = tf.clip_by_value(tf.transpose(image, [0, 2, 3, 1]), 0.0, 1.0)
+    return tf.where(_sample_mask(b, cfg.amp_mix_prob), image, x)
+
+
 def augment_batch(x: Any, cfg: AugmentConfig, bank: Any | None = None) -> Any:
     """Augment a float32 batch (B, H, W, C) in [0, 1]; returns the same shape/range.
 
@@ -387,6 +410,8 @@ def augment_batch(x: Any, cfg: AugmentConfig, bank: Any | None = None) -> Any:
     import tensorflow as tf
 
     b = tf.shape(x)[0]
+    if cfg.amp_mix_prob > 0:
+        x = _amplitude_mix(x, cfg)
     x = _affine(x, cfg)
     if cfg.horizontal_flip:
         x = tf.where(_sample_mask(b, 0.5), tf.reverse(x, axis=[2]), x)

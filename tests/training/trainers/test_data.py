@@ -77,6 +77,30 @@ def test_source_signature_augmentations_keep_shape_range_and_change_pixels() -> 
     assert np.abs(unchanged - np.asarray(x)).max() < 1e-5
 
 
+def test_amplitude_mix_moves_the_spectrum_towards_the_partner_and_keeps_the_phase() -> None:
+    """Image i's amplitude becomes (1 - s) |X_i| + s |X_{i-1}| at every frequency for one
+    drawn share s, its phase stays its own; at probability 0 or share 0 nothing changes."""
+    import tensorflow as tf
+
+    from training.trainers.data import _amplitude_mix
+
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0.3, 0.7, (2, 32, 32, 1)).astype(np.float32)
+    x[1] = x[1] * 0.4 + 0.1  # a duller film: another spectrum
+    tf.random.set_seed(7)
+    out = np.asarray(_amplitude_mix(tf.constant(x), AugmentConfig(amp_mix_prob=1.0, amp_mix_max=0.9)))
+    own, partner, got = (np.fft.fft2(a[..., 0].astype(np.float64)) for a in (x[1], x[0], out[1]))
+    share = (np.abs(got[0, 0]) - np.abs(own[0, 0])) / (np.abs(partner[0, 0]) - np.abs(own[0, 0]))
+    assert 0.0 < share < 0.9
+    expected = (1 - share) * np.abs(own) + share * np.abs(partner)
+    assert np.allclose(np.abs(got), expected, atol=1e-3 * np.abs(own[0, 0]))
+    strong = np.abs(own) > 1.0
+    assert np.abs(np.angle(got * np.conj(own))[strong]).max() < 1e-3
+    assert np.abs(np.asarray(_amplitude_mix(tf.constant(x), AugmentConfig(amp_mix_prob=0.0))) - x).max() < 1e-6
+    unmixed = np.asarray(_amplitude_mix(tf.constant(x), AugmentConfig(amp_mix_prob=1.0, amp_mix_max=0.0)))
+    assert np.abs(unmixed - x).max() < 1e-4
+
+
 def test_sampled_dataset_yields_the_drawn_rows_in_order() -> None:
     from training.trainers.data import make_sampled_dataset
 
