@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from classifier.inference.runtime import features_head, load_predictor
+from classifier.inference.scores import NORMAL_LABEL, served_probabilities
 
 log = logging.getLogger(__name__)
-NORMAL_LABEL = "NORMAL"
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -69,14 +69,6 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         yield
     finally:
         timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000.0
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, np.float64) / max(temperature, 1e-6)
-    z -= z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    probs: np.ndarray = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-    return probs
 
 
 def _display_uint8(plane: np.ndarray, normalisation: str) -> np.ndarray:
@@ -126,7 +118,8 @@ class InferencePipeline:
         self.config = PreprocessConfig.from_dict(json.loads((self.artifact_dir / "preprocess.json").read_text()))
         thresholds = json.loads((self.artifact_dir / "thresholds.json").read_text())
         self.threshold = float(thresholds["abnormal"])
-        self.temperature = float(thresholds.get("temperature", 1.0))
+        # Temperature and, for newer versions, the binary calibration (classifier.inference.scores).
+        self.calibration = thresholds
         self.labels = list(self.predictor.labels)
         self._keras_model: Any = getattr(self.predictor, "model", None)
         self._keras_lock = threading.Lock()
@@ -209,7 +202,7 @@ class InferencePipeline:
             logits, features = self.predictor.predict_with_features(batch)
         else:
             logits = self.predictor.predict_logits(batch)
-        probs = softmax(logits, self.temperature)
+        probs = served_probabilities(logits, self.labels, self.calibration).astype(np.float32)
         model_ms = (time.perf_counter() - start) * 1000.0 / len(items)
         results = []
         for item, p, t in zip(prepared, probs, timings, strict=True):

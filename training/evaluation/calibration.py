@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_softmax, softmax
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "binary_expected_calibration_error",
     "brier_score",
     "expected_calibration_error",
+    "fit_platt",
     "fit_temperature",
     "negative_log_likelihood",
     "probs_to_logits",
@@ -235,3 +236,39 @@ def fit_temperature(
 
     result = minimize_scalar(nll, bounds=(math.log(t_min), math.log(t_max)), method="bounded", options={"xatol": 1e-5})
     return float(math.exp(result.x))
+
+
+def fit_platt(
+    scores: ArrayLike, y_true: ArrayLike, *, weights: ArrayLike | None = None, l2: float = 1e-3
+) -> tuple[float, float]:
+    """Logistic calibration ``p = sigmoid(scale * score + bias)`` of a binary log-odds score,
+    by weighted maximum likelihood (``weights`` per sample, e.g. every source equally; a
+    small ``l2`` on (scale - 1, bias) keeps a separable sample finite).
+
+    ``scale`` is bounded to [0.05, 20] like the temperature (``scale = 1 / T`` of a binary
+    softmax): a negative scale would invert the model's ranking, and an extreme one makes
+    every future prediction 0 or 1. Fit on held-out data, never on the training set.
+    Raises ValueError on empty input or a single class.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(y_true, dtype=bool).ravel()
+    if s.size == 0 or s.size != y.size:
+        raise ValueError("scores and y_true must be non-empty and of equal length")
+    if y.all() or not y.any():
+        raise ValueError("a logistic calibration needs both classes")
+    w = np.ones_like(s) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    w = w / w.mean()
+    sign = np.where(y, 1.0, -1.0)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        margin = sign * (theta[0] * s + theta[1])
+        nll = np.logaddexp(0.0, -margin)  # -log sigmoid(margin)
+        grad_margin = -w * sign / (1.0 + np.exp(np.clip(margin, -500, 500)))
+        value = float(np.mean(w * nll) + l2 * ((theta[0] - 1.0) ** 2 + theta[1] ** 2))
+        grad = np.array(
+            [np.mean(grad_margin * s) + 2 * l2 * (theta[0] - 1.0), np.mean(grad_margin) + 2 * l2 * theta[1]]
+        )
+        return value, grad
+
+    result = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", bounds=[(0.05, 20.0), (None, None)])
+    return float(result.x[0]), float(result.x[1])

@@ -32,9 +32,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from classifier.inference.scores import binary_logit, served_probabilities
 from training.evaluation import (
     binary_metrics,
     evaluate_predictions,
+    fit_platt,
     fit_temperature,
     plot_confusion_matrix,
     plot_reliability,
@@ -192,19 +194,35 @@ def source_weights(arrays: Arrays) -> np.ndarray:
 
 def _calibrate(
     logits: np.ndarray, arrays: Arrays, labels: list[str], target: float, *, per_source: bool = False
-) -> tuple[float, dict, float]:
-    """Temperature (4-class NLL), the threshold for ``target`` sensitivity (with
-    ``per_source``: sensitivity averaged over sources, see :func:`source_weights`), and
-    that threshold a hair lower: served scores are float32, so a case sitting exactly on
-    the boundary must not flip to "not flagged" through rounding."""
-    mask, idx = _in_schema(arrays, labels)
-    temperature = float(fit_temperature(logits[mask], idx))
-    probs = apply_temperature(logits, temperature)
+) -> tuple[dict[str, float], dict, float]:
+    """The served calibration of ``logits`` (``classifier.inference.scores``), the threshold
+    for ``target`` sensitivity on its p(abnormal), and that threshold a hair lower: served
+    scores are float32, so a case sitting exactly on the boundary must not flip to "not
+    flagged" through rounding.
+
+    The calibration: a temperature for the suggested cause, fitted on the abnormal images
+    of known cause over the abnormal logits only, and a logistic calibration of the binary
+    logit on every image. With ``per_source`` every source counts equally among the
+    abnormal and among the normal images (:func:`source_weights`), in the logistic fit and
+    in the sensitivity the threshold is chosen for.
+    """
+    normal = labels.index("NORMAL")
+    abnormal = [i for i in range(len(labels)) if i != normal]
+    in_schema, idx = _in_schema(arrays, labels)
+    cause_logits = logits[in_schema][idx != normal][:, abnormal]
+    cause_idx = np.array([abnormal.index(i) for i in idx[idx != normal]], dtype=np.int64)
+    temperature = float(fit_temperature(cause_logits, cause_idx)) if cause_idx.size else 1.0
     y_abn = np.array([label != "NORMAL" for label in arrays.labels])
     weights = source_weights(arrays) if per_source else None
-    chosen = threshold_for_sensitivity(y_abn, 1.0 - probs[:, labels.index("NORMAL")], target=target, weights=weights)
+    # Both classes are needed for the logistic fit; a one-class set keeps the model's own odds.
+    scale, bias = (
+        fit_platt(binary_logit(logits, labels), y_abn, weights=weights) if 0 < y_abn.sum() < len(y_abn) else (1.0, 0.0)
+    )
+    calibration = {"temperature": temperature, "abnormal_scale": scale, "abnormal_bias": bias}
+    probs = served_probabilities(logits, labels, calibration)
+    chosen = threshold_for_sensitivity(y_abn, 1.0 - probs[:, normal], target=target, weights=weights)
     chosen["weighting"] = "each source equally" if per_source else "each image equally"
-    return temperature, chosen, max(0.0, float(chosen["threshold"]) - 1e-6)
+    return calibration, chosen, max(0.0, float(chosen["threshold"]) - 1e-6)
 
 
 def unseen_source_report(
@@ -242,7 +260,7 @@ class Selection:
     """What the source-held-out folds decided."""
 
     epochs: int
-    temperature: float
+    calibration: dict[str, float]
     threshold: float
     chosen: dict[str, Any]
     report: dict[str, Any]
@@ -312,12 +330,12 @@ def select_on_unseen_sources(
     rows = np.concatenate(held_rows)
     arrays = Arrays(pool.x[rows], pool.y[rows], [pool.items[i] for i in rows])
     logits = np.concatenate(held_logits)
-    temperature, chosen, threshold = _calibrate(logits, arrays, labels, run_spec["target_sensitivity"], per_source=True)
-    probs = apply_temperature(logits, temperature)
+    calibration, chosen, threshold = _calibrate(logits, arrays, labels, run_spec["target_sensitivity"], per_source=True)
+    probs = served_probabilities(logits, labels, calibration)
     epochs = int(np.median([r["best_epoch"] for r in reports]))
     return Selection(
         epochs=max(1, epochs),
-        temperature=temperature,
+        calibration=calibration,
         threshold=threshold,
         chosen=chosen,
         report=unseen_source_report(arrays, probs, labels, threshold),
@@ -397,13 +415,13 @@ def build_candidate(
         rest = np.array([source not in held for source in data["val"].sources], dtype=bool)
         combined = _concat(selection.arrays, data["val"].subset(rest))
         combined_logits = np.concatenate([selection.logits, logits["val"][rest]])
-        temperature, chosen, threshold = _calibrate(
+        calibration, chosen, threshold = _calibrate(
             combined_logits, combined, labels, spec["target_sensitivity"], per_source=True
         )
         chosen["chosen_on"] = "unseen sources (fold models) + validation patients of sources never held out"
     else:
-        temperature, chosen, threshold = _calibrate(logits["val"], data["val"], labels, spec["target_sensitivity"])
-    probs = {name: apply_temperature(value, temperature) for name, value in logits.items()}
+        calibration, chosen, threshold = _calibrate(logits["val"], data["val"], labels, spec["target_sensitivity"])
+    probs = {name: served_probabilities(value, labels, calibration) for name, value in logits.items()}
     metrics: dict[str, Any] = {
         name: evaluate_predictions(arrays.labels, probs[name], labels, threshold=threshold, sources=arrays.sources)
         for name, arrays in data.items()
@@ -417,15 +435,15 @@ def build_candidate(
     }
     metrics["threshold_selection"] = {"chosen_on": "validation split", **chosen}
     if selection is not None:
-        # At the served temperature and threshold, so the card's figures are the product's.
+        # At the served calibration and threshold, so the card's figures are the product's.
         report = unseen_source_report(
-            selection.arrays, apply_temperature(selection.logits, temperature), labels, threshold
+            selection.arrays, served_probabilities(selection.logits, labels, calibration), labels, threshold
         )
         metrics["unseen_sources"] = {**report, "folds": selection.folds, "final_epochs": selection.epochs}
     metrics["gradcam_lung_mass"] = gradcam_lung_mass(model, data["val"], probs["val"], labels, config)
     snap = snapshot(splits)
     metrics["cause_validation"] = cause_validation(snap["counts"], spec.get("balance_groups") or {})
-    thresholds = {"abnormal": threshold, "temperature": temperature, "target_sensitivity": spec["target_sensitivity"]}
+    thresholds = {"abnormal": threshold, **calibration, "target_sensitivity": spec["target_sensitivity"]}
     card = model_card(spec=spec, metrics=metrics, snap=snap, thresholds=thresholds)
     _report(progress, "export", outcome)
     val = data["val"]
@@ -444,7 +462,11 @@ def build_candidate(
         parity_x=val.x[:8].astype(np.float32) / 255.0,
         quantize=spec.get("export_quantization", "none"),
     )
-    plotted = (selection.arrays, apply_temperature(selection.logits, temperature)) if selection else (val, probs["val"])
+    plotted = (
+        (selection.arrays, served_probabilities(selection.logits, labels, calibration))
+        if selection
+        else (val, probs["val"])
+    )
     add_plots(artifact_dir, outcome.history, plotted[0], plotted[1], labels, threshold)
     return CandidateBuild(history=outcome.history, snapshot=snap, metrics=metrics)
 

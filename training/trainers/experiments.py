@@ -205,7 +205,7 @@ def command_loso(recipe: Recipe, extra: dict, records: list[Record], workdir: Pa
     import keras
 
     from classifier.imaging.preprocess import PreprocessConfig
-    from training.evaluation.calibration import apply_temperature
+    from classifier.inference.scores import served_probabilities
 
     spec = run_spec(recipe, extra)
     config, labels = PreprocessConfig.from_dict(recipe.preprocess), list(recipe.spec.labels)
@@ -218,8 +218,8 @@ def command_loso(recipe: Recipe, extra: dict, records: list[Record], workdir: Pa
     fixed = replace(recipe.spec, early_stopping_patience=recipe.spec.total_epochs + 1)
     outcome = _fit(fixed, spec, train, val, workdir, _progress)
     model = keras.saving.load_model(outcome.model_path, compile=False)
-    temperature, chosen, threshold = _calibrate(logits_of(model, val.x), val, labels, spec["target_sensitivity"])
-    probs = apply_temperature(logits_of(model, held.x), temperature)
+    calibration, chosen, threshold = _calibrate(logits_of(model, val.x), val, labels, spec["target_sensitivity"])
+    probs = served_probabilities(logits_of(model, held.x), labels, calibration)
     report = unseen_source_report(held, probs, labels, threshold)
     print_report(f"held out {holdout}", report)
     print(f"time {time.monotonic() - started:.0f}s (train {outcome.seconds:.0f}s, {outcome.epochs_run} epochs)")
@@ -229,7 +229,7 @@ def command_loso(recipe: Recipe, extra: dict, records: list[Record], workdir: Pa
         "holdout": holdout,
         "report": report,
         "threshold_selection": chosen,
-        "temperature": temperature,
+        "calibration": calibration,
         "seconds": time.monotonic() - started,
         "n_train": len(train.items),
     }
@@ -251,11 +251,14 @@ def _fit_t(logits: np.ndarray, labels: list[str], schema: list[str]) -> float:
 
 def operating_point_rules(folds: list[FoldScores], schema: list[str], target: float) -> dict[str, Any]:
     """Specificity and sensitivity per source and pooled, at ``target`` sensitivity (each
-    source counting equally), under four ways of choosing the operating point on fold
+    source counting equally), under five ways of choosing the operating point on fold
     models' predictions for sources they never saw:
 
     * ``pooled``: one 4-class temperature and one threshold on the pooled scores (what
-      ``training.trainers.candidate`` does today);
+      ``training.trainers.candidate`` did before the binary calibration);
+    * ``binary_logit``: ranked by the model's own binary logit, logsumexp(abnormal
+      logits) - normal logit, which a 4-class temperature reorders; one pooled threshold
+      (what runs do now: the logistic calibration of that logit keeps its order);
     * ``fold_temperature``: a temperature per fold model, then one pooled threshold;
     * ``fold_threshold``: each fold its own threshold on its own held-out sources;
     * ``fold_ranks``: each fold's scores replaced by their ranks within the fold, then one
@@ -302,6 +305,9 @@ def operating_point_rules(folds: list[FoldScores], schema: list[str], target: fl
     scores = p_abnormal(all_logits, temperature)
     cut = pooled_threshold(scores)
     results["pooled"] = {**figures(scores, np.full(len(scores), cut), cut), "temperature": temperature}
+    scores = p_abnormal(all_logits, 1.0)
+    cut = pooled_threshold(scores)
+    results["binary_logit"] = figures(scores, np.full(len(scores), cut), cut)
     temperatures = [_fit_t(fold.logits, fold.labels, schema) for fold in folds]
     scores = np.concatenate([p_abnormal(fold.logits, t) for fold, t in zip(folds, temperatures, strict=True)])
     cut = pooled_threshold(scores)

@@ -58,8 +58,14 @@ def model_card(
     lines += [
         "## Operating point",
         f"Abnormal if p(abnormal) >= {thresholds['abnormal']:.4f}, chosen on the {chosen} for sensitivity "
-        f">= {thresholds['target_sensitivity']}; temperature {thresholds['temperature']:.3f} fitted on the same "
-        "predictions.",
+        f">= {thresholds['target_sensitivity']}; "
+        + (
+            f"p(abnormal) = sigmoid({thresholds['abnormal_scale']:.3f} x binary logit "
+            f"{thresholds['abnormal_bias']:+.3f}) and the suggested cause at temperature "
+            f"{thresholds['temperature']:.3f}, both fitted on the same predictions."
+            if "abnormal_scale" in thresholds
+            else f"temperature {thresholds['temperature']:.3f} fitted on the same predictions."
+        ),
         "",
     ]
     unseen = metrics.get("unseen_sources")

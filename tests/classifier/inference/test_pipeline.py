@@ -42,6 +42,34 @@ def test_run_many_matches_run(artifact_dir) -> None:
         assert a.p_abnormal == pytest.approx(b.p_abnormal, abs=1e-5)
 
 
+def test_a_binary_calibrated_version_serves_its_calibrated_p_abnormal(artifact_dir, tmp_path) -> None:
+    """thresholds.json with abnormal_scale/abnormal_bias: p(abnormal) is the logistic of the
+    model's binary logit, whatever the temperature (classifier.inference.scores)."""
+    import hashlib
+    import json
+    import shutil
+
+    from scipy.special import expit
+
+    from classifier.inference.scores import binary_logit
+
+    x, _, _ = blob_images(4, 7)
+    items = [png_bytes(img[..., 0]) for img in x]
+    plain = InferencePipeline(artifact_dir, heatmap=False, screen=False)
+    logits = plain.predictor.predict_logits(np.stack([plain._prepare(i, {}, False).image for i in items]))
+    calibrated = tmp_path / "v2"
+    shutil.copytree(artifact_dir, calibrated)
+    thresholds = {"abnormal": 0.5, "temperature": 6.0, "abnormal_scale": 0.5, "abnormal_bias": -0.25}
+    (calibrated / "thresholds.json").write_text(json.dumps(thresholds))
+    manifest = json.loads((calibrated / "manifest.json").read_text())
+    manifest["files"]["thresholds.json"] = hashlib.sha256((calibrated / "thresholds.json").read_bytes()).hexdigest()
+    (calibrated / "manifest.json").write_text(json.dumps(manifest))
+    results = InferencePipeline(calibrated, heatmap=False, screen=False).run_many(items, batch_size=4)
+    expected = expit(0.5 * binary_logit(logits, plain.labels) - 0.25)
+    assert [r.p_abnormal for r in results] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert all(r.flag == (r.p_abnormal >= 0.5) for r in results)
+
+
 def test_decode_errors_propagate_as_imaging_error(artifact_dir) -> None:
     with pytest.raises(ImagingError):
         InferencePipeline(artifact_dir, heatmap=False).run(b"not an image at all")

@@ -14,6 +14,7 @@ from training.evaluation import (
     binary_expected_calibration_error,
     brier_score,
     expected_calibration_error,
+    fit_platt,
     fit_temperature,
     negative_log_likelihood,
     probs_to_logits,
@@ -113,3 +114,26 @@ def test_calibration_inputs_are_validated() -> None:
         fit_temperature(np.zeros((0, 3)), np.zeros(0, int))
     with pytest.raises(ValueError):
         binary_expected_calibration_error(np.array([True]), np.array([np.nan]))
+
+
+def test_fit_platt_recovers_a_known_logistic_calibration() -> None:
+    rng = np.random.default_rng(5)
+    s = rng.normal(0, 2, 40_000)
+    y = rng.random(s.size) < 1 / (1 + np.exp(-(0.5 * s - 1.0)))
+    scale, bias = fit_platt(s, y)
+    assert scale == pytest.approx(0.5, abs=0.03) and bias == pytest.approx(-1.0, abs=0.05)
+
+
+def test_fit_platt_weights_count_like_repeated_samples_and_inputs_are_checked() -> None:
+    rng = np.random.default_rng(6)
+    s = rng.normal(0, 1, 400)
+    y = rng.random(400) < 1 / (1 + np.exp(-2 * s))
+    weights = np.where(y, 3.0, 1.0)
+    repeated = np.r_[s, s[y], s[y]], np.r_[y, y[y], y[y]]
+    assert fit_platt(s, y, weights=weights) == pytest.approx(fit_platt(*repeated), abs=1e-4)
+    with pytest.raises(ValueError):
+        fit_platt(s, np.ones(400, bool))
+    with pytest.raises(ValueError):
+        fit_platt([], [])
+    # An inverted score is not "repaired" by a negative scale (that would flip the ranking).
+    assert fit_platt(-s, y)[0] == pytest.approx(0.05)

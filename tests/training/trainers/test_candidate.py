@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.training.services.test_runs import LABELS, blob_png
-from training.trainers.candidate import build_candidate
+from training.trainers.candidate import Arrays, _calibrate, build_candidate
 
 SPEC = {
     "train": {
@@ -74,6 +74,7 @@ def test_candidate_selected_on_unseen_sources(tmp_path: Path) -> None:
     assert "On sources the model never saw" in card and "| a | 12 |" in card
     thresholds = json.loads((tmp_path / "artifact" / "thresholds.json").read_text())
     assert thresholds["abnormal"] == pytest.approx(build.metrics["threshold_selection"]["threshold"] - 1e-6)
+    assert {"temperature", "abnormal_scale", "abnormal_bias"} <= set(thresholds)
     assert build.metrics["cause_validation"] == {
         "adult": {"status": "unvalidated", "causes_never_seen": ["PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL"]},
         "pediatric": {"status": "unvalidated", "causes_never_seen": ["COVID19"]},
@@ -94,3 +95,32 @@ def test_folds_naming_absent_sources_fall_back_to_the_validation_split(tmp_path:
     assert "unseen_sources" not in build.metrics
     assert build.metrics["threshold_selection"]["chosen_on"] == "validation split"
     assert np.isfinite(build.metrics["val"]["binary"]["auc"])
+
+
+def test_the_operating_point_ranks_by_the_binary_logit_however_confused_the_causes() -> None:
+    """Abnormal films whose cause the model gets wrong (as on adult sources, COVID-19 vs other
+    pneumonia) push the temperature up. The flag must still rank films by the model's own
+    odds of abnormal: a 4-class temperature reordered them (normals with three similar
+    abnormal logits rose above pneumonias), so this fails on the temperature-only rule."""
+    from classifier.inference.scores import binary_logit, served_probabilities
+    from training.evaluation import roc_auc
+
+    rng = np.random.default_rng(0)
+    n = 300
+    normals = rng.normal(0, 1, (n, 4))
+    normals[:, 0] += rng.uniform(1, 6, n)
+    ill = rng.normal(0, 1, (n, 4))
+    ill[np.arange(n), rng.integers(1, 4, n)] += rng.uniform(1, 6, n)  # a confident cause, often the wrong one
+    logits = np.concatenate([normals, ill])
+    labels = ["NORMAL"] * n + [LABELS[i] for i in rng.integers(1, 4, n)]
+    items = [
+        SimpleNamespace(key=str(i), path=Path(f"{i}.png"), label=label, source="s") for i, label in enumerate(labels)
+    ]
+    arrays = Arrays(np.zeros((2 * n, 1, 1, 1), np.uint8), np.zeros((2 * n, 4)), items)
+    calibration, chosen, threshold = _calibrate(logits, arrays, LABELS, 0.95)
+    assert calibration["temperature"] > 1.5  # the causes are confused
+    y = np.array(labels) != "NORMAL"
+    p_abnormal = 1 - served_probabilities(logits, LABELS, calibration)[:, 0]
+    assert roc_auc(y, p_abnormal) == pytest.approx(roc_auc(y, binary_logit(logits, LABELS)), abs=1e-12)
+    assert (p_abnormal[y] >= threshold).mean() >= 0.95
+    assert chosen["threshold"] == pytest.approx(threshold + 1e-6)

@@ -28,7 +28,7 @@ def test_each_rule_meets_the_target_sensitivity_and_fold_ranks_undo_the_scale_mi
         _fold(rng, offset=3.0, sources=("b_normal", "b_ill")),
     ]
     rules = operating_point_rules(folds, SCHEMA, target=0.95)
-    assert set(rules) == {"pooled", "fold_temperature", "fold_threshold", "fold_ranks"}
+    assert set(rules) == {"pooled", "binary_logit", "fold_temperature", "fold_threshold", "fold_ranks"}
     for name, rule in rules.items():
         # Each source counts equally, so the pooled sensitivity is at the target (ties aside).
         assert rule["pooled"]["sensitivity"] >= 0.94, name
