@@ -82,3 +82,92 @@ def review_agreement() -> dict[str, list[Agreement]]:
         "by_version": _group(rows, "version"),
         "overall": _group([{**row, "all": "all"} for row in rows], "all"),
     }
+
+
+# Fewer confirmed abnormal studies than this and a local threshold "for 95 % sensitivity"
+# is a guess: with 20, one missed case moves sensitivity by 0.05.
+MIN_ABNORMAL_FOR_LOCAL_THRESHOLD = 20
+
+
+@dataclass(frozen=True)
+class FlagPerformance:
+    """How one model version's flag did on this hospital's reviewed studies.
+
+    Truth is the radiologist's label of each prediction's latest review (abnormal = any
+    label but NORMAL). ``local_threshold`` is the highest threshold on the version's own
+    p(abnormal) that would have flagged ``target`` of these abnormal studies, with the
+    specificity it would have had; None below MIN_ABNORMAL_FOR_LOCAL_THRESHOLD abnormal.
+    """
+
+    key: str
+    n: int
+    n_abnormal: int
+    sensitivity: float | None
+    sensitivity_ci: list[float] | None
+    specificity: float | None
+    specificity_ci: list[float] | None
+    served_thresholds: list[float]
+    target: float
+    local_threshold: float | None
+    local_specificity: float | None
+
+    @property
+    def below_target(self) -> bool:
+        """The flag's sensitivity here is significantly below the target (upper CI bound under it)."""
+        return self.sensitivity_ci is not None and self.sensitivity_ci[1] < self.target
+
+
+def flag_performance() -> list[FlagPerformance]:
+    """The flag's sensitivity and specificity (Wilson 95 % CIs) per model version on the
+    reviewed predictions of this deployment, and the threshold that would have met the
+    version's target sensitivity here: the evidence a hospital needs before trusting an
+    operating point chosen on other hospitals (README, "The shipped model").
+
+    One judgement per prediction (its latest review); predictions without p(abnormal)
+    or flag are skipped. Reads every review, like :func:`review_agreement`.
+    """
+    from training.evaluation.metrics import wilson_interval
+    from training.evaluation.thresholds import threshold_for_sensitivity
+
+    latest: dict[int, Review] = {}
+    reviews = Review.objects.select_related("prediction__model_version").order_by("prediction_id", "created_at", "id")
+    for review in reviews:
+        latest[review.prediction_id] = review
+    groups: dict[str, list[Review]] = defaultdict(list)
+    for review in latest.values():
+        prediction = review.prediction
+        if prediction.p_abnormal is None or prediction.flag is None:
+            continue
+        version = prediction.model_version
+        groups[str(version) if version else "unknown version"].append(review)
+    out = []
+    for key, items in groups.items():
+        truth = [review.label != "NORMAL" for review in items]
+        flags = [bool(review.prediction.flag) for review in items]
+        scores = [float(review.prediction.p_abnormal) for review in items]  # type: ignore[arg-type]
+        n_abnormal = sum(truth)
+        caught = sum(f for f, t in zip(flags, truth, strict=True) if t)
+        cleared = sum(not f for f, t in zip(flags, truth, strict=True) if not t)
+        target = float((items[0].prediction.thresholds or {}).get("target_sensitivity", 0.95))
+        local = local_spec = None
+        if n_abnormal >= MIN_ABNORMAL_FOR_LOCAL_THRESHOLD:
+            chosen = threshold_for_sensitivity(truth, scores, target=target)
+            local, local_spec = float(chosen["threshold"]), chosen.get("specificity")
+        out.append(
+            FlagPerformance(
+                key=key,
+                n=len(items),
+                n_abnormal=n_abnormal,
+                sensitivity=caught / n_abnormal if n_abnormal else None,
+                sensitivity_ci=wilson_interval(caught, n_abnormal),
+                specificity=cleared / (len(items) - n_abnormal) if len(items) > n_abnormal else None,
+                specificity_ci=wilson_interval(cleared, len(items) - n_abnormal),
+                served_thresholds=sorted(
+                    {round(float(r.prediction.threshold), 4) for r in items if r.prediction.threshold is not None}
+                ),
+                target=target,
+                local_threshold=local,
+                local_specificity=None if local_spec is None else float(local_spec),
+            )
+        )
+    return sorted(out, key=lambda row: (-row.n, row.key))

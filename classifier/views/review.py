@@ -12,7 +12,7 @@ from classifier.forms import ReviewForm
 from classifier.http import audit_context, request_user
 from classifier.models import Prediction
 from classifier.roles import action_required
-from classifier.selectors.agreement import review_agreement
+from classifier.selectors.agreement import MIN_ABNORMAL_FOR_LOCAL_THRESHOLD, flag_performance, review_agreement
 from classifier.selectors.reviews import review_next_study
 from classifier.services.errors import ServiceError
 from classifier.services.reviews import review_submit as review_submit_service
@@ -70,5 +70,14 @@ def review_next(request: HttpRequest) -> HttpResponse:
 
 @action_required("review")
 def review_stats(request: HttpRequest) -> HttpResponse:
-    """How often reviews confirm the AI, per radiologist and per model version."""
-    return render(request, "classifier/review_stats.html", {"agreement": review_agreement()})
+    """How often reviews confirm the AI, per radiologist and per model version, and how each
+    version's flag did against the radiologists' labels here."""
+    return render(
+        request,
+        "classifier/review_stats.html",
+        {
+            "agreement": review_agreement(),
+            "flags": flag_performance(),
+            "min_abnormal": MIN_ABNORMAL_FOR_LOCAL_THRESHOLD,
+        },
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 
 from classifier.models import AuditEvent, Image, Prediction, Review, Study
@@ -156,6 +157,60 @@ def test_agreement_stats(clients, done_study, role_users, model_version) -> None
     assert cohen_kappa([("A", "A"), ("B", "B")]) == 1.0
     assert cohen_kappa([("A", "B"), ("B", "A")]) == -1.0
     assert b"u-radiologist" in clients["Radiologist"].get("/review/stats/").content
+
+
+def test_flag_performance_on_reviewed_studies(clients, done_study, role_users, model_version) -> None:
+    """Sensitivity/specificity of the flag against each prediction's latest review, with
+    Wilson CIs, and the threshold that would have met the target here; a version whose
+    flag misses pneumonias here is marked below its target."""
+    from classifier.selectors.agreement import flag_performance
+
+    first = Image.objects.get(study=done_study)
+    radiologist = role_users["Radiologist"]
+    rng = np.random.default_rng(0)
+    # 30 abnormal (radiologist's label) and 30 normal films; the model scores abnormal ones
+    # higher but its served threshold 0.4 misses the 12 abnormal films scored 0.3-0.4.
+    scores = np.r_[rng.uniform(0.45, 0.95, 18), rng.uniform(0.30, 0.39, 12), rng.uniform(0.05, 0.35, 30)]
+    for i, score in enumerate(scores):
+        image = Image.objects.create(
+            study=done_study,
+            file=first.file.name,
+            sha256=f"{i + 1:064d}",
+            size_bytes=1,
+            format="PNG",
+            width=64,
+            height=64,
+            uploaded_by=first.uploaded_by,
+        )
+        prediction = Prediction.objects.create(
+            image=image,
+            model_version=model_version,
+            status=Prediction.Status.DONE,
+            label="COVID19",
+            p_abnormal=float(score),
+            flag=bool(score >= 0.4),
+            threshold=0.4,
+            thresholds={"abnormal": 0.4, "target_sensitivity": 0.95},
+        )
+        label = "PNEUMONIA_BACTERIAL" if i < 30 else "NORMAL"
+        if i == 0:  # a first read corrected later: only the latest review counts
+            Review.objects.create(
+                prediction=prediction, image=image, radiologist=radiologist, decision="correct", label="NORMAL"
+            )
+        Review.objects.create(
+            prediction=prediction, image=image, radiologist=radiologist, decision="correct", label=label
+        )
+    (row,) = flag_performance()  # done_study's own prediction has no review
+    assert (row.n, row.n_abnormal) == (60, 30)
+    assert row.sensitivity == pytest.approx(18 / 30) and row.specificity == pytest.approx(1.0)
+    assert row.sensitivity_ci[1] < 0.95 and row.below_target
+    assert row.served_thresholds == [0.4]
+    # 95 % of 30 needs 29 flagged: the 29th highest abnormal score.
+    assert row.local_threshold == pytest.approx(np.sort(scores[:30])[::-1][28])
+    assert row.local_specificity == pytest.approx(np.mean(scores[30:] < row.local_threshold))
+    page = clients["Radiologist"].get("/review/stats/").content.decode()
+    assert "this hospital&#x27;s reviewed studies" in page or "this hospital's reviewed studies" in page
+    assert "below the target 0.95" in page and f"{row.local_threshold:.4f}" in page
 
 
 def test_rerun_keeps_the_old_prediction(clients, done_study) -> None:
