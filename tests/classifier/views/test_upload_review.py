@@ -211,6 +211,7 @@ def test_flag_performance_on_reviewed_studies(clients, done_study, role_users, m
     page = clients["Radiologist"].get("/review/stats/").content.decode()
     assert "this hospital&#x27;s reviewed studies" in page or "this hospital's reviewed studies" in page
     assert "below the target 0.95" in page and f"{row.local_threshold:.4f}" in page
+    assert page.count("reviewed studies</h2>") == 1 and "<title>Review agreement" in page
 
 
 def test_rerun_keeps_the_old_prediction(clients, done_study) -> None:
