@@ -17,7 +17,7 @@ classes together outweigh NORMAL: the full Lite0 retrain of 2026-12-02 called 94
 normals NORMAL by argmax and still put every one above its p(abnormal) threshold. The
 normal/abnormal decision must not depend on how uncertain the cause is.
 
-NumPy only (no TensorFlow, no Django).
+NumPy and SciPy only (no TensorFlow, no Django).
 """
 
 from __future__ import annotations
@@ -26,32 +26,28 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.special import expit, logsumexp, softmax
 
 NORMAL_LABEL = "NORMAL"
 
 
-def _logsumexp(z: np.ndarray) -> np.ndarray:
-    top = z.max(axis=1, keepdims=True)
-    out: np.ndarray = (top + np.log(np.exp(z - top).sum(axis=1, keepdims=True)))[:, 0]
-    return out
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
-    return out
+def columns(labels: Sequence[str]) -> tuple[int, list[int]]:
+    """The NORMAL column of ``labels`` and the abnormal ones, in order."""
+    normal = list(labels).index(NORMAL_LABEL)
+    return normal, [i for i in range(len(labels)) if i != normal]
 
 
 def binary_logit(logits: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     """Per row, ``logsumexp(abnormal logits) - NORMAL logit`` (float64): the model's log-odds of
     "abnormal" before any calibration; ``sigmoid`` of it is ``1 - softmax(logits)[NORMAL]``."""
     z = np.asarray(logits, np.float64).reshape(-1, len(labels))
-    normal = list(labels).index(NORMAL_LABEL)
-    abnormal = [i for i in range(len(labels)) if i != normal]
-    return _logsumexp(z[:, abnormal]) - z[:, normal]
+    normal, abnormal = columns(labels)
+    out: np.ndarray = logsumexp(z[:, abnormal], axis=1) - z[:, normal]
+    return out
 
 
 def has_binary_calibration(calibration: Mapping[str, Any]) -> bool:
+    """The version's thresholds.json carries the logistic calibration of p(abnormal)."""
     return "abnormal_scale" in calibration and "abnormal_bias" in calibration
 
 
@@ -61,12 +57,13 @@ def served_probabilities(logits: np.ndarray, labels: Sequence[str], calibration:
     z = np.asarray(logits, np.float64).reshape(-1, len(labels))
     temperature = max(float(calibration.get("temperature", 1.0)), 1e-6)
     if not has_binary_calibration(calibration):
-        return _softmax(z / temperature)
-    normal = list(labels).index(NORMAL_LABEL)
-    abnormal = [i for i in range(len(labels)) if i != normal]
-    s = float(calibration["abnormal_scale"]) * binary_logit(z, labels) + float(calibration["abnormal_bias"])
-    p_abnormal = 1.0 / (1.0 + np.exp(-np.clip(s, -500.0, 500.0)))
+        plain: np.ndarray = softmax(z / temperature, axis=1)
+        return plain
+    normal, abnormal = columns(labels)
+    p_abnormal = expit(
+        float(calibration["abnormal_scale"]) * binary_logit(z, labels) + float(calibration["abnormal_bias"])
+    )
     probs = np.empty_like(z)
     probs[:, normal] = 1.0 - p_abnormal
-    probs[:, abnormal] = p_abnormal[:, None] * _softmax(z[:, abnormal] / temperature)
+    probs[:, abnormal] = p_abnormal[:, None] * softmax(z[:, abnormal] / temperature, axis=1)
     return probs

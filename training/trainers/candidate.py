@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from classifier.inference.scores import binary_logit, served_probabilities
+from classifier.inference.scores import binary_logit, columns, served_probabilities
 from training.evaluation import (
     binary_metrics,
     evaluate_predictions,
@@ -206,8 +206,7 @@ def _calibrate(
     abnormal and among the normal images (:func:`source_weights`), in the logistic fit and
     in the sensitivity the threshold is chosen for.
     """
-    normal = labels.index("NORMAL")
-    abnormal = [i for i in range(len(labels)) if i != normal]
+    normal, abnormal = columns(labels)
     in_schema, idx = _in_schema(arrays, labels)
     cause_logits = logits[in_schema][idx != normal][:, abnormal]
     cause_idx = np.array([abnormal.index(i) for i in idx[idx != normal]], dtype=np.int64)

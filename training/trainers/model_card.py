@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from classifier.findings import cause_validation
+from classifier.inference.scores import has_binary_calibration
 
 __all__ = ["cause_validation", "model_card"]
 
@@ -63,7 +64,7 @@ def model_card(
             f"p(abnormal) = sigmoid({thresholds['abnormal_scale']:.3f} x binary logit "
             f"{thresholds['abnormal_bias']:+.3f}) and the suggested cause at temperature "
             f"{thresholds['temperature']:.3f}, both fitted on the same predictions."
-            if "abnormal_scale" in thresholds
+            if has_binary_calibration(thresholds)
             else f"temperature {thresholds['temperature']:.3f} fitted on the same predictions."
         ),
         "",
