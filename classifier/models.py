@@ -218,6 +218,11 @@ class Prediction(models.Model):
     flag = models.BooleanField(null=True, blank=True, help_text="p_abnormal >= threshold.")
     threshold = models.FloatField(null=True, blank=True)
     thresholds = models.JSONField(default=dict, blank=True, help_text="All thresholds in force.")
+    # Set when this deployment's own threshold for the version (adopted from its reviews)
+    # produced ``threshold`` and ``flag`` instead of the artifact's.
+    site_threshold = models.ForeignKey(
+        "training.SiteThreshold", null=True, blank=True, on_delete=models.PROTECT, related_name="predictions"
+    )
     runtime = models.CharField(max_length=16, blank=True)
     heatmap = models.FileField(upload_to="heatmaps/", blank=True, max_length=255)
     display = models.FileField(
@@ -266,6 +271,12 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"Prediction #{self.pk} ({self.status})"
+
+    @property
+    def threshold_source(self) -> str:
+        """Whose threshold ``flag`` compared against: "site" (this hospital's, adopted from
+        its reviews) or "model" (the version's own, chosen on other hospitals' images)."""
+        return "site" if self.site_threshold_id else "model"
 
 
 class Review(models.Model):

@@ -185,6 +185,55 @@ class ModelActivation(models.Model):
         return f"{self.get_kind_display()} of {self.version} ({self.created_at:%Y-%m-%d %H:%M})"
 
 
+class SiteThreshold(models.Model):
+    """This deployment's operating threshold for one model version, adopted from its own
+    reviewed studies.
+
+    A version's threshold (thresholds.json) was chosen on other hospitals' images, and a
+    model's score scale moves between hospitals. An admin may adopt the threshold that met
+    the version's target sensitivity on this hospital's reviews (the agreement page's
+    evidence, recomputed and stored in ``evidence`` at adoption); from then on the worker
+    flags that version's predictions at it and each prediction records which row it used.
+    Rows are never edited: adopting again retires the row in force, and returning to the
+    artifact's threshold retires it without a successor, so the history stays whole.
+    """
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="site_thresholds")
+    threshold = models.FloatField(help_text="p(abnormal) at or above this is flagged.")
+    artifact_threshold = models.FloatField(help_text="The version's own threshold it replaces.")
+    target_sensitivity = models.FloatField()
+    evidence = models.JSONField(
+        help_text="The reviewed studies it was chosen on: n, n_abnormal, sensitivity and specificity with "
+        "Wilson CIs at this threshold and at the artifact's, the latest review counted."
+    )
+    reason = models.TextField()
+    adopted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    adopted_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    retired_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    retire_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-adopted_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version"], condition=Q(retired_at__isnull=True), name="one_site_threshold_per_version"
+            ),
+            models.CheckConstraint(
+                condition=Q(threshold__gte=0, threshold__lte=1), name="site_threshold_is_probability"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Site threshold {self.threshold:.4f} for {self.version}"
+
+    @property
+    def in_force(self) -> bool:
+        return self.retired_at is None
+
+
 class TrainingRun(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -24,7 +24,7 @@ from django.utils import timezone
 from classifier.artifact_store import artifact_upload, artifact_verify_stored, model_storage
 from classifier.inference.manifest import ArtifactIntegrityError, verify_manifest
 from classifier.services.audit import Actor, AuditContext, audit_record
-from training.models import ModelActivation, ModelVersion
+from training.models import ModelActivation, ModelVersion, SiteThreshold
 
 log = logging.getLogger(__name__)
 DEFAULT_NAME = "cxr-triage"
@@ -38,6 +38,12 @@ class RegistryError(Exception):
 def active_version(name: str = DEFAULT_NAME) -> ModelVersion | None:
     """The live version of ``name``; read per task so promotions apply without restarts."""
     return ModelVersion.objects.filter(name=name, status=ModelVersion.Status.ACTIVE).first()
+
+
+def site_threshold_in_force(version: ModelVersion) -> SiteThreshold | None:
+    """This deployment's adopted threshold for ``version`` (training.services.site_thresholds),
+    or None: the artifact's threshold applies. Read per batch, like :func:`active_version`."""
+    return SiteThreshold.objects.filter(version=version, retired_at__isnull=True).first()
 
 
 def artifact_verify(artifact_dir: Path) -> dict[str, str]:

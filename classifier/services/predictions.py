@@ -40,7 +40,7 @@ from classifier.storage import generated_name, storage_unavailable_as_oserror
 if TYPE_CHECKING:  # the worker's runtime types; never imported by the web process
     from classifier.imaging import ImagingError
     from classifier.inference.pipeline import InferencePipeline, InferenceResult
-    from training.models import ModelVersion
+    from training.models import ModelVersion, SiteThreshold
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a worker killed this often on one image means the image kills workers
@@ -210,8 +210,10 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: ModelVersion) -> lis
     study that still says queued) and its webhook deliveries (none is lost to a crash)."""
     from classifier.imaging import ImagingError
     from classifier.inference.pipeline import get_pipeline
+    from training.registry import site_threshold_in_force
 
     runtime = _cfg("INFERENCE_RUNTIME")
+    site = site_threshold_in_force(version)
     # Fetched from the shared model storage and checked on first use when not on this host.
     pipeline = get_pipeline(artifact_local_dir(version), runtime=runtime, threads=_cfg("INFERENCE_THREADS"))
     predictions = {p.pk: p for p in Prediction.objects.select_related("image").filter(pk__in=[pk for pk, _ in batch])}
@@ -251,7 +253,7 @@ def _run_batch(batch: list[tuple[int, uuid.UUID]], version: ModelVersion) -> lis
             else:
                 paths = dict(files[pk])
                 film = paths.pop("film", None)
-                written = _complete_done(pk, token, result, version, runtime, paths)
+                written = _complete_done(pk, token, result, version, site, runtime, paths)
                 if written and film is not None and result.film is not None:
                     # Only the first film is kept; a concurrent re-run's copy is deleted below.
                     kept_film = Image.objects.filter(pk=predictions[pk].image_id, film="").update(
@@ -331,9 +333,19 @@ def _write_files(prediction: Prediction, result: InferenceResult) -> dict[str, s
 
 
 def _complete_done(
-    pk: int, token: uuid.UUID, result: InferenceResult, version: ModelVersion, runtime: str, paths: dict[str, str]
+    pk: int,
+    token: uuid.UUID,
+    result: InferenceResult,
+    version: ModelVersion,
+    site: SiteThreshold | None,
+    runtime: str,
+    paths: dict[str, str],
 ) -> bool:
-    """Write the outcome row if this process still holds the claim; True when written."""
+    """Write the outcome row if this process still holds the claim; True when written.
+
+    With a site threshold in force the flag is p(abnormal) against it, and the row records
+    which one; ``thresholds`` always holds the artifact's own."""
+    threshold = result.threshold if site is None else site.threshold
     return claims.complete(
         Prediction,
         pk,
@@ -344,9 +356,10 @@ def _complete_done(
         probabilities=result.probabilities,
         label=result.label,
         p_abnormal=result.p_abnormal,
-        flag=result.flag,
-        threshold=result.threshold,
+        flag=result.p_abnormal >= threshold,
+        threshold=threshold,
         thresholds=version.thresholds,
+        site_threshold=site,
         runtime=runtime,
         timings_ms=result.timings_ms,
         geometry=result.geometry,

@@ -19,7 +19,7 @@ from classifier.artifact_store import artifact_local_dir
 from classifier.findings import NOTICE
 from classifier.imaging import ImagingError
 from training import registry
-from training.models import ModelVersion
+from training.models import ModelVersion, SiteThreshold
 
 
 class Command(BaseCommand):
@@ -70,9 +70,10 @@ class Command(BaseCommand):
             heatmap=not no_heatmap,
             threads=settings.CXR["INFERENCE_THREADS"],
         )
+        site = registry.site_threshold_in_force(chosen)  # the threshold the workers flag at
         records = []
         for path in _progress(files):
-            record = self._one(pipeline, path, out, chosen)
+            record = self._one(pipeline, path, out, chosen, site)
             records.append(record)
             if not json:
                 self.stdout.write(_line(record))
@@ -82,7 +83,9 @@ class Command(BaseCommand):
         if failures:
             raise CommandError(f"{failures} of {len(files)} files could not be analysed")
 
-    def _one(self, pipeline: Any, path: Path, out: Path, version: ModelVersion) -> dict[str, Any]:
+    def _one(
+        self, pipeline: Any, path: Path, out: Path, version: ModelVersion, site: SiteThreshold | None
+    ) -> dict[str, Any]:
         record: dict[str, Any] = {"file": str(path), "model": f"{version.name} v{version.version}"}
         try:
             result = pipeline.run(path.read_bytes())
@@ -99,8 +102,9 @@ class Command(BaseCommand):
             "probabilities": result.probabilities,
             "label": result.label,
             "p_abnormal": result.p_abnormal,
-            "flag": result.flag,
-            "threshold": result.threshold,
+            "flag": result.flag if site is None else result.p_abnormal >= site.threshold,
+            "threshold": result.threshold if site is None else site.threshold,
+            "site_threshold": site is not None,
             "heatmap": str(heatmap) if heatmap else None,
             "timings_ms": result.timings_ms,
             "notice": NOTICE,

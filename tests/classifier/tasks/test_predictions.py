@@ -175,3 +175,37 @@ def test_inference_worker_warms_up_the_active_model_before_work(
     wait_for(lambda: _done(outcome.prediction.pk), 120, message=worker.output)
     prediction = Prediction.objects.get(pk=outcome.prediction.pk)
     assert prediction.status == "done" and prediction.heatmap
+
+
+def test_worker_flags_at_the_site_threshold_in_force(celery_worker_proc, active_tiny_model, role_users) -> None:
+    """After an admin adopts this hospital's threshold for the active version, the worker
+    flags new predictions at it and records it; after retiring, the version's own again."""
+    from classifier.services.predictions import prediction_rerun
+    from tests.training.test_site_thresholds import reviewed
+    from training.services.site_thresholds import site_threshold_adopt, site_threshold_retire
+
+    worker = celery_worker_proc()
+    outcome = _upload(role_users["Clinician"], synthetic_png(128, seed=8))
+    wait_for(lambda: _done(outcome.prediction.pk), 120, message=worker.output)
+    first = Prediction.objects.get(pk=outcome.prediction.pk)
+    assert first.threshold == 0.5 and first.site_threshold is None
+    # Reviews that put this hospital's threshold on the other side of this film's score,
+    # so the flag must change if (and only if) the worker uses it.
+    local = first.p_abnormal - 1e-4 if first.p_abnormal < 0.5 else (first.p_abnormal + 1) / 2
+    reviewed(active_tiny_model, role_users["Radiologist"], [local] * 20, [0.01])
+    site = site_threshold_adopt(version=active_tiny_model, actor=role_users["Admin"], reason="test")
+    assert site.threshold == pytest.approx(local)
+
+    again = prediction_rerun(image=first.image, requested_by=role_users["Clinician"])
+    wait_for(lambda: _done(again.pk), 120, message=worker.output)
+    again.refresh_from_db()
+    assert again.status == "done" and again.p_abnormal == pytest.approx(first.p_abnormal, abs=1e-6)
+    assert again.site_threshold_id == site.pk and again.threshold == pytest.approx(site.threshold)
+    assert again.flag is (not first.flag)
+    assert again.thresholds["abnormal"] == 0.5  # the artifact's own stays on record
+
+    site_threshold_retire(version=active_tiny_model, actor=role_users["Admin"], reason="test")
+    last = prediction_rerun(image=first.image, requested_by=role_users["Clinician"])
+    wait_for(lambda: _done(last.pk), 120, message=worker.output)
+    last.refresh_from_db()
+    assert last.site_threshold is None and last.threshold == 0.5 and last.flag is first.flag

@@ -1,0 +1,95 @@
+"""This hospital's own threshold for a model version: adopted from its reviews (evidence
+recomputed and stored, audited, admins only), used by the worker for new predictions and
+recorded on them, retired back to the version's own."""
+
+from __future__ import annotations
+
+import pytest
+
+from classifier.models import AuditEvent, Review
+from classifier.selectors.agreement import MIN_ABNORMAL_FOR_LOCAL_THRESHOLD
+from classifier.services.errors import ServiceError
+from tests.factories import ModelVersionFactory, PredictionFactory, ReviewFactory
+from training import registry
+from training.models import SiteThreshold
+from training.services.site_thresholds import site_threshold_adopt, site_threshold_retire
+
+pytestmark = pytest.mark.django_db
+
+
+def reviewed(version, radiologist, abnormal: list[float], normal: list[float], threshold: float = 0.5) -> None:
+    """Reviewed predictions of ``version``: radiologist's label PNEUMONIA for ``abnormal``
+    scores, NORMAL for ``normal``; each flagged against ``threshold`` as served."""
+    for label, scores in (("PNEUMONIA_BACTERIAL", abnormal), ("NORMAL", normal)):
+        for score in scores:
+            prediction = PredictionFactory(
+                model_version=version,
+                p_abnormal=score,
+                threshold=threshold,
+                thresholds={"abnormal": threshold, "target_sensitivity": 0.95},
+                label="COVID19",
+            )
+            ReviewFactory(prediction=prediction, radiologist=radiologist, decision="correct", label=label)
+
+
+@pytest.fixture
+def version():
+    return ModelVersionFactory(thresholds={"abnormal": 0.5, "target_sensitivity": 0.95})
+
+
+# 20 abnormal films: 19 scored 0.30-0.48 (missed at 0.5 but for one) and one at 0.6; 95 % of 20 is 19 flagged,
+# so the local threshold is the 19th highest abnormal score, 0.30 + 1 * 0.01.
+ABNORMAL = [0.6] + [0.30 + i * 0.01 for i in range(19)]
+NORMAL = [0.05, 0.1, 0.2, 0.25, 0.3, 0.35]
+
+
+def test_adopt_stores_the_recomputed_threshold_and_its_evidence(version, role_users) -> None:
+    reviewed(version, role_users["Radiologist"], ABNORMAL, NORMAL)
+    site = site_threshold_adopt(version=version, actor=role_users["Admin"], reason="misses pneumonias here")
+    assert site.threshold == pytest.approx(0.31) and site.artifact_threshold == 0.5
+    assert site.target_sensitivity == 0.95 and site.in_force
+    evidence = site.evidence
+    assert (evidence["n"], evidence["n_abnormal"]) == (26, 20)
+    assert evidence["served"]["sensitivity"] == pytest.approx(1 / 20)
+    assert evidence["local"]["sensitivity"] == pytest.approx(19 / 20)
+    # normals at or above 0.31 would be flagged: 0.35 only (0.3 is below), so 5 of 6 cleared
+    assert evidence["local"]["specificity"] == pytest.approx(5 / 6)
+    low, high = evidence["local"]["sensitivity_ci"]
+    assert low < 19 / 20 < high and evidence["latest_review_id"] == max(r.pk for r in Review.objects.all())
+    assert registry.site_threshold_in_force(version) == site
+    event = AuditEvent.objects.get(action="site_threshold_adopt")
+    assert event.actor == role_users["Admin"] and event.detail["threshold"] == pytest.approx(0.31)
+
+
+def test_adopt_refuses_without_enough_reviews_or_a_reason(version, role_users) -> None:
+    reviewed(version, role_users["Radiologist"], ABNORMAL[: MIN_ABNORMAL_FOR_LOCAL_THRESHOLD - 1], NORMAL)
+    with pytest.raises(ServiceError) as refused:
+        site_threshold_adopt(version=version, actor=role_users["Admin"], reason="why")
+    assert refused.value.code == "too_few_reviews" and refused.value.status == 409
+    assert "19 reviewed abnormal" in refused.value.message
+    with pytest.raises(ServiceError) as blank:
+        site_threshold_adopt(version=version, actor=role_users["Admin"], reason="   ")
+    assert blank.value.code == "reason_required"
+    other = ModelVersionFactory()  # no reviews at all
+    with pytest.raises(ServiceError, match="0 reviewed abnormal"):
+        site_threshold_adopt(version=other, actor=role_users["Admin"], reason="why")
+    assert not SiteThreshold.objects.exists()
+
+
+def test_adopting_again_retires_the_previous_and_retire_returns_to_the_model(version, role_users) -> None:
+    admin = role_users["Admin"]
+    reviewed(version, role_users["Radiologist"], ABNORMAL, NORMAL)
+    first = site_threshold_adopt(version=version, actor=admin, reason="first")
+    reviewed(version, role_users["Radiologist"], [0.2] * 20, [])  # lower-scored pneumonias reviewed since
+    second = site_threshold_adopt(version=version, actor=admin, reason="more reviews")
+    first.refresh_from_db()
+    assert not first.in_force and first.retire_reason == "replaced: more reviews"
+    assert second.in_force and second.threshold < first.threshold
+    assert second.evidence["n_abnormal"] == 40
+    retired = site_threshold_retire(version=version, actor=admin, reason="back to the model's own")
+    assert retired == second and registry.site_threshold_in_force(version) is None
+    assert SiteThreshold.objects.filter(version=version).count() == 2  # history kept
+    with pytest.raises(ServiceError) as none:
+        site_threshold_retire(version=version, actor=admin, reason="again")
+    assert none.value.code == "no_site_threshold" and none.value.status == 404
+    assert AuditEvent.objects.filter(action="site_threshold_retire").count() == 1
