@@ -13,17 +13,19 @@ from django.contrib import messages
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from classifier.artifact_store import artifact_has, artifact_open
 from classifier.http import audit_context, request_user
 from classifier.roles import action_required
+from classifier.services.errors import ServiceError
 from training import registry
 from training.models import Dataset, DatasetImport, ModelVersion, TrainingRun
 from training.services.imports import ImportRefused, dataset_import_start, import_root
 from training.services.progress import run_progress
 from training.services.promotion import promotion_summary, version_promote
 from training.services.runs import architecture_names, reviewed_images_waiting, training_run_start
+from training.services.site_thresholds import site_threshold_adopt, site_threshold_retire
 
 PLOTS = {
     "roc": "ROC curve (validation)",
@@ -99,10 +101,11 @@ def model_list(request: HttpRequest) -> HttpResponse:
 
 @action_required("manage_models")
 def model_detail(request: HttpRequest, version_id: int) -> HttpResponse:
-    """One version: metrics, plots, model card, thresholds, data snapshot."""
+    """One version: metrics, plots, model card, thresholds (this hospital's too), data snapshot."""
     version = get_object_or_404(ModelVersion, pk=version_id)
     plots = [(name, title) for name, title in PLOTS.items() if artifact_has(version, f"plots/{name}.png")]
     snapshot = version.data_snapshot or {}
+    site_thresholds = list(version.site_thresholds.select_related("adopted_by", "retired_by"))
     return render(
         request,
         "training/model_detail.html",
@@ -114,8 +117,73 @@ def model_detail(request: HttpRequest, version_id: int) -> HttpResponse:
             "counts": snapshot.get("counts") or {},
             "run": TrainingRun.objects.filter(model_version=version).first(),
             "activations": version.activations.select_related("previous", "actor").order_by("-created_at", "-pk"),
+            "site_thresholds": site_thresholds,
+            "site_threshold_current": next((s for s in site_thresholds if s.in_force), None),
         },
     )
+
+
+class SiteThresholdForm(forms.Form):
+    """Why this hospital's threshold changes; the threshold itself is recomputed from the reviews."""
+
+    reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label="Reason")
+    return_to = forms.ChoiceField(choices=[("model", "model"), ("stats", "stats")], required=False)
+
+
+def _site_redirect(form: SiteThresholdForm, version: ModelVersion) -> HttpResponse:
+    if form.is_valid() and form.cleaned_data.get("return_to") == "stats":
+        return redirect("review_stats")
+    return redirect("model_detail", version_id=version.pk)
+
+
+@action_required("manage_models")
+@require_POST
+def site_threshold_adopt_view(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Adopt the threshold that met the version's target on this hospital's reviews."""
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    form = SiteThresholdForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Write why this hospital's threshold changes; it is kept and audited.")
+        return _site_redirect(form, version)
+    try:
+        site = site_threshold_adopt(
+            version=version,
+            actor=request_user(request),
+            reason=form.cleaned_data["reason"],
+            audit=audit_context(request),
+        )
+    except ServiceError as exc:
+        messages.error(request, f"Not adopted: {exc.message}")
+        return _site_redirect(form, version)
+    messages.success(
+        request,
+        f"{version} now flags at {site.threshold:.4f} here (its own threshold {site.artifact_threshold:.4f}); "
+        "new predictions use it, earlier ones keep theirs.",
+    )
+    return _site_redirect(form, version)
+
+
+@action_required("manage_models")
+@require_POST
+def site_threshold_retire_view(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Return the version to its artifact's threshold."""
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    form = SiteThresholdForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Write why this hospital's threshold changes; it is kept and audited.")
+        return _site_redirect(form, version)
+    try:
+        site = site_threshold_retire(
+            version=version,
+            actor=request_user(request),
+            reason=form.cleaned_data["reason"],
+            audit=audit_context(request),
+        )
+    except ServiceError as exc:
+        messages.error(request, f"Not changed: {exc.message}")
+        return _site_redirect(form, version)
+    messages.success(request, f"{version} flags at its own threshold {site.artifact_threshold:.4f} again.")
+    return _site_redirect(form, version)
 
 
 @action_required("manage_models")

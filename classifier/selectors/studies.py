@@ -18,7 +18,7 @@ from classifier.selectors.predictions import prediction_finding_of
 
 def prediction_latest(image: Image) -> Prediction | None:
     """The most recent prediction of an image, whatever its status."""
-    return image.predictions.select_related("model_version").order_by("-created_at", "-id").first()
+    return image.predictions.select_related("model_version", "site_threshold").order_by("-created_at", "-id").first()
 
 
 class ImageState(NamedTuple):
@@ -186,7 +186,9 @@ def study_detail(study_id: int) -> tuple[Study, list[ImagePanel], list[Study]]:
     study = Study.objects.select_related("patient", "requesting_clinician").get(pk=study_id)
     panels = []
     for image in study.images.order_by("created_at", "id"):
-        predictions = list(image.predictions.select_related("model_version").order_by("-created_at", "-id"))
+        predictions = list(
+            image.predictions.select_related("model_version", "site_threshold").order_by("-created_at", "-id")
+        )
         reviews = list(
             image.reviews.select_related("radiologist", "prediction__model_version").order_by("-created_at", "-id")
         )

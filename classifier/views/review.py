@@ -16,6 +16,7 @@ from classifier.selectors.agreement import MIN_ABNORMAL_FOR_LOCAL_THRESHOLD, fla
 from classifier.selectors.reviews import review_next_study
 from classifier.services.errors import ServiceError
 from classifier.services.reviews import review_submit as review_submit_service
+from training.models import SiteThreshold
 
 SKIPPED_KEY = "review_skipped"  # session: studies passed over with "n" in this sitting
 MAX_SKIPPED = 200
@@ -70,14 +71,19 @@ def review_next(request: HttpRequest) -> HttpResponse:
 
 @action_required("review")
 def review_stats(request: HttpRequest) -> HttpResponse:
-    """How often reviews confirm the AI, per radiologist and per model version, and how each
-    version's flag did against the radiologists' labels here."""
+    """How often reviews confirm the AI, per radiologist and per model version, how each
+    version's flag did against the radiologists' labels here, and (for admins) adopting
+    the threshold that would have met the target as this hospital's own."""
+    in_force: dict[int | None, SiteThreshold] = {
+        site.version_id: site
+        for site in SiteThreshold.objects.filter(retired_at__isnull=True).select_related("adopted_by")
+    }
     return render(
         request,
         "classifier/review_stats.html",
         {
             "agreement": review_agreement(),
-            "flags": flag_performance(),
+            "flags": [{"perf": row, "site": in_force.get(row.version_id)} for row in flag_performance()],
             "min_abnormal": MIN_ABNORMAL_FOR_LOCAL_THRESHOLD,
         },
     )

@@ -5,6 +5,7 @@ recorded on them, retired back to the version's own."""
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 
 from classifier.models import AuditEvent, Review
 from classifier.selectors.agreement import MIN_ABNORMAL_FOR_LOCAL_THRESHOLD
@@ -93,3 +94,37 @@ def test_adopting_again_retires_the_previous_and_retire_returns_to_the_model(ver
         site_threshold_retire(version=version, actor=admin, reason="again")
     assert none.value.code == "no_site_threshold" and none.value.status == 404
     assert AuditEvent.objects.filter(action="site_threshold_retire").count() == 1
+
+
+def test_only_admins_adopt_from_the_pages(version, role_users, client_for) -> None:
+    reviewed(version, role_users["Radiologist"], ABNORMAL, NORMAL)
+    clients = {}
+    for role in ("Clinician", "Radiologist", "Admin"):
+        clients[role] = Client()
+        clients[role].force_login(role_users[role])
+    url = f"/models/{version.pk}/site-threshold/"
+    for role in ("Clinician", "Radiologist"):
+        assert clients[role].post(url, {"reason": "x"}).status_code == 403
+        assert clients[role].post(url + "retire/", {"reason": "x"}).status_code == 403
+    stats = clients["Radiologist"].get("/review/stats/").content.decode()
+    assert "site-threshold-form" not in stats and "the model's own" in stats
+    assert clients["Admin"].get(url).status_code == 405  # POST only
+    admin_stats = clients["Admin"].get("/review/stats/").content.decode()
+    assert f'action="{url}"' in admin_stats
+    # without a reason nothing is adopted
+    assert clients["Admin"].post(url, {"reason": "", "return_to": "stats"}).status_code == 302
+    assert not SiteThreshold.objects.exists()
+    response = clients["Admin"].post(url, {"reason": "sensitivity below target here", "return_to": "stats"})
+    assert response.status_code == 302 and response["Location"] == "/review/stats/"
+    site = SiteThreshold.objects.get()
+    assert site.threshold == pytest.approx(0.31) and site.adopted_by == role_users["Admin"]
+    stats = clients["Radiologist"].get("/review/stats/").content.decode()
+    assert "<strong>0.3100</strong>" in stats
+    page = clients["Admin"].get(f"/models/{version.pk}/").content.decode()
+    assert "flagged at <strong>0.3100</strong> here" in page and "sensitivity below target here" in page
+    assert f'action="{url}retire/"' in page
+    response = clients["Admin"].post(url + "retire/", {"reason": "audit asked", "return_to": "model"})
+    assert response["Location"] == f"/models/{version.pk}/"
+    assert registry.site_threshold_in_force(version) is None
+    page = clients["Admin"].get(f"/models/{version.pk}/").content.decode()
+    assert "flags at its own threshold" in page and "audit asked" in page
