@@ -1,9 +1,13 @@
-"""Models and training (admins): versions with metrics, promote, roll back, training runs."""
+"""Models and training (admins): versions with metrics, promote, roll back, this hospital's
+threshold for a version (adopt from its reviews, retire), training runs."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib.auth.models import User
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,10 +16,12 @@ from classifier.api.base import Api, ListApi, RetrieveApi
 from classifier.api.errors import ApiError
 from classifier.api.idempotency import idempotent
 from classifier.http import audit_context, request_user
+from classifier.selectors.agreement import flag_performance
 from training import registry
-from training.models import Dataset, ModelVersion, TrainingRun
+from training.models import Dataset, ModelVersion, SiteThreshold, TrainingRun
 from training.services.promotion import PromotionRefused, promotion_summary, version_promote
 from training.services.runs import TrainingDataMissing, training_run_start
+from training.services.site_thresholds import site_threshold_adopt, site_threshold_retire
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -40,10 +46,51 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ModelVersionDetailSerializer(ModelVersionSerializer):
-    class Meta(ModelVersionSerializer.Meta):
-        fields = [*ModelVersionSerializer.Meta.fields, "preprocess_config", "hyperparameters", "model_card"]
+class SiteThresholdSerializer(serializers.ModelSerializer):
+    adopted_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    retired_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    in_force = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = SiteThreshold
+        fields = [
+            "id",
+            "version",
+            "threshold",
+            "artifact_threshold",
+            "target_sensitivity",
+            "evidence",
+            "reason",
+            "adopted_by",
+            "adopted_at",
+            "in_force",
+            "retired_at",
+            "retired_by",
+            "retire_reason",
+        ]
         read_only_fields = fields
+
+
+class ModelVersionDetailSerializer(ModelVersionSerializer):
+    site_threshold = serializers.SerializerMethodField(
+        help_text="This hospital's threshold in force for the version (predictions are flagged at it), or null: "
+        "the version's own thresholds.abnormal applies."
+    )
+
+    class Meta(ModelVersionSerializer.Meta):
+        fields = [
+            *ModelVersionSerializer.Meta.fields,
+            "site_threshold",
+            "preprocess_config",
+            "hyperparameters",
+            "model_card",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(SiteThresholdSerializer(allow_null=True))
+    def get_site_threshold(self, obj: ModelVersion) -> dict[str, Any] | None:
+        site = registry.site_threshold_in_force(obj)
+        return SiteThresholdSerializer(site).data if site is not None else None
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
@@ -183,6 +230,87 @@ class ModelVersionRollbackApi(Api):
             name=form.validated_data["name"], actor=request.user, audit=audit_context(request)
         )
         return Response(ModelVersionSerializer(version).data)
+
+
+class SiteThresholdInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="Why this hospital's threshold changes (kept, audited).")
+
+
+class SiteThresholdStateSerializer(serializers.Serializer):
+    in_force = SiteThresholdSerializer(allow_null=True)
+    local = serializers.DictField(
+        allow_null=True,
+        help_text="The flag on this hospital's reviewed studies of the version now (n, n_abnormal, target, the "
+        "served and the local threshold's sensitivity and specificity with Wilson CIs): what adopting would "
+        "store. null without reviewed predictions.",
+    )
+    history = SiteThresholdSerializer(many=True)
+
+
+class ModelVersionSiteThresholdApi(Api):
+    """GET: the version's site threshold in force, its history and what adopting now would
+    rest on. POST ``{"reason"}``: adopt the threshold recomputed from this hospital's reviews
+    (409 ``too_few_reviews`` below the minimum of reviewed abnormal studies). New
+    predictions of the version are flagged at it; earlier ones keep theirs."""
+
+    role_actions = {"GET": "manage_models", "POST": "manage_models"}
+
+    @extend_schema(responses={200: SiteThresholdStateSerializer})
+    def get(self, request: Request, pk: int) -> Response:
+        version = get_object_or_404(ModelVersion, pk=pk)
+        history = list(version.site_thresholds.select_related("adopted_by", "retired_by"))
+        rows = flag_performance(version_id=version.pk)
+        self.audit("api_read_site_threshold", version)
+        data = {
+            "in_force": next((site for site in history if site.in_force), None),
+            "local": rows[0].evidence() if rows else None,
+            "history": history,
+        }
+        return Response(SiteThresholdStateSerializer(data).data)
+
+    @extend_schema(
+        request=SiteThresholdInput,
+        responses={
+            201: SiteThresholdSerializer,
+            409: OpenApiResponse(description="Too few reviewed abnormal studies of the version."),
+        },
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        version = get_object_or_404(ModelVersion, pk=pk)
+        form = SiteThresholdInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        site = site_threshold_adopt(
+            version=version,
+            actor=request_user(request),
+            reason=form.validated_data["reason"],
+            audit=audit_context(request),
+        )
+        return Response(SiteThresholdSerializer(site).data, status=status.HTTP_201_CREATED)
+
+
+class ModelVersionSiteThresholdRetireApi(Api):
+    """POST ``{"reason"}``: return the version to its own threshold (404 ``no_site_threshold``
+    when none is in force)."""
+
+    role_actions = {"POST": "manage_models"}
+
+    @extend_schema(
+        request=SiteThresholdInput,
+        responses={200: SiteThresholdSerializer, 404: OpenApiResponse(description="No site threshold in force.")},
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        version = get_object_or_404(ModelVersion, pk=pk)
+        form = SiteThresholdInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        site = site_threshold_retire(
+            version=version,
+            actor=request_user(request),
+            reason=form.validated_data["reason"],
+            audit=audit_context(request),
+        )
+        return Response(SiteThresholdSerializer(site).data)
 
 
 class TrainingRunListCreateApi(ListApi):

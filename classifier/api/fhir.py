@@ -150,9 +150,10 @@ def diagnostic_report_resource(prediction: Prediction) -> dict[str, Any]:
     review = review_of_prediction(prediction)
     finding = prediction_finding_of(prediction)
     cause = f" {finding.cause_note}" if finding.cause_note else ""
+    where = "this hospital's " if prediction.threshold_source == "site" else ""
     ai = (
         f"AI triage: {finding.headline}, p(abnormal) {prediction.p_abnormal:.3f} "
-        f"({'flagged' if prediction.flag else 'not flagged'} at threshold {prediction.threshold:.3f}), "
+        f"({'flagged' if prediction.flag else 'not flagged'} at {where}threshold {prediction.threshold:.3f}), "
         f"model {version.name} v{version.version}.{cause}"
     )
     read = f" Radiologist {review.decision}ed: {review.label}." if review else ""

@@ -82,6 +82,13 @@ class PredictionSerializer(serializers.ModelSerializer):
         "for the patient's age group; the cause is never the headline where it is not validated."
     )
 
+    threshold_source = serializers.ChoiceField(
+        choices=["model", "site"],
+        read_only=True,
+        help_text='Whose threshold "flag" compared p_abnormal against: "model" (the version\'s own, in '
+        '"thresholds") or "site" (this hospital\'s, adopted from its radiologists\' reviews).',
+    )
+
     class Meta:
         model = Prediction
         fields = [
@@ -96,6 +103,7 @@ class PredictionSerializer(serializers.ModelSerializer):
             "finding",
             "priority",
             "threshold",
+            "threshold_source",
             "thresholds",
             "model",
             "runtime",

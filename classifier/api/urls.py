@@ -40,6 +40,16 @@ urlpatterns = [
     path(f"{v1}/models/rollback/", training_api.ModelVersionRollbackApi.as_view(), name="model-rollback"),
     path(f"{v1}/models/<int:pk>/", training_api.ModelVersionDetailApi.as_view(), name="model-detail"),
     path(f"{v1}/models/<int:pk>/activate/", training_api.ModelVersionActivateApi.as_view(), name="model-activate"),
+    path(
+        f"{v1}/models/<int:pk>/site-threshold/",
+        training_api.ModelVersionSiteThresholdApi.as_view(),
+        name="model-site-threshold",
+    ),
+    path(
+        f"{v1}/models/<int:pk>/site-threshold/retire/",
+        training_api.ModelVersionSiteThresholdRetireApi.as_view(),
+        name="model-site-threshold-retire",
+    ),
     path(f"{v1}/training-runs/", training_api.TrainingRunListCreateApi.as_view(), name="training-run-list"),
     path(f"{v1}/training-runs/<int:pk>/", training_api.TrainingRunDetailApi.as_view(), name="training-run-detail"),
     path(f"{v1}/tokens/", tokens.ApiTokenListCreateApi.as_view(), name="token-list"),

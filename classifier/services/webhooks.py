@@ -76,6 +76,7 @@ def _prediction_data(prediction: Prediction) -> dict[str, Any]:
             "flag": prediction.flag,
             "finding": prediction_finding_of(prediction).as_dict() if prediction.status == "done" else None,
             "threshold": prediction.threshold,
+            "threshold_source": prediction.threshold_source,
             "priority": study.priority,
             "model": {
                 "name": version.name,

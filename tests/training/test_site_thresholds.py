@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from classifier.models import AuditEvent, Review
+from classifier.models import AuditEvent, Prediction, Review
 from classifier.selectors.agreement import MIN_ABNORMAL_FOR_LOCAL_THRESHOLD
 from classifier.services.errors import ServiceError
 from tests.factories import ModelVersionFactory, PredictionFactory, ReviewFactory
@@ -128,3 +128,42 @@ def test_only_admins_adopt_from_the_pages(version, role_users, client_for) -> No
     assert registry.site_threshold_in_force(version) is None
     page = clients["Admin"].get(f"/models/{version.pk}/").content.decode()
     assert "flags at its own threshold" in page and "audit asked" in page
+
+
+def test_api_reads_adopts_and_retires(version, role_users, client_for) -> None:
+    url = f"/api/v1/models/{version.pk}/site-threshold/"
+    admin = client_for("Admin")
+    for role in ("Clinician", "Radiologist"):
+        assert client_for(role).get(url).status_code == 403
+        assert client_for(role).post(url, {"reason": "x"}, format="json").status_code == 403
+    empty = admin.get(url).json()
+    assert empty == {"in_force": None, "local": None, "history": []}
+    missing = admin.post(url, {}, format="json")
+    assert missing.status_code == 400 and "reason" in str(missing.json())
+    assert admin.post(url, {"reason": "x"}, format="json").json()["error"]["code"] == "too_few_reviews"
+    reviewed(version, role_users["Radiologist"], ABNORMAL, NORMAL)
+    state = admin.get(url).json()
+    assert state["local"]["local"]["threshold"] == pytest.approx(0.31) and state["in_force"] is None
+    adopted = admin.post(url, {"reason": "from the API"}, format="json")
+    assert adopted.status_code == 201, adopted.content
+    body = adopted.json()
+    assert body["threshold"] == pytest.approx(0.31) and body["in_force"]
+    # the token's own user adopted it, and the audit trail says so
+    event = AuditEvent.objects.get(action="site_threshold_adopt")
+    assert body["adopted_by"] == event.actor.username and event.actor.username.startswith("api-")
+    detail = admin.get(f"/api/v1/models/{version.pk}/").json()
+    assert detail["site_threshold"]["id"] == body["id"]
+    assert admin.post(url + "retire/", {"reason": "done"}, format="json").json()["in_force"] is False
+    assert admin.get(f"/api/v1/models/{version.pk}/").json()["site_threshold"] is None
+    assert admin.post(url + "retire/", {"reason": "done"}, format="json").status_code == 404
+    assert len(admin.get(url).json()["history"]) == 1
+
+
+def test_prediction_serialises_whose_threshold_flagged_it(version, role_users, client_for) -> None:
+    reviewed(version, role_users["Radiologist"], ABNORMAL, NORMAL)
+    site = site_threshold_adopt(version=version, actor=role_users["Admin"], reason="x")
+    ours = PredictionFactory(model_version=version, p_abnormal=0.4, threshold=site.threshold, site_threshold=site)
+    theirs = Prediction.objects.filter(model_version=version, site_threshold=None).first()
+    api = client_for("Clinician")
+    assert api.get(f"/api/v1/predictions/{ours.pk}/").json()["threshold_source"] == "site"
+    assert api.get(f"/api/v1/predictions/{theirs.pk}/").json()["threshold_source"] == "model"
