@@ -167,3 +167,18 @@ def test_prediction_serialises_whose_threshold_flagged_it(version, role_users, c
     api = client_for("Clinician")
     assert api.get(f"/api/v1/predictions/{ours.pk}/").json()["threshold_source"] == "site"
     assert api.get(f"/api/v1/predictions/{theirs.pk}/").json()["threshold_source"] == "model"
+
+
+def test_webhook_and_fhir_say_this_hospitals_threshold_flagged_it(version, role_users) -> None:
+    from classifier.api.fhir import diagnostic_report_resource
+    from classifier.services.webhooks import _prediction_data
+
+    reviewed(version, role_users["Radiologist"], ABNORMAL, NORMAL)
+    site = site_threshold_adopt(version=version, actor=role_users["Admin"], reason="x")
+    ours = PredictionFactory(model_version=version, p_abnormal=0.4, threshold=site.threshold, site_threshold=site)
+    theirs = Prediction.objects.filter(model_version=version, site_threshold=None).first()
+    assert _prediction_data(ours)["prediction"]["threshold_source"] == "site"
+    assert _prediction_data(theirs)["prediction"]["threshold_source"] == "model"
+    text = str(diagnostic_report_resource(ours))
+    assert "flagged at this hospital's threshold 0.310" in text
+    assert "this hospital" not in str(diagnostic_report_resource(theirs))
