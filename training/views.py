@@ -6,6 +6,7 @@ Plots are served from the version's artifact directory through a role-checked vi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -20,7 +21,7 @@ from classifier.http import audit_context, request_user
 from classifier.roles import action_required
 from classifier.services.errors import ServiceError
 from training import registry
-from training.models import Dataset, DatasetImport, ModelVersion, TrainingRun
+from training.models import Dataset, DatasetImport, ModelVersion, SiteThreshold, TrainingRun
 from training.services.imports import ImportRefused, dataset_import_start, import_root
 from training.services.progress import run_progress
 from training.services.promotion import promotion_summary, version_promote
@@ -127,53 +128,28 @@ class SiteThresholdForm(forms.Form):
     """Why this hospital's threshold changes; the threshold itself is recomputed from the reviews."""
 
     reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label="Reason")
-    return_to = forms.ChoiceField(choices=[("model", "model"), ("stats", "stats")], required=False)
 
 
-def _site_redirect(form: SiteThresholdForm, version: ModelVersion) -> HttpResponse:
-    if form.is_valid() and form.cleaned_data.get("return_to") == "stats":
-        return redirect("review_stats")
-    return redirect("model_detail", version_id=version.pk)
-
-
-@action_required("manage_models")
-@require_POST
-def site_threshold_adopt_view(request: HttpRequest, version_id: int) -> HttpResponse:
-    """Adopt the threshold that met the version's target on this hospital's reviews."""
+def _site_threshold_change(
+    request: HttpRequest,
+    version_id: int,
+    change: Callable[..., SiteThreshold],
+    done: Callable[[ModelVersion, SiteThreshold], str],
+) -> HttpResponse:
+    """Run ``change`` (adopt or retire) with the form's reason; say what happened and go
+    back to the page the form was on (the model page unless ``return_to=stats``)."""
     version = get_object_or_404(ModelVersion, pk=version_id)
     form = SiteThresholdForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Write why this hospital's threshold changes; it is kept and audited.")
-        return _site_redirect(form, version)
-    try:
-        site = site_threshold_adopt(
-            version=version,
-            actor=request_user(request),
-            reason=form.cleaned_data["reason"],
-            audit=audit_context(request),
-        )
-    except ServiceError as exc:
-        messages.error(request, f"Not adopted: {exc.message}")
-        return _site_redirect(form, version)
-    messages.success(
-        request,
-        f"{version} now flags at {site.threshold:.4f} here (its own threshold {site.artifact_threshold:.4f}); "
-        "new predictions use it, earlier ones keep theirs.",
+    back = (
+        redirect("review_stats")
+        if request.POST.get("return_to") == "stats"
+        else redirect("model_detail", version_id=version.pk)
     )
-    return _site_redirect(form, version)
-
-
-@action_required("manage_models")
-@require_POST
-def site_threshold_retire_view(request: HttpRequest, version_id: int) -> HttpResponse:
-    """Return the version to its artifact's threshold."""
-    version = get_object_or_404(ModelVersion, pk=version_id)
-    form = SiteThresholdForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Write why this hospital's threshold changes; it is kept and audited.")
-        return _site_redirect(form, version)
+        return back
     try:
-        site = site_threshold_retire(
+        site = change(
             version=version,
             actor=request_user(request),
             reason=form.cleaned_data["reason"],
@@ -181,9 +157,36 @@ def site_threshold_retire_view(request: HttpRequest, version_id: int) -> HttpRes
         )
     except ServiceError as exc:
         messages.error(request, f"Not changed: {exc.message}")
-        return _site_redirect(form, version)
-    messages.success(request, f"{version} flags at its own threshold {site.artifact_threshold:.4f} again.")
-    return _site_redirect(form, version)
+        return back
+    messages.success(request, done(version, site))
+    return back
+
+
+@action_required("manage_models")
+@require_POST
+def site_threshold_adopt_view(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Adopt the threshold that met the version's target on this hospital's reviews."""
+    return _site_threshold_change(
+        request,
+        version_id,
+        site_threshold_adopt,
+        lambda version, site: (
+            f"{version} now flags at {site.threshold:.4f} here (its own threshold "
+            f"{site.artifact_threshold:.4f}); new predictions use it, earlier ones keep theirs."
+        ),
+    )
+
+
+@action_required("manage_models")
+@require_POST
+def site_threshold_retire_view(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Return the version to its artifact's threshold."""
+    return _site_threshold_change(
+        request,
+        version_id,
+        site_threshold_retire,
+        lambda version, site: f"{version} flags at its own threshold {site.artifact_threshold:.4f} again.",
+    )
 
 
 @action_required("manage_models")

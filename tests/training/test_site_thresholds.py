@@ -112,7 +112,9 @@ def test_only_admins_adopt_from_the_pages(version, role_users, client_for) -> No
     admin_stats = clients["Admin"].get("/review/stats/").content.decode()
     assert f'action="{url}"' in admin_stats
     # without a reason nothing is adopted
-    assert clients["Admin"].post(url, {"reason": "", "return_to": "stats"}).status_code == 302
+    refused = clients["Admin"].post(url, {"reason": "", "return_to": "stats"}, follow=True)
+    assert refused.redirect_chain[-1][0] == "/review/stats/"
+    assert "Write why this hospital" in refused.content.decode()
     assert not SiteThreshold.objects.exists()
     response = clients["Admin"].post(url, {"reason": "sensitivity below target here", "return_to": "stats"})
     assert response.status_code == 302 and response["Location"] == "/review/stats/"
