@@ -74,6 +74,9 @@ WRITE_ONLY_ROUTES = {
     "prediction_rerun": "services.predictions (prediction_rerun)",
     "api:prediction-rerun": "services.predictions (prediction_rerun)",
     "api:token-revoke": "services.tokens (api_token_revoke)",
+    "site_threshold_adopt": "training.services.site_thresholds, tests/training/test_site_thresholds.py",
+    "site_threshold_retire": "training.services.site_thresholds, tests/training/test_site_thresholds.py",
+    "api:model-site-threshold-retire": "training.services.site_thresholds, tests/training/test_site_thresholds.py",
 }
 # Admin pages of models that hold no patient data; their writes are audited by the
 # services the admin calls (tokens, webhooks, DICOM peers) or are user accounts.
@@ -86,6 +89,7 @@ NON_PATIENT_ADMINS = {
     "classifier.dicomdestination": "PACS addresses",
     "training.modelversion": "model versions (read-only; status changes audited by training.registry)",
     "training.trainingrun": "training runs over the labelled datasets",
+    "training.sitethreshold": "thresholds and review counts (read-only; changes audited by services.site_thresholds)",
     "training.dataset": "dataset names and folders",
     "axes.accessattempt": "login attempts (usernames, addresses): no patient data",
     "axes.accessfailurelog": "failed logins: no patient data",
@@ -186,6 +190,8 @@ def _route_kwargs(key: str, rows: dict[str, Any]) -> dict[str, Any]:
         "api:webhook-deliveries": rows["webhook"],
         "api:prediction-rerun": rows["prediction"],
         "api:model-detail": rows["model_version"],
+        "api:model-site-threshold": rows["model_version"],
+        "api:model-site-threshold-retire": rows["model_version"],
         "api:model-activate": rows["model_version"],
         "api:token-detail": rows["token"],
         "api:token-revoke": rows["token"],
