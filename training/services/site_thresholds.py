@@ -22,6 +22,7 @@ from classifier.selectors.agreement import MIN_ABNORMAL_FOR_LOCAL_THRESHOLD, fla
 from classifier.services.audit import AuditContext, audit_record
 from classifier.services.errors import ServiceError
 from training.models import ModelVersion, SiteThreshold
+from training.registry import site_threshold_in_force
 
 
 def _reason(reason: str) -> str:
@@ -59,7 +60,7 @@ def site_threshold_adopt(
             status=409,
         )
     evidence = rows[0]
-    previous = SiteThreshold.objects.filter(version=version, retired_at__isnull=True).first()
+    previous = site_threshold_in_force(version)
     if previous is not None:
         _retire(previous, actor, f"replaced: {reason}")
     site = SiteThreshold.objects.create(
@@ -103,7 +104,7 @@ def site_threshold_retire(
     (404) when none is in force."""
     reason = _reason(reason)
     ModelVersion.objects.select_for_update().get(pk=version.pk)
-    site = SiteThreshold.objects.filter(version=version, retired_at__isnull=True).first()
+    site = site_threshold_in_force(version)
     if site is None:
         raise ServiceError("no_site_threshold", f"{version} has no site threshold in force.", status=404)
     _retire(site, actor, reason)
