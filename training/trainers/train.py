@@ -66,6 +66,10 @@ class TrainSpec:
     # > 0: train with the conditional source-adversarial head of
     # training.trainers.adversarial, its reversed gradient scaled by this (0 = no head).
     source_adversarial: float = 0.0
+    # Weight of the cause-given-abnormal term of the loss (training.trainers.losses):
+    # 1.0 is the plain 4-class cross-entropy; below 1 the abnormal-vs-normal term
+    # dominates what the backbone learns, since the cause is nearly the source here.
+    cause_loss_weight: float = 1.0
     seed: int = 1234
 
     def __post_init__(self) -> None:
@@ -79,6 +83,8 @@ class TrainSpec:
             raise ValueError("epoch_samples must be 0 (the training set size) or at least batch_size")
         if self.source_adversarial < 0:
             raise ValueError("source_adversarial must be >= 0")
+        if not 0.0 <= self.cause_loss_weight <= 1.0:
+            raise ValueError("cause_loss_weight must be within [0, 1]")
         if self.source_adversarial and (self.balancing != "source_label" or self.early_stopping_metric != "val_auc"):
             # The head's targets ride on the sampled pipeline, and the validation images
             # carry no source targets, so stopping follows the validation AUC.
@@ -134,6 +140,11 @@ def _compile(model: Any, spec: TrainSpec, learning_rate: float, num_sources: int
         learning_rate, decay_steps=spec.lr_decay_steps, decay_rate=spec.lr_decay_rate
     )
     loss: Any = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=spec.label_smoothing)
+    if spec.cause_loss_weight != 1.0:
+        from training.trainers.losses import CauseWeightedLoss
+
+        normal = spec.labels.index("NORMAL") if "NORMAL" in spec.labels else 0
+        loss = CauseWeightedLoss(spec.cause_loss_weight, normal, spec.label_smoothing)
     metrics: Any = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if spec.source_adversarial:
         from training.trainers.adversarial import ConditionalSourceLoss
@@ -168,6 +179,8 @@ def _load_or_build(spec: TrainSpec, ckpt: Path, num_sources: int = 0) -> tuple[A
 
     if spec.source_adversarial:
         from training.trainers import adversarial  # registers the head's layer and loss
+    if spec.cause_loss_weight != 1.0:
+        from training.trainers import losses  # noqa: F401  (registers the loss for last.keras)
     state_path = ckpt / "state.json"
     if state_path.exists() and (ckpt / "last.keras").exists():
         state = json.loads(state_path.read_text())
