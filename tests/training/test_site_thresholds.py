@@ -96,6 +96,24 @@ def test_adopting_again_retires_the_previous_and_retire_returns_to_the_model(ver
     assert AuditEvent.objects.filter(action="site_threshold_retire").count() == 1
 
 
+def test_adopting_again_without_new_reviews_is_refused(version, role_users) -> None:
+    """The same reviews give the same threshold: a second adoption would only add an
+    identical row to the history (and retire the first for nothing)."""
+    admin = role_users["Admin"]
+    reviewed(version, role_users["Radiologist"], ABNORMAL, NORMAL)
+    first = site_threshold_adopt(version=version, actor=admin, reason="first")
+    with pytest.raises(ServiceError) as unchanged:
+        site_threshold_adopt(version=version, actor=admin, reason="clicked twice")
+    assert unchanged.value.code == "unchanged" and unchanged.value.status == 409
+    assert "already in force" in unchanged.value.message
+    first.refresh_from_db()
+    assert first.in_force and SiteThreshold.objects.count() == 1
+    assert AuditEvent.objects.filter(action="site_threshold_adopt").count() == 1
+    # Once it is retired, the same evidence may be adopted again.
+    site_threshold_retire(version=version, actor=admin, reason="back to the model's own")
+    assert site_threshold_adopt(version=version, actor=admin, reason="again").in_force
+
+
 def test_only_admins_adopt_from_the_pages(version, role_users, client_for) -> None:
     reviewed(version, role_users["Radiologist"], ABNORMAL, NORMAL)
     clients = {}

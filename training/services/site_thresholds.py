@@ -40,8 +40,9 @@ def site_threshold_adopt(
     hospital's reviewed studies; the row in force before (if any) is retired.
 
     Raises ServiceError ``reason_required`` without a reason, ``too_few_reviews`` below
-    MIN_ABNORMAL_FOR_LOCAL_THRESHOLD reviewed abnormal studies of the version, and
-    ``no_artifact_threshold`` for a version without a threshold of its own.
+    MIN_ABNORMAL_FOR_LOCAL_THRESHOLD reviewed abnormal studies of the version,
+    ``no_artifact_threshold`` for a version without a threshold of its own, and
+    ``unchanged`` (409) when the row in force was adopted from exactly these reviews.
     """
     reason = _reason(reason)
     # One adoption at a time per version: the partial unique constraint would refuse the
@@ -61,6 +62,14 @@ def site_threshold_adopt(
         )
     evidence = rows[0]
     previous = site_threshold_in_force(version)
+    if previous is not None and previous.evidence == evidence.evidence():
+        # Same reviews, same threshold: another row would only repeat the history.
+        raise ServiceError(
+            "unchanged",
+            f"The site threshold {previous.threshold:.4f} already in force for {version} was adopted from "
+            "these same reviews; adopt again once more studies are reviewed.",
+            status=409,
+        )
     if previous is not None:
         _retire(previous, actor, f"replaced: {reason}")
     site = SiteThreshold.objects.create(
