@@ -91,3 +91,47 @@ def test_only_one_active_version_per_model_name() -> None:
         ModelVersion.objects.create(name="m", version=3, status="active", **fields)
     with pytest.raises(IntegrityError), transaction.atomic():
         ModelVersion.objects.create(name="m", version=2, **fields)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_populated_database_upgrades_from_0009_with_the_stored_results_backfilled() -> None:
+    """A hospital's database at classifier 0009 (studies, images, predictions) migrates to
+    today's schema, and 0012's backfill stores each study's current result as the services
+    would. The backfill runs today's service code while later columns (0013's
+    ``Prediction.site_threshold``) do not exist yet, which only a populated run exercises."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    start = [("classifier", "0009_prediction_image_latest_index"), ("training", "0007_artifact_key")]
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate(start)
+        old = MigrationExecutor(connection).loader.project_state(start).apps
+        version = old.get_model("training", "ModelVersion").objects.create(
+            name="legacy", version=1, architecture="s0_cnn", input_size=32, labels=["NORMAL", "COVID19"],
+            preprocess_config={}, thresholds={"abnormal": 0.5}, artifact_dir="/nonexistent",
+        )
+        patient = old.get_model("classifier", "Patient").objects.create(mrn="MIG-1")
+        OldStudy, OldImage, OldPrediction = (old.get_model("classifier", n) for n in ("Study", "Image", "Prediction"))
+        flagged = OldStudy.objects.create(patient=patient, accession_number="MIG-A")
+        cleared = OldStudy.objects.create(patient=patient, accession_number="MIG-B")
+        empty = OldStudy.objects.create(patient=patient, accession_number="MIG-C")
+        for study, p_abnormal, n in ((flagged, 0.9, 1), (cleared, 0.1, 2)):
+            image = OldImage.objects.create(
+                study=study, file=f"images/m/{n}.png", sha256=f"{n:064x}", size_bytes=1, format="PNG", width=8,
+                height=8,
+            )
+            OldPrediction.objects.create(
+                image=image, model_version=version, status="done", label="NORMAL", p_abnormal=p_abnormal,
+                threshold=0.5, flag=p_abnormal >= 0.5,
+            )
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+    stored = {s.accession_number: s for s in Study.objects.filter(accession_number__startswith="MIG-")}
+    assert (stored["MIG-A"].has_images, stored["MIG-A"].current_flag) == (True, True)
+    assert stored["MIG-A"].current_p_abnormal == pytest.approx(0.9)
+    assert (stored["MIG-B"].has_images, stored["MIG-B"].current_flag) == (True, False)
+    assert (stored["MIG-C"].has_images, stored["MIG-C"].current_flag) == (False, None)
+    assert stored["MIG-A"].triage_base is not None and stored["MIG-A"].triage_base > stored["MIG-B"].triage_base
