@@ -108,22 +108,38 @@ def test_a_populated_database_upgrades_from_0009_with_the_stored_results_backfil
         executor.migrate(start)
         old = MigrationExecutor(connection).loader.project_state(start).apps
         version = old.get_model("training", "ModelVersion").objects.create(
-            name="legacy", version=1, architecture="s0_cnn", input_size=32, labels=["NORMAL", "COVID19"],
-            preprocess_config={}, thresholds={"abnormal": 0.5}, artifact_dir="/nonexistent",
+            name="legacy",
+            version=1,
+            architecture="s0_cnn",
+            input_size=32,
+            labels=["NORMAL", "COVID19"],
+            preprocess_config={},
+            thresholds={"abnormal": 0.5},
+            artifact_dir="/nonexistent",
         )
         patient = old.get_model("classifier", "Patient").objects.create(mrn="MIG-1")
         OldStudy, OldImage, OldPrediction = (old.get_model("classifier", n) for n in ("Study", "Image", "Prediction"))
         flagged = OldStudy.objects.create(patient=patient, accession_number="MIG-A")
         cleared = OldStudy.objects.create(patient=patient, accession_number="MIG-B")
-        empty = OldStudy.objects.create(patient=patient, accession_number="MIG-C")
+        OldStudy.objects.create(patient=patient, accession_number="MIG-C")  # no images
         for study, p_abnormal, n in ((flagged, 0.9, 1), (cleared, 0.1, 2)):
             image = OldImage.objects.create(
-                study=study, file=f"images/m/{n}.png", sha256=f"{n:064x}", size_bytes=1, format="PNG", width=8,
+                study=study,
+                file=f"images/m/{n}.png",
+                sha256=f"{n:064x}",
+                size_bytes=1,
+                format="PNG",
+                width=8,
                 height=8,
             )
             OldPrediction.objects.create(
-                image=image, model_version=version, status="done", label="NORMAL", p_abnormal=p_abnormal,
-                threshold=0.5, flag=p_abnormal >= 0.5,
+                image=image,
+                model_version=version,
+                status="done",
+                label="NORMAL",
+                p_abnormal=p_abnormal,
+                threshold=0.5,
+                flag=p_abnormal >= 0.5,
             )
     finally:
         executor = MigrationExecutor(connection)
