@@ -35,9 +35,7 @@ class CauseWeightedLoss(keras.losses.Loss):
     so ``cause_weight=1`` equals it to float precision.
     """
 
-    def __init__(
-        self, cause_weight: float, normal_index: int = 0, label_smoothing: float = 0.0, **kwargs: Any
-    ) -> None:
+    def __init__(self, cause_weight: float, normal_index: int = 0, label_smoothing: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cause_weight = float(cause_weight)
         self.normal_index = int(normal_index)

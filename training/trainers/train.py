@@ -70,6 +70,12 @@ class TrainSpec:
     # 1.0 is the plain 4-class cross-entropy; below 1 the abnormal-vs-normal term
     # dominates what the backbone learns, since the cause is nearly the source here.
     cause_loss_weight: float = 1.0
+    # Fine-tuning keeps a running average of the weights after each epoch, and the
+    # average (not the last epoch's weights) is what is scored, stopped on and returned
+    # (stochastic weight averaging; Izmailov et al. 2018, and for unseen domains
+    # Cha et al. 2021, SWAD). BN statistics are frozen while fine-tuning, so the
+    # average needs no re-estimation.
+    weight_averaging: bool = False
     seed: int = 1234
 
     def __post_init__(self) -> None:
@@ -85,6 +91,9 @@ class TrainSpec:
             raise ValueError("source_adversarial must be >= 0")
         if not 0.0 <= self.cause_loss_weight <= 1.0:
             raise ValueError("cause_loss_weight must be within [0, 1]")
+        if self.weight_averaging and (self.fine_tune_epochs < 1 or self.early_stopping_metric != "val_auc"):
+            # The average is scored by the validation AUC (Keras' val_loss is the raw model's).
+            raise ValueError("weight_averaging needs fine_tune_epochs >= 1 and early_stopping_metric='val_auc'")
         if self.source_adversarial and (self.balancing != "source_label" or self.early_stopping_metric != "val_auc"):
             # The head's targets ride on the sampled pipeline, and the validation images
             # carry no source targets, so stopping follows the validation AUC.
@@ -242,6 +251,11 @@ def _epoch_callback(
                 state["history"].setdefault(key, []).append(value)
             state["epoch"] = epoch + 1
             state["seconds"] += time.monotonic() - self._t0
+            current = None
+            if spec.weight_averaging and state["phase"] == "fine_tune":
+                # Score, and keep as best, the running average; train on from this epoch's weights.
+                current = self.model.get_weights()
+                self.model.set_weights(_update_average(ckpt, state, current))
             if spec.early_stopping_metric == "val_auc" and val is not None:
                 logs["val_auc"] = _val_auc(self.model, val[0], val[1], spec.labels)
                 state["history"].setdefault("val_auc", []).append(logs["val_auc"])
@@ -253,6 +267,8 @@ def _epoch_callback(
                 self.model.save_weights(ckpt / "best.weights.h5")
             else:
                 state["wait"] += 1
+            if current is not None:
+                self.model.set_weights(current)
             if state["wait"] >= spec.early_stopping_patience and epoch + 1 < phase_end:
                 state["stopped_early"] = True
                 self.model.stop_training = True
@@ -264,6 +280,24 @@ def _epoch_callback(
                 progress(_progress_record(spec, state, logs))
 
     return EpochCheckpoint()
+
+
+def _update_average(ckpt: Path, state: dict, current: list[np.ndarray]) -> list[np.ndarray]:
+    """Fold ``current`` into the running mean of the fine-tuning epochs' weights; returns
+    the mean. The mean of n epochs is kept in ``ckpt/average-<n>.npz`` and the count in
+    ``state``, so a run resumed after a crash at any point continues the same mean."""
+    n = int(state.get("average_count", 0))
+    if n == 0:
+        mean = [np.array(w, copy=True) for w in current]
+    else:
+        with np.load(ckpt / f"average-{n}.npz") as saved:
+            previous = [saved[f"arr_{i}"] for i in range(len(current))]
+        mean = [m + (c - m) / (n + 1) for m, c in zip(previous, current, strict=True)]
+    np.savez(ckpt / "average.tmp.npz", *mean)  # arr_0, arr_1, ... in get_weights() order
+    os.replace(ckpt / "average.tmp.npz", ckpt / f"average-{n + 1}.npz")
+    (ckpt / f"average-{n - 1}.npz").unlink(missing_ok=True)  # average-<n> stays until state.json says n + 1
+    state["average_count"] = n + 1
+    return mean
 
 
 def _progress_record(spec: TrainSpec, state: dict, logs: dict) -> dict:

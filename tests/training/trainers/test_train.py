@@ -96,3 +96,67 @@ def test_early_stopping_on_validation_auc_keeps_the_best_ranking_epoch(tmp_path)
     assert outcome.best_epoch == int(np.argmax(aucs)) + 1
     with pytest.raises(ValueError):
         replace(SPEC, early_stopping_metric="accuracy")
+
+
+def test_update_average_is_the_running_mean_and_survives_a_resume(tmp_path) -> None:
+    from training.trainers.train import _update_average
+
+    epochs = [[np.full((2, 3), float(e)), np.array([e * 10.0])] for e in (1, 2, 6)]
+    state: dict = {}
+    for number, weights in enumerate(epochs[:2], start=1):
+        mean = _update_average(tmp_path, state, weights)
+        assert state["average_count"] == number
+    resumed = json.loads(json.dumps(state))  # what state.json gives a resumed run
+    mean = _update_average(tmp_path, resumed, epochs[2])
+    assert np.allclose(mean[0], 3.0) and np.allclose(mean[1], [30.0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["average-2.npz", "average-3.npz"]
+
+
+def test_weight_averaging_returns_the_mean_of_the_fine_tuning_epochs(tmp_path) -> None:
+    """Fine-tuning with weight_averaging scores and returns the running mean of the
+    fine-tuning epochs' weights up to the best one, while training continues from each
+    epoch's own weights (read from last.keras after every epoch)."""
+    import shutil
+
+    import keras
+
+    spec = replace(
+        # The ImageNet weights shipped in training/pretrained (a random Lite0 outputs ~1e-14).
+        SPEC,
+        architecture="efficientnet_lite0",
+        weights="imagenet",
+        labels=("NORMAL", "B"),
+        epochs=1,
+        learning_rate=1e-6,
+        fine_tune_epochs=3,
+        fine_tune_layers=12,
+        fine_tune_learning_rate=1e-3,
+        early_stopping_metric="val_auc",
+        early_stopping_patience=9,
+        weight_averaging=True,
+    )
+    kept: list = []
+
+    def keep_last(record: dict) -> None:
+        copy = tmp_path / f"epoch-{record['epoch']}.keras"
+        shutil.copy(tmp_path / "run" / "checkpoint" / "last.keras", copy)
+        kept.append(copy)
+
+    outcome = _fit(spec, tmp_path / "run", keep_last)
+    assert outcome.epochs_run == 4 and outcome.best_epoch >= 2  # fine-tuning beat the untrained head
+    raw = [keras.saving.load_model(p, compile=False).get_weights() for p in kept[1:]]  # fine-tuning epochs 2-4
+
+    def mean_of(epochs: list) -> list:
+        return [np.mean(ws, axis=0) for ws in zip(*epochs, strict=True)]
+
+    def same(a: list, b: list) -> bool:
+        return all(np.allclose(x, y, atol=1e-6) for x, y in zip(a, b, strict=True))
+
+    with np.load(tmp_path / "run" / "checkpoint" / "average-3.npz") as stored:
+        average = [stored[f"arr_{i}"] for i in range(len(raw[0]))]
+    # The mean of the three; last.keras holds the epoch's own weights, which training goes on from.
+    assert same(average, mean_of(raw)) and not same(average, raw[-1])
+    returned = keras.saving.load_model(outcome.model_path, compile=False).get_weights()
+    assert same(returned, mean_of(raw[: outcome.best_epoch - 1]))  # the average at the best epoch
+    with pytest.raises(ValueError, match="weight_averaging"):
+        replace(SPEC, weight_averaging=True)
