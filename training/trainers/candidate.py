@@ -353,11 +353,22 @@ def _staged(progress: Progress | None, stage: str, *, fit: int = 1, fits: int = 
 
 
 def _final_spec(spec: Any, epochs: int) -> Any:
-    """The spec for the model trained on every source: ``epochs`` in total, no early stop."""
+    """The spec for the model trained on every source: ``epochs`` in total, no early stop,
+    and the last epoch kept (not the one the sample's validation split scores best)."""
     patience = epochs + spec.fine_tune_epochs + 1
     if spec.fine_tune_epochs and epochs > spec.epochs:
-        return replace(spec, fine_tune_epochs=epochs - spec.epochs, early_stopping_patience=patience)
-    return replace(spec, epochs=epochs, fine_tune_epochs=0, early_stopping_patience=patience)
+        return replace(
+            spec, fine_tune_epochs=epochs - spec.epochs, early_stopping_patience=patience, restore_best_epoch=False
+        )
+    # Too few epochs to reach fine-tuning: no fine-tuning epoch to average over either.
+    return replace(
+        spec,
+        epochs=epochs,
+        fine_tune_epochs=0,
+        early_stopping_patience=patience,
+        restore_best_epoch=False,
+        weight_averaging=False,
+    )
 
 
 def build_candidate(

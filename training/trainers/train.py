@@ -76,6 +76,11 @@ class TrainSpec:
     # Cha et al. 2021, SWAD). BN statistics are frozen while fine-tuning, so the
     # average needs no re-estimation.
     weight_averaging: bool = False
+    # False: return the last epoch (with weight_averaging, the mean of every fine-tuning
+    # epoch) instead of the best-scoring one. The final model of a source-held-out run
+    # trains for the folds' median epoch count; picking among its epochs by the sample's
+    # validation split would select on familiar hospitals again.
+    restore_best_epoch: bool = True
     seed: int = 1234
 
     def __post_init__(self) -> None:
@@ -132,7 +137,7 @@ class TrainOutcome:
     history: dict[str, list[float]]
     epochs_run: int
     seconds: float
-    best_epoch: int  # 1-based
+    best_epoch: int  # 1-based: the epoch returned (the best-scoring one unless restore_best_epoch is False)
     stopped_early: bool = False
 
 
@@ -290,14 +295,18 @@ def _update_average(ckpt: Path, state: dict, current: list[np.ndarray]) -> list[
     if n == 0:
         mean = [np.array(w, copy=True) for w in current]
     else:
-        with np.load(ckpt / f"average-{n}.npz") as saved:
-            previous = [saved[f"arr_{i}"] for i in range(len(current))]
-        mean = [m + (c - m) / (n + 1) for m, c in zip(previous, current, strict=True)]
+        mean = [m + (c - m) / (n + 1) for m, c in zip(_load_average(ckpt, state), current, strict=True)]
     np.savez(ckpt / "average.tmp.npz", *mean)  # arr_0, arr_1, ... in get_weights() order
     os.replace(ckpt / "average.tmp.npz", ckpt / f"average-{n + 1}.npz")
     (ckpt / f"average-{n - 1}.npz").unlink(missing_ok=True)  # average-<n> stays until state.json says n + 1
     state["average_count"] = n + 1
     return mean
+
+
+def _load_average(ckpt: Path, state: dict) -> list[np.ndarray]:
+    """The running mean of the fine-tuning epochs so far, in ``get_weights()`` order."""
+    with np.load(ckpt / f"average-{int(state['average_count'])}.npz") as saved:
+        return [saved[f"arr_{i}"] for i in range(len(saved.files))]
 
 
 def _progress_record(spec: TrainSpec, state: dict, logs: dict) -> dict:
@@ -444,8 +453,12 @@ def train(
 
 
 def _finish(model: Any, spec: TrainSpec, state: dict, ckpt: Path, workdir: Path) -> TrainOutcome:
-    if (ckpt / "best.weights.h5").exists():
+    returned_epoch = state["epoch"]
+    if spec.restore_best_epoch and (ckpt / "best.weights.h5").exists():
         model.load_weights(ckpt / "best.weights.h5")  # restore the best epoch
+        returned_epoch = state["best_epoch"]
+    elif not spec.restore_best_epoch and spec.weight_averaging and state.get("average_count"):
+        model.set_weights(_load_average(ckpt, state))  # the mean up to the last epoch
     if spec.source_adversarial:
         from training.trainers.adversarial import strip_source_head
 
@@ -454,13 +467,13 @@ def _finish(model: Any, spec: TrainSpec, state: dict, ckpt: Path, workdir: Path)
     model.save(model_path)
     _write_json(
         workdir / "history.json",
-        {"history": state["history"], "best_epoch": state["best_epoch"], "spec": spec.to_dict()},
+        {"history": state["history"], "best_epoch": returned_epoch, "spec": spec.to_dict()},
     )
     return TrainOutcome(
         model_path=model_path,
         history=state["history"],
         epochs_run=state["epoch"],
         seconds=state["seconds"],
-        best_epoch=state["best_epoch"],
+        best_epoch=returned_epoch,
         stopped_early=state["stopped_early"],
     )

@@ -124,3 +124,23 @@ def test_the_operating_point_ranks_by_the_binary_logit_however_confused_the_caus
     assert roc_auc(y, p_abnormal) == pytest.approx(roc_auc(y, binary_logit(logits, LABELS)), abs=1e-12)
     assert (p_abnormal[y] >= threshold).mean() >= 0.95
     assert chosen["threshold"] == pytest.approx(threshold + 1e-6)
+
+
+def test_the_final_model_runs_the_folds_epochs_and_keeps_the_last() -> None:
+    from training.trainers.candidate import _final_spec
+    from training.trainers.train import TrainSpec
+
+    lite = TrainSpec(
+        architecture="efficientnet_lite0",
+        epochs=2,
+        fine_tune_epochs=8,
+        early_stopping_metric="val_auc",
+        weight_averaging=True,
+    )
+    final = _final_spec(lite, 5)
+    assert (final.epochs, final.fine_tune_epochs, final.restore_best_epoch) == (2, 3, False)
+    assert final.weight_averaging and final.early_stopping_patience > final.total_epochs
+    # Stopped before fine-tuning in the folds: no fine-tuning, so nothing to average.
+    head_only = _final_spec(lite, 1)
+    assert (head_only.epochs, head_only.fine_tune_epochs, head_only.weight_averaging) == (1, 0, False)
+    assert not head_only.restore_best_epoch

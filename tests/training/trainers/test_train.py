@@ -160,3 +160,18 @@ def test_weight_averaging_returns_the_mean_of_the_fine_tuning_epochs(tmp_path) -
     assert same(returned, mean_of(raw[: outcome.best_epoch - 1]))  # the average at the best epoch
     with pytest.raises(ValueError, match="weight_averaging"):
         replace(SPEC, weight_averaging=True)
+
+
+def test_without_restore_best_epoch_the_last_epoch_is_returned(tmp_path) -> None:
+    """The final model of a source-held-out run keeps its last epoch: with a learning rate
+    that makes validation loss worse after the first epoch, restoring would pick another."""
+    import keras
+
+    spec = replace(SPEC, epochs=2, early_stopping_patience=9, learning_rate=0.5)
+    restored = _fit(spec, tmp_path / "restored")
+    last = _fit(replace(spec, restore_best_epoch=False), tmp_path / "last")
+    assert restored.best_epoch == 1  # the premise: the first epoch scored best
+    assert last.best_epoch == 2 and last.epochs_run == 2
+    kept = keras.saving.load_model(last.model_path, compile=False).get_weights()
+    final = keras.saving.load_model(tmp_path / "last" / "checkpoint" / "last.keras", compile=False).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(kept, final, strict=True))
