@@ -293,6 +293,24 @@ def _clean_broker() -> None:
         redis.Redis.from_url(url).flushdb()
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """pytest-django's test database, and before it is dropped, every other session on it
+    closed: a connection still open at the end (a thread of a concurrency test, a killed
+    worker's child that had not exited yet) made the drop fail ("is being accessed by other
+    users") and left a ``test_cxr_*`` database behind on every such run."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+
 def build_tiny_artifact(
     directory: Path, *, seed: int = 0, abnormal_threshold: float = 0.5, architecture: str = "cxr_net"
 ) -> Path:
